@@ -261,3 +261,45 @@ impl Driver {
         status
     }
 }
+
+/// Log lines at warning level or above emitted by the current thread while `f` ran. Panics
+/// if another logger was installed in this test binary first: the count could not be checked.
+pub fn warnings_during<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
+    use std::cell::RefCell;
+    use std::sync::OnceLock;
+
+    thread_local! {
+        static LINES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    }
+
+    struct Capture;
+    impl log::Log for Capture {
+        fn enabled(&self, metadata: &log::Metadata) -> bool {
+            metadata.level() <= log::Level::Warn
+        }
+        fn log(&self, record: &log::Record) {
+            if self.enabled(record.metadata()) {
+                LINES.with(|l| l.borrow_mut().push(record.args().to_string()));
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    static CAPTURE: Capture = Capture;
+    static INSTALLED: OnceLock<bool> = OnceLock::new();
+    let installed = *INSTALLED.get_or_init(|| {
+        let ok = log::set_logger(&CAPTURE).is_ok();
+        if ok {
+            log::set_max_level(log::LevelFilter::Warn);
+        }
+        ok
+    });
+    assert!(
+        installed,
+        "another logger is installed: warnings cannot be counted"
+    );
+    LINES.with(|l| l.borrow_mut().clear());
+    let result = f();
+    let lines = LINES.with(|l| std::mem::take(&mut *l.borrow_mut()));
+    (result, lines)
+}
