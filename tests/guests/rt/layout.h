@@ -1,0 +1,34 @@
+/* Constants shared by the runtime's assembly and C. */
+#ifndef TERN_RT_LAYOUT_H
+#define TERN_RT_LAYOUT_H
+
+/* GDT selectors (see rt_gdt in entry.S). */
+#define SEL_KCODE64 0x08
+#define SEL_KDATA 0x10
+#define SEL_KCODE32 0x18
+#define SEL_UDATA 0x20
+#define SEL_UCODE64 0x28
+#define SEL_TSS 0x30
+
+/* Page-table entry bits (SDM vol. 3, 4.5). */
+#define PTE_P 0x1
+#define PTE_W 0x2
+#define PTE_U 0x4
+#define PTE_PWT 0x8
+#define PTE_PCD 0x10
+#define PTE_PS 0x80
+
+#define CR0_PE 0x1
+#define CR0_WP 0x10000
+#define CR0_PG 0x80000000
+#define CR4_PAE 0x20
+#define CR4_PGE 0x80
+
+#define MSR_EFER 0xc0000080
+#define EFER_SCE 0x1
+#define EFER_LME 0x100
+
+/* Where the AP start-up trampoline is copied (must be below 1 MiB, 4 KiB aligned). */
+#define AP_TRAMPOLINE 0x8000
+
+#endif
