@@ -9,6 +9,8 @@
 #define SEL_UDATA 0x20
 #define SEL_UCODE64 0x28
 #define SEL_TSS 0x30
+/* Bytes in the GDT: seven 8-byte slots, the TSS taking two. */
+#define RT_GDT_SIZE 0x40
 
 /* Page-table entry bits (SDM vol. 3, 4.5). */
 #define PTE_P 0x1

@@ -1,0 +1,122 @@
+/*
+ * user: code at CPL3. The kernel part sets up a TSS (RSP0), the SYSCALL MSRs and a DPL-3 gate
+ * for int 0x80, then iretq's to a ring-3 function in the 2 MiB page at 4 MiB (the only page
+ * with U/S set). Ring 3 runs the hot loops (under kvm_pvm CPL3 runs natively while CPL0 is
+ * emulated) and reports each result once through SYSCALL and once through int 0x80; the kernel
+ * prints the result and the privilege levels each path saw.
+ *
+ * The loops iterate xorshift64 (13, 7, 17) USER_ROUNDS times from two seeds; the host test
+ * computes the same values to check the printed results.
+ */
+#include "rt.h"
+
+#define USER_OK 0x2e /* tern exits with 93 */
+
+#define USER_ROUNDS 8000000UL
+#define USER_SEED_SYSCALL 0x0123456789abcdefUL
+#define USER_SEED_INT80 0xfedcba9876543210UL
+
+#define SYS_REPORT_SYSCALL 1
+#define SYS_REPORT_INT80 2
+#define INT80_VECTOR 0x80
+
+#define MSR_STAR 0xc0000081
+#define MSR_LSTAR 0xc0000082
+#define MSR_SFMASK 0xc0000084
+/* RFLAGS bits SYSCALL clears: TF, IF, DF, NT, AC. */
+#define SFMASK_BITS 0x47700UL
+
+void enter_user(void (*rip)(void), uint64_t rsp) __attribute__((noreturn));
+void syscall_entry(void);
+uint64_t kernel_syscall(uint64_t a0, uint64_t a1, uint64_t nr);
+
+extern char __user_start[], __user_end[];
+
+static uint8_t kernel_stack[16384] __attribute__((aligned(16)));
+static uint8_t user_stack[8192] __attribute__((section(".user.data"), aligned(16)));
+
+static uint64_t syscall_result;
+static unsigned syscall_user_cpl, syscall_kernel_cpl;
+
+/* ---- ring 3: nothing here may touch kernel memory or call kernel functions ---- */
+
+__attribute__((section(".user.text"), noinline)) static uint64_t user_spin(uint64_t x)
+{
+    for (uint64_t i = 0; i < USER_ROUNDS; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        __asm__ volatile("" : "+r"(x)); /* keep the loop a loop */
+    }
+    return x;
+}
+
+__attribute__((section(".user.text"), noreturn)) static void user_main(void)
+{
+    uint64_t cs, ret;
+    __asm__ volatile("mov %%cs, %0" : "=r"(cs));
+
+    uint64_t r = user_spin(USER_SEED_SYSCALL);
+    uint64_t cpl = cs & 3;
+    /* This kernel's SYSCALL convention: the C call clobbers every caller-saved register. */
+    __asm__ volatile("syscall"
+                     : "=a"(ret), "+D"(r), "+S"(cpl)
+                     : "a"(SYS_REPORT_SYSCALL)
+                     : "rcx", "rdx", "r8", "r9", "r10", "r11", "memory");
+    (void)ret;
+
+    r = user_spin(USER_SEED_INT80);
+    __asm__ volatile("int $0x80" : : "a"(SYS_REPORT_INT80), "D"(r), "S"(cs & 3) : "memory");
+    for (;;)
+        ; /* the int 0x80 handler ends the run */
+}
+
+/* ---- ring 0 ---- */
+
+uint64_t kernel_syscall(uint64_t a0, uint64_t a1, uint64_t nr)
+{
+    if (nr != SYS_REPORT_SYSCALL)
+        rt_fail("syscall number %lu, expected %u", nr, SYS_REPORT_SYSCALL);
+    syscall_result = a0;
+    syscall_user_cpl = (unsigned)a1;
+    syscall_kernel_cpl = read_cs() & 3;
+    rt_printf("TERN-USER syscall: result=0x%016lx user-cpl=%u kernel-cpl=%u\n", a0, syscall_user_cpl,
+              syscall_kernel_cpl);
+    return 0;
+}
+
+static void int80_handler(struct rt_frame *f)
+{
+    if (f->rax != SYS_REPORT_INT80)
+        rt_fail("int 0x80 with rax=%lu, expected %u", f->rax, SYS_REPORT_INT80);
+    unsigned kernel_cpl = read_cs() & 3;
+    rt_printf("TERN-USER int80: result=0x%016lx user-cpl=%lu frame-cs=0x%lx kernel-cpl=%u\n", f->rdi, f->rsi, f->cs,
+              kernel_cpl);
+    if (syscall_user_cpl != 3 || f->rsi != 3 || (f->cs & 3) != 3)
+        rt_fail("ring-3 code did not run at CPL3");
+    if (syscall_kernel_cpl != 0 || kernel_cpl != 0)
+        rt_fail("the kernel paths did not run at CPL0");
+    rt_puts("TERN-USER ok\n");
+    rt_exit(USER_OK);
+}
+
+void guest_main(void)
+{
+    if ((uint64_t)__user_start != 0x400000 || (uint64_t)__user_end > 0x600000)
+        rt_fail("user code/data at 0x%lx..0x%lx, expected inside 0x400000..0x600000",
+                (uint64_t)__user_start, (uint64_t)__user_end);
+    rt_map_user_2m((uint64_t)__user_start);
+    rt_load_tss((uint64_t)(kernel_stack + sizeof kernel_stack));
+
+    rt_set_handler(INT80_VECTOR, int80_handler);
+    rt_set_gate_dpl(INT80_VECTOR, 3);
+
+    wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SCE);
+    /* SYSCALL: CS = 0x08, SS = 0x10. SYSRET (64-bit): CS = 0x18 + 16, SS = 0x18 + 8, RPL 3. */
+    wrmsr(MSR_STAR, ((uint64_t)SEL_KCODE32 << 48) | ((uint64_t)SEL_KCODE64 << 32));
+    wrmsr(MSR_LSTAR, (uint64_t)syscall_entry);
+    wrmsr(MSR_SFMASK, SFMASK_BITS);
+
+    rt_printf("TERN-USER entering ring 3 at 0x%lx\n", (uint64_t)user_main);
+    enter_user(user_main, (uint64_t)(user_stack + sizeof user_stack));
+}
