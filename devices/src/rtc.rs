@@ -106,6 +106,9 @@ const CHECKSUM_FIRST: usize = 0x10;
 const CHECKSUM_LAST: usize = 0x2d;
 const CHECKSUM_HIGH: usize = 0x2e;
 
+/// Largest guest-to-host offset a snapshot may restore: about 10,000 years.
+const MAX_OFFSET_SECS: i64 = 10_000 * 366 * 86_400;
+
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
 
@@ -169,12 +172,15 @@ impl RtcTime {
             && self.hour < 24
             && self.minute < 60
             && self.second < 60;
-        valid.then(|| {
-            days_from_civil(self.year, self.month, self.day) * 86_400
-                + i64::from(self.hour) * 3600
-                + i64::from(self.minute) * 60
-                + i64::from(self.second)
-        })
+        if !valid {
+            return None;
+        }
+        // Checked, because a restored snapshot may carry any year at all.
+        days_from_civil(self.year, self.month, self.day)
+            .checked_mul(86_400)?
+            .checked_add(
+                i64::from(self.hour) * 3600 + i64::from(self.minute) * 60 + i64::from(self.second),
+            )
     }
 
     /// Day of the week as the RTC counts it: 1 = Sunday .. 7 = Saturday.
@@ -289,11 +295,17 @@ impl Rtc {
 
     /// Rebuilds an RTC from a saved state; the guest's clock keeps its offset from `clock`.
     pub fn from_state(state: &RtcState, clock: Box<dyn Clock>) -> Self {
+        // Keep dates within years 0..=9999 so no calendar arithmetic can overflow, whatever
+        // the snapshot says.
+        let frozen = state.frozen.map(|t| RtcTime {
+            year: t.year.clamp(0, 9999),
+            ..t
+        });
         Self {
             index: state.index & INDEX_MASK,
             cmos: state.cmos,
-            offset_secs: state.offset_secs,
-            frozen: state.frozen,
+            offset_secs: state.offset_secs.clamp(-MAX_OFFSET_SECS, MAX_OFFSET_SECS),
+            frozen,
             clock,
         }
     }
@@ -801,5 +813,28 @@ mod tests {
         assert_eq!(rd(&mut restored, REG_MINUTES), 0x00);
         assert_eq!(rd(&mut restored, REG_SECONDS), 0x30);
         assert_eq!(rd(&mut restored, 0x50), 0x77);
+    }
+
+    #[test]
+    fn absurd_snapshots_are_clamped_not_fatal() {
+        let (rtc, clock) = rtc_at(LEAP_DAY);
+        let mut state = rtc.state();
+        state.offset_secs = i64::MAX;
+        let mut restored = Rtc::from_state(&state, Box::new(clock.clone()));
+        time_regs(&mut restored);
+        wr(&mut restored, REG_MINUTES, 0x01);
+        state.frozen = Some(RtcTime {
+            year: i64::MIN,
+            month: 0,
+            day: 0,
+            hour: 99,
+            minute: 99,
+            second: 99,
+        });
+        state.cmos[usize::from(REG_B)] = REG_B_SET;
+        let mut restored = Rtc::from_state(&state, Box::new(clock));
+        time_regs(&mut restored);
+        wr(&mut restored, REG_YEAR, 0x99);
+        wr(&mut restored, REG_B, 0);
     }
 }
