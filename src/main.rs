@@ -1,1 +1,274 @@
-fn main() {}
+//! The `tern` command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use tern::x86_64::machine::{self, DriveConfig, MachineConfig, SerialOutput};
+
+/// Exit status for bad flags, bad input files and unusable accelerators.
+const EXIT_USAGE: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "tern",
+    version,
+    about = "Runs x86_64 guests under KVM (and, later, x86_64 and riscv64 guests on a JIT)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Boot a guest kernel on a virtual machine.
+    Run(RunArgs),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Accel {
+    /// KVM when /dev/kvm can be opened.
+    Auto,
+    /// Hardware virtualization through /dev/kvm.
+    Kvm,
+    /// The binary translator (not available yet).
+    Tcg,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Arch {
+    #[value(name = "x86_64")]
+    X86_64,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Accelerator that runs the guest CPUs.
+    #[arg(long, value_enum, default_value = "auto")]
+    accel: Accel,
+    /// Guest architecture.
+    #[arg(long, value_enum, default_value = "x86_64")]
+    arch: Arch,
+    /// Kernel: a bzImage, or an ELF with a PVH entry note (e.g. vmlinux). Without it, tern
+    /// boots the Debian guest that scripts/guests/build.sh made (its vmlinux and initramfs).
+    #[arg(long)]
+    kernel: Option<PathBuf>,
+    /// Initial ramdisk.
+    #[arg(long)]
+    initrd: Option<PathBuf>,
+    /// Kernel command line.
+    #[arg(long, default_value = "console=ttyS0")]
+    append: String,
+    /// Guest memory, in bytes or with a K, M or G suffix.
+    #[arg(long, default_value = "512M", value_parser = parse_size)]
+    memory: u64,
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 1)]
+    smp: u32,
+    /// A virtio-blk disk backed by a host file: PATH or PATH,readonly. Repeatable.
+    #[arg(long, value_parser = parse_drive)]
+    drive: Vec<DriveConfig>,
+    /// Serial console: stdio, file:PATH or none.
+    #[arg(long, default_value = "stdio", value_parser = parse_serial)]
+    serial: SerialOutput,
+    /// End the run (exit status 6) after this many seconds of wall-clock time.
+    #[arg(long)]
+    timeout: Option<f64>,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, shift) = match text.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&text[..i], 10),
+        Some((i, 'M' | 'm')) => (&text[..i], 20),
+        Some((i, 'G' | 'g')) => (&text[..i], 30),
+        _ => (text, 0),
+    };
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size (e.g. 512M, 2G)"))?;
+    value
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+fn parse_drive(text: &str) -> Result<DriveConfig, String> {
+    let mut parts = text.split(',');
+    let path = parts
+        .next()
+        .filter(|p| !p.is_empty())
+        .ok_or("empty drive path")?;
+    let mut read_only = false;
+    for option in parts {
+        match option {
+            "readonly" | "readonly=on" | "ro" => read_only = true,
+            other => return Err(format!("unknown drive option '{other}' (known: readonly)")),
+        }
+    }
+    Ok(DriveConfig {
+        path: PathBuf::from(path),
+        read_only,
+    })
+}
+
+fn parse_serial(text: &str) -> Result<SerialOutput, String> {
+    match text {
+        "stdio" => Ok(SerialOutput::Stdio),
+        "none" => Ok(SerialOutput::None),
+        _ => match text.strip_prefix("file:") {
+            Some(path) if !path.is_empty() => Ok(SerialOutput::File(PathBuf::from(path))),
+            _ => Err(format!("'{text}': expected stdio, file:PATH or none")),
+        },
+    }
+}
+
+/// A failure the user caused (exit 2) or tern's own (exit 1).
+struct Failure {
+    usage: bool,
+    error: anyhow::Error,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_timestamp_millis()
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("tern: {:#}", failure.error);
+            ExitCode::from(if failure.usage { EXIT_USAGE } else { 1 })
+        }
+    }
+}
+
+fn usage(error: anyhow::Error) -> Failure {
+    Failure { usage: true, error }
+}
+
+fn run(args: RunArgs) -> Result<u8, Failure> {
+    match args.accel {
+        Accel::Tcg => {
+            return Err(usage(anyhow::anyhow!(
+                "--accel tcg: the JIT is not available yet; use --accel kvm"
+            )))
+        }
+        Accel::Auto | Accel::Kvm => {}
+    }
+    let timeout = match args.timeout {
+        Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),
+        Some(secs) => return Err(usage(anyhow::anyhow!("--timeout {secs}: must be positive"))),
+        None => None,
+    };
+    let (kernel, initrd) = match args.kernel {
+        Some(kernel) => (kernel, args.initrd),
+        None => {
+            let dir = default_guest_dir().map_err(usage)?;
+            let initrd = args.initrd.or(Some(dir.join("initramfs.cpio.gz")));
+            (dir.join("vmlinux"), initrd)
+        }
+    };
+    check_readable(&kernel, "kernel").map_err(usage)?;
+    if let Some(initrd) = &initrd {
+        check_readable(initrd, "initrd").map_err(usage)?;
+    }
+    let config = MachineConfig {
+        kernel,
+        initrd,
+        cmdline: args.append,
+        mem_size: args.memory,
+        cpus: args.smp,
+        drives: args.drive,
+        serial: args.serial,
+        console_escapes: true,
+        timeout,
+    };
+    let outcome = machine::run(&config).map_err(|e| Failure {
+        usage: e.is_user_error(),
+        error: e.into(),
+    })?;
+    let status = outcome.exit_status();
+    match &outcome {
+        machine::Outcome::GuestCrash(what) => eprintln!("tern: guest crashed: {what}"),
+        machine::Outcome::Timeout(limit) => {
+            eprintln!(
+                "tern: time limit of {:.1} s reached; guest stopped",
+                limit.as_secs_f64()
+            )
+        }
+        _ => log::info!("guest ended: {outcome:?}, exit status {status}"),
+    }
+    Ok(status as u8)
+}
+
+/// The x86_64 guest built by `scripts/guests/build.sh`: `$TERN_GUEST_DIR`, else
+/// `${TERN_CACHE:-$HOME/.cache/tern}/guests/current-x86_64`.
+fn default_guest_dir() -> anyhow::Result<PathBuf> {
+    let dir = match std::env::var_os("TERN_GUEST_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let cache = match std::env::var_os("TERN_CACHE") {
+                Some(cache) => PathBuf::from(cache),
+                None => {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/tern")
+                }
+            };
+            cache.join("guests/current-x86_64")
+        }
+    };
+    if !dir.join("vmlinux").is_file() {
+        bail!(
+            "no --kernel given and no default guest in {}: build it with scripts/guests/build.sh",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+fn check_readable(path: &std::path::Path, what: &str) -> anyhow::Result<()> {
+    let meta = std::fs::metadata(path).with_context(|| format!("{what} {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{what} {}: not a regular file", path.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_accept_suffixes() {
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999999G").is_err());
+    }
+
+    #[test]
+    fn drives_take_a_readonly_option() {
+        let d = parse_drive("disk.img,readonly").unwrap();
+        assert!(d.read_only && d.path == std::path::Path::new("disk.img"));
+        assert!(!parse_drive("disk.img").unwrap().read_only);
+        assert!(parse_drive("disk.img,bogus").is_err());
+        assert!(parse_drive("").is_err());
+    }
+
+    #[test]
+    fn serial_forms() {
+        assert_eq!(parse_serial("stdio"), Ok(SerialOutput::Stdio));
+        assert_eq!(
+            parse_serial("file:/tmp/x"),
+            Ok(SerialOutput::File(PathBuf::from("/tmp/x")))
+        );
+        assert!(parse_serial("file:").is_err());
+        assert!(parse_serial("tcp").is_err());
+    }
+}

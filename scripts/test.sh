@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs ALL of tern's tests on a fresh Debian/Ubuntu machine (as root, or with sudo for apt):
+# installs the toolchains the tests need, builds the guest images from Debian packages (cached
+# outside the clone), checks formatting and lints, and runs every test with the release build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+for tool in gcc:gcc make:make ld:binutils as:binutils cpio:cpio xz:xz-utils; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || need_pkgs+=("${tool##*:}")
+done
+if ((${#need_pkgs[@]})); then
+    echo "== installing ${need_pkgs[*]}"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
+fi
+
+echo "== guest images (scripts/guests/build.sh)"
+TERN_GUEST_DIR="$(scripts/guests/build.sh --print-dir)"
+export TERN_GUEST_DIR
+echo "   using $TERN_GUEST_DIR"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --release -- -D warnings
+
+echo "== cargo test (release)"
+cargo test --workspace --release -- --test-threads=2

@@ -1,0 +1,3 @@
+//! tern: machines, loaders and the run loop behind the `tern` command.
+
+pub mod x86_64;

@@ -1,0 +1,9 @@
+//! tern's x86_64 machine: memory map, ACPI description, boot protocols and devices.
+
+pub mod acpi;
+pub mod boot;
+pub mod layout;
+pub mod machine;
+pub mod run_control;
+
+pub use run_control::Outcome;
