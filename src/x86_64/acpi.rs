@@ -28,6 +28,8 @@ const OEM_REVISION: u32 = 1;
 const FADT_RESET_REG_SUP: u32 = 1 << 10;
 /// IA-PC boot architecture flags bit 2: no VGA.
 const IAPC_VGA_NOT_PRESENT: u16 = 1 << 2;
+/// The CMOS RTC's century register (devices::rtc keeps the century there).
+const CMOS_CENTURY: u8 = 0x32;
 /// MADT flags bit 0: the machine also has dual 8259s (KVM's in-kernel PIC).
 const MADT_PCAT_COMPAT: u32 = 1;
 
@@ -102,6 +104,7 @@ fn fadt(dsdt_addr: u64) -> Vec<u8> {
         .dsdt_64(dsdt_addr);
     fadt.flags = (fadt.flags.get() | FADT_RESET_REG_SUP).into();
     fadt.iapc_boot_arch = IAPC_VGA_NOT_PRESENT.into();
+    fadt.century = CMOS_CENTURY;
     fadt.sleep_control_reg = io_register(ACPI_PM_PORT + acpi_pm::SLEEP_CONTROL_OFFSET as u16);
     fadt.sleep_status_reg = io_register(ACPI_PM_PORT + acpi_pm::SLEEP_STATUS_OFFSET as u16);
     fadt.reset_reg = io_register(ACPI_PM_PORT + acpi_pm::RESET_OFFSET as u16);

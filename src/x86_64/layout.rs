@@ -58,6 +58,17 @@ pub const RTC_PORT: u16 = 0x70;
 pub const DEBUG_EXIT_PORT: u16 = 0xf4;
 pub const ACPI_PM_PORT: u16 = 0x600;
 
+// The fixed boot areas must not overlap: checked when tern is compiled.
+const _: () = {
+    assert!(BOOT_GDT + 8 * 5 <= PVH_START_INFO);
+    assert!(PVH_START_INFO + 0x1000 <= ZERO_PAGE);
+    assert!(BOOT_STACK < PML4 && PML4 < PDPT && PDPT < PD);
+    assert!(PD + PD_COUNT * 0x1000 <= CMDLINE);
+    assert!(CMDLINE + CMDLINE_MAX as u64 <= EBDA_START);
+    assert!(VIRTIO_MMIO_BASE + VIRTIO_MAX_SLOTS as u64 * VIRTIO_MMIO_SIZE <= IOAPIC_ADDR);
+    assert!(VIRTIO_FIRST_GSI + VIRTIO_MAX_SLOTS as u32 <= 24);
+};
+
 /// Guest RAM ranges for `mem_size` bytes of memory.
 pub fn ram_ranges(mem_size: u64) -> Vec<(u64, u64)> {
     if mem_size <= LOW_RAM_END {
@@ -83,17 +94,5 @@ mod tests {
             ram_ranges(4 << 30),
             vec![(0, LOW_RAM_END), (HIGH_RAM_START, 1 << 30)]
         );
-    }
-
-    #[test]
-    fn fixed_areas_do_not_overlap() {
-        let gdt_end = BOOT_GDT + 8 * 5;
-        assert!(gdt_end <= PVH_START_INFO);
-        assert!(PVH_START_INFO + 0x1000 <= ZERO_PAGE);
-        assert!(BOOT_STACK < PML4 && PML4 < PDPT && PDPT < PD);
-        assert!(PD + PD_COUNT * 0x1000 <= CMDLINE);
-        assert!(CMDLINE + CMDLINE_MAX as u64 <= EBDA_START);
-        assert!(virtio_mmio_addr(VIRTIO_MAX_SLOTS) <= IOAPIC_ADDR);
-        assert!(VIRTIO_FIRST_GSI + VIRTIO_MAX_SLOTS as u32 <= 24);
     }
 }

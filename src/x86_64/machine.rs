@@ -269,6 +269,15 @@ fn build_devices(
     pio.insert(i8042.clone(), devices::i8042::DATA_PORT, 1)?;
     pio.insert(i8042, devices::i8042::COMMAND_PORT, 1)?;
 
+    let mut rtc = devices::rtc::Rtc::new(Box::new(devices::rtc::SystemClock));
+    let below_4g = config.mem_size.min(LOW_RAM_END);
+    rtc.set_memory_size(below_4g, config.mem_size - below_4g);
+    pio.insert(
+        Arc::new(Mutex::new(rtc)),
+        u64::from(RTC_PORT),
+        devices::rtc::RTC_LEN,
+    )?;
+
     let debug_exit = devices::debug_exit::DebugExit::new(exit.clone());
     pio.insert(
         Arc::new(Mutex::new(debug_exit)),
