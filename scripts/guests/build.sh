@@ -12,6 +12,8 @@
 #                (picks up a newer Debian kernel when the pinned one has gone)
 #   --verify     also re-hash the cached outputs against their MANIFEST
 #   --record     write the outputs' sha256 into expected.sha256 (after an intended change)
+#   --prune      afterwards, delete set directories and compiled kernels that no current-SET
+#                link uses (old builds otherwise stay, ~100 MB each)
 #
 # Environment:
 #   TERN_CACHE              cache root (default $HOME/.cache/tern); outputs go to
@@ -27,9 +29,11 @@
 # whose set already exists does no work. SET-KEY/MANIFEST names the packages, versions and the
 # sha256 of every output; $TERN_CACHE/guests/current-SET is a symlink to the newest good set.
 #
-# Package versions are pinned to the ones the reference images were made from; when Debian
-# no longer serves a pinned version, the current one is used instead, with a warning, and the
-# versions actually used are remembered (guests/resolved-SET) so later runs stay offline.
+# Package versions are pinned (x86_64: the versions the reference images in
+# /work/shared/guests were made from; riscv64: trixie's, which this mirror serves again; the
+# reference had to fall back to forky). When Debian no longer serves a pinned version, the
+# current one is used instead, with a warning, and the versions actually used are remembered
+# (guests/resolved-SET) so later runs stay offline; --refresh asks apt again.
 #
 # Outputs (file names are part of the interface; tests use them):
 #   x86_64/       bzImage  vmlinux (PVH ELF)  initramfs.cpio.gz  kernel-config.gz
@@ -43,6 +47,7 @@
 # 3 output differs from expected.sha256 while TERN_GUESTS_STRICT=1.
 set -euo pipefail
 shopt -s inherit_errexit
+export LC_ALL=C
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=${TERN_CACHE:-${HOME:?HOME or TERN_CACHE must be set}/.cache/tern}
 G=$CACHE/guests
@@ -59,7 +64,7 @@ die() {
     exit 1
 }
 usage() {
-    sed -n '3,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '3,18p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -71,14 +76,11 @@ usage() {
 PINS="
 x86_64 kernel linux-image-6.1.0-56-amd64 amd64 6.1.192-2 sys
 x86_64 busybox busybox-static amd64 1:1.35.0-4+deb12u1+b1 sys
-riscv64 kernel linux-image-7.2.12+deb14-riscv64 riscv64 7.2.12-1 rv
-riscv64 kernel linux-binary-7.2.12+deb14-riscv64 riscv64 7.2.12-1 rv
-riscv64 kernel linux-modules-7.2.12+deb14-riscv64 riscv64 7.2.12-1 rv
-riscv64 kernel linux-base-7.2.12+deb14-riscv64 riscv64 7.2.12-1 rv
-riscv64 busybox busybox-static riscv64 1:1.38.0-3+b1 rv
+riscv64 kernel linux-image-6.12.117+deb13-riscv64 riscv64 6.12.117-1 rv
+riscv64 busybox busybox-static riscv64 1:1.37.0-6+b9 rv
 riscv64 opensbi opensbi all 1.1-2 sys
 riscv64-mini source linux-source-6.1 all 6.1.192-2 sys
-riscv64-mini busybox busybox-static riscv64 1:1.38.0-3+b1 rv
+riscv64-mini busybox busybox-static riscv64 1:1.37.0-6+b9 rv
 riscv64-mini opensbi opensbi all 1.1-2 sys
 "
 # Scripts whose content goes into every set's key.
@@ -235,7 +237,10 @@ fetch() {
         fi
     fi
     set -- "$tmp"/*.deb
-    [ $# = 1 ] && [ -f "$1" ] || { rm -rf "$tmp"; die "apt-get download $spec gave no single .deb"; }
+    if [ $# != 1 ] || [ ! -f "$1" ]; then
+        rm -rf "$tmp"
+        die "apt-get download $spec gave no single .deb"
+    fi
     mv -f "$1" "$p"
     sha256sum "$p" | cut -d' ' -f1 > "$p.sha256"
     rm -rf "$tmp"
@@ -266,7 +271,7 @@ fallback_group() { # SET GROUP
             awk -v s="$set" -v g="$group" '$1 == s && $2 == g {print $3, $4, $6}' <<< "$PINS" |
                 while read -r p a c; do
                     v=$(candidate "$c" "$p")
-                    [ -n "$v" ] && [ "$v" != "(none)" ] || die "apt has no $p ($a) at all"
+                    if [ -z "$v" ] || [ "$v" = "(none)" ]; then die "apt has no $p ($a) at all"; fi
                     echo "$p $a $v $c"
                 done
             ;;
@@ -281,7 +286,7 @@ from_label() {
     if [ "$1" = rv ]; then echo "riscv64:$RV_SUITE"; else echo host-apt; fi
 }
 resolve() {
-    local set=$1 pins pinsum rf groups g line name arch ver ctx out=() ok
+    local set=$1 pins pinsum rf groups g name arch ver ctx chosen=() ok
     pins=$(awk -v s="$set" '$1 == s' <<< "$PINS")
     pinsum=$(sha256sum <<< "$pins" | cut -c1-16)
     rf=$G/resolved-$set
@@ -303,7 +308,7 @@ resolve() {
         done < <(awk -v g="$g" '$2 == g' <<< "$pins")
         if [ "$ok" = 1 ]; then
             while read -r _ _ name arch ver ctx; do
-                out+=("$name $arch $ver $(from_label "$ctx")")
+                chosen+=("$name $arch $ver $(from_label "$ctx")")
             done < <(awk -v g="$g" '$2 == g' <<< "$pins")
             continue
         fi
@@ -313,13 +318,13 @@ resolve() {
         [ -n "$fb" ] || die "$set: cannot resolve the $g packages"
         while read -r name arch ver ctx; do
             fetch "$name" "$arch" "$ver" "$ctx" || die "$set: cannot download $name $ver ($arch)"
-            out+=("$name $arch $ver $(from_label "$ctx")")
+            chosen+=("$name $arch $ver $(from_label "$ctx")")
         done <<< "$fb"
     done
     mkdir -p "$G"
-    { echo "pins $pinsum"; printf '%s\n' "${out[@]}"; } > "$rf.tmp"
+    { echo "pins $pinsum"; printf '%s\n' "${chosen[@]}"; } > "$rf.tmp"
     mv -f "$rf.tmp" "$rf"
-    RES=$(printf '%s\n' "${out[@]}")
+    RES=$(printf '%s\n' "${chosen[@]}")
 }
 
 # ---------------------------------------------------------------------------------------
@@ -447,16 +452,15 @@ MINI_OPTIONS="MMU ARCH_RV64I SOC_VIRT NONPORTABLE RISCV_ISA_C FPU PRINTK PRINTK_
     SERIAL_EARLYCON_RISCV_SBI BLOCK BLK_DEV VIRTIO_MENU VIRTIO_MMIO VIRTIO_BLK HW_RANDOM
     HW_RANDOM_VIRTIO BLK_DEV_INITRD RD_GZIP BINFMT_ELF BINFMT_SCRIPT PROC_FS SYSFS DEVTMPFS FUTEX
     POSIX_TIMERS MULTIUSER POWER_RESET POWER_RESET_SYSCON_POWEROFF"
-build_riscv64_mini() {
-    local res=$1 out=$2 work=$3 src o
-    need_tools dpkg-deb cpio gzip xz readelf make gcc bc flex bison perl riscv64-linux-gnu-gcc
+# compile_mini_kernel SOURCE_DEB KDIR: KDIR/{Image,config,kernel.release}.
+compile_mini_kernel() {
+    local sdeb=$1 kdir=$2 src o
+    mkdir -p "$kdir/work"
     log "riscv64-mini: unpacking linux-source-6.1"
-    mkdir -p "$work/src"
-    dpkg-deb --fsys-tarfile "$(deb_of "$res" linux-source-6.1)" |
-        tar -xO ./usr/src/linux-source-6.1.tar.xz | xz -dc | tar -x -C "$work/src"
-    src=$work/src/linux-source-6.1
+    dpkg-deb --fsys-tarfile "$sdeb" | tar -xO ./usr/src/linux-source-6.1.tar.xz | xz -dc | tar -x -C "$kdir/work"
+    src=$kdir/work/linux-source-6.1
     local mk=(make -C "$src" ARCH=riscv CROSS_COMPILE=riscv64-linux-gnu-
-        KBUILD_BUILD_TIMESTAMP=@$SOURCE_DATE_EPOCH KBUILD_BUILD_USER=tern KBUILD_BUILD_HOST=tern)
+        "KBUILD_BUILD_TIMESTAMP=@$SOURCE_DATE_EPOCH" KBUILD_BUILD_USER=tern KBUILD_BUILD_HOST=tern)
     "${mk[@]}" tinyconfig >&2
     for o in $MINI_OPTIONS; do "$src/scripts/config" --file "$src/.config" --enable "$o"; done
     "$src/scripts/config" --file "$src/.config" --disable MODULES --disable SMP
@@ -466,14 +470,40 @@ build_riscv64_mini() {
     done
     log "riscv64-mini: compiling (minutes)"
     "${mk[@]}" -j"${TERN_GUESTS_JOBS:-$(nproc)}" Image >&2
-    store_rv_image "$src/arch/riscv/boot/Image" "$out"
-    gzip -9 -n < "$src/.config" > "$out/kernel-config.gz"
+    cp "$src/arch/riscv/boot/Image" "$kdir/Image"
+    cp "$src/.config" "$kdir/config"
+    cp "$src/include/config/kernel.release" "$kdir/kernel.release"
+    rm -rf "$kdir/work"
+}
+build_riscv64_mini() {
+    local res=$1 out=$2 work=$3 sdeb kkey kdir
+    need_tools dpkg-deb cpio gzip xz readelf make gcc bc flex bison perl riscv64-linux-gnu-gcc
+    # The compiled kernel is cached on its own inputs only (source package, compiler, the
+    # compile step and options), so changing /init or the packing does not recompile it.
+    sdeb=$(deb_of "$res" linux-source-6.1)
+    kkey=$({
+        cat "$sdeb.sha256"
+        riscv64-linux-gnu-gcc --version | head -n1
+        declare -f compile_mini_kernel
+        echo "$MINI_OPTIONS $SOURCE_DATE_EPOCH"
+    } | sha256sum | cut -c1-16)
+    kdir=$G/kernel-riscv64-mini-$kkey
+    if [ ! -f "$kdir/kernel.release" ]; then
+        rm -rf "$kdir.tmp" # left over from an interrupted compile
+        compile_mini_kernel "$sdeb" "$kdir.tmp"
+        mv "$kdir.tmp" "$kdir"
+    else
+        log "riscv64-mini: compiled kernel cached in $kdir"
+    fi
+    store_rv_image "$kdir/Image" "$out"
+    gzip -9 -n < "$kdir/config" > "$out/kernel-config.gz"
     # shellcheck disable=SC2086
-    config_table "$src/.config" "linux-source-6.1 mini (riscv64, no modules)" $RV_OPTIONS > "$out/kernel-drivers.txt"
+    config_table "$kdir/config" "linux-source-6.1 mini (riscv64, no modules)" $RV_OPTIONS > "$out/kernel-drivers.txt"
     dpkg-deb -x "$(deb_of "$res" busybox-static)" "$work/bb"
     "$HERE/mkinitramfs.sh" "$out/initramfs.cpio.gz" "$(first_existing "$work"/bb/bin/busybox "$work"/bb/usr/bin/busybox)"
     store_opensbi "$res" "$out" "$work"
-    echo "kernel_release=$(cat "$src/include/config/kernel.release" 2>/dev/null || echo unknown)"
+    echo "kernel_release=$(cat "$kdir/kernel.release")"
+    echo "kernel_cache=$kdir"
     echo "compiler=$(riscv64-linux-gnu-gcc --version | head -n1)"
 }
 
@@ -496,7 +526,7 @@ set_key() {
 
 # check_expected SET DIR: compare the MANIFEST's output hashes with expected.sha256.
 check_expected() {
-    local set=$1 dir=$2 exp got f h bad=0 had=0 epk gpk
+    local set=$1 dir=$2 got f h bad=0 had=0 epk gpk
     [ -f "$EXPECTED" ] || {
         warn "no $EXPECTED: outputs not checked (run with --record after a good build)"
         return 0
@@ -591,7 +621,7 @@ ensure_set() {
             awk -v s="$set" '$1 == s {print "pinned", $3, $5, $4}' <<< "$PINS"
             for f in $SCRIPTS; do echo "script $f sha256=$(sha256sum < "$HERE/$f" | cut -d' ' -f1)"; done
             echo "$info"
-            (cd "$out" && for f in $(ls | LC_ALL=C sort); do [ "$f" = MANIFEST ] || sha256sum "$f"; done)
+            (cd "$out" && for f in *; do [ "$f" = MANIFEST ] || sha256sum "$f"; done)
         } > "$out/MANIFEST"
         rm -rf "$work"
         chmod -R a+rX "$out"
@@ -611,6 +641,7 @@ NOBUILD=0
 REFRESH=0
 VERIFY=0
 RECORD=0
+PRUNE=0
 while [ $# -gt 0 ]; do
     case $1 in
         --only)
@@ -628,6 +659,7 @@ while [ $# -gt 0 ]; do
         --refresh) REFRESH=1; shift ;;
         --verify) VERIFY=1; shift ;;
         --record) RECORD=1; shift ;;
+        --prune) PRUNE=1; shift ;;
         -h | --help) usage ;;
         *) echo "build.sh: unknown argument '$1'" >&2; usage ;;
     esac
@@ -655,3 +687,18 @@ fi
 for s in "${SETS[@]}"; do
     ensure_set "$s"
 done
+if [ "$PRUNE" = 1 ]; then
+    keep=" "
+    for l in "$G"/current-*; do
+        [ -L "$l" ] || continue
+        keep+="$(readlink "$l") "
+        k=$(sed -n 's|^kernel_cache=.*/||p' "$l/MANIFEST" 2>/dev/null || true)
+        [ -n "$k" ] && keep+="$k "
+    done
+    for d in "$G"/x86_64-* "$G"/riscv64-* "$G"/kernel-riscv64-mini-*; do
+        [ -d "$d" ] || continue
+        case $keep in *" ${d##*/} "*) continue ;; esac
+        log "pruning ${d##*/}"
+        rm -rf "$d"
+    done
+fi

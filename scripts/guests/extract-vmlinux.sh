@@ -27,6 +27,7 @@ done
 tmp="$out.tmp.$$"
 trap 'rm -f "$tmp"' EXIT
 found=""
+# shellcheck disable=SC2013 # one decimal offset per line
 for off in $(LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "$in" | cut -d: -f1); do
     # --single-stream: stop at the end of the first stream; the bzImage goes on after it.
     # (Input through a process substitution: tail's SIGPIPE must not count as a failure.)

@@ -8,7 +8,7 @@
 #   TERN-UPTIME-AT-INIT: <seconds>          guest clock when /init started
 #   TERN-KERNEL: <uname -r> <uname -m>
 #   TERN-CPU: <model name or ISA> (online: N)
-#   TERN-MODULES: N loaded                  only when the initramfs carries modules
+#   TERN-MODULES: N loaded                  modules insmod'ed (0 when there are none)
 #   TERN-DISK: vda size=<bytes>             only when /dev/vda exists
 #   TERN-DISK-HEAD: <hex of the first 16 bytes of vda>
 #   TERN-DISK-WRITTEN                       only for the test disk (see below)
@@ -50,16 +50,17 @@ has_word() {
 }
 
 # Modules: /lib/modules/load-order lists .ko files (relative to /lib/modules) with every
-# module after the modules it depends on, so plain insmod works.
+# module after the modules it depends on, so plain insmod works. A kernel with everything
+# built in has no list and reports 0.
+n=0
 if [ -f /lib/modules/load-order ]; then
-    n=0
     while read -r m; do
         if insmod "/lib/modules/$m" 2>/dev/null; then
             n=$((n + 1))
         fi
     done < /lib/modules/load-order
-    echo "TERN-MODULES: $n loaded"
 fi
+echo "TERN-MODULES: $n loaded"
 
 # virtio-blk: the sysfs entry may appear a moment before devtmpfs has the node.
 i=0

@@ -66,12 +66,12 @@ if [ $# -gt 0 ]; then
     add() {
         local name=${1//-/_} src rel dst dep
         case ${STATE[$name]:-} in
-            done) return 0 ;;
-            busy) die "dependency cycle through module $name" ;;
+            listed) return 0 ;;
+            visiting) die "dependency cycle through module $name" ;;
         esac
         src=${PATH_OF[$name]:-}
         [ -n "$src" ] || die "module $name not found under $MODDIR"
-        STATE[$name]=busy
+        STATE[$name]=visiting
         rel=${src#"$MODDIR"/}
         case $rel in
             *.ko.xz) rel=${rel%.xz} ;;
@@ -90,7 +90,7 @@ if [ $# -gt 0 ]; then
         for dep in $(readelf -p .modinfo "$dst" | sed -n 's/^ *\[ *[0-9a-f]*\] *depends=//p' | tr ',' ' '); do
             add "$dep"
         done
-        STATE[$name]=done
+        STATE[$name]=listed
         ORDER+=("$rel")
     }
     for m in "$@"; do
