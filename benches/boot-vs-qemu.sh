@@ -18,7 +18,7 @@ command -v qemu-system-x86_64 >/dev/null || {
 
 cargo build --release --quiet
 out="$(pwd)/target/guests"
-make -s -C tests/guests OUT="$out" >/dev/null
+make -s -C tests/guests OUT="$out" "$out/hello.elf" >/dev/null
 guest="$out/hello.elf"
 tern=target/release/tern
 qemu_version="$(qemu-system-x86_64 --version | head -1)"

@@ -196,6 +196,7 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
     let status = outcome.exit_status();
     match &outcome {
         machine::Outcome::GuestCrash(what) => eprintln!("tern: guest crashed: {what}"),
+        machine::Outcome::Unresponsive(what) => eprintln!("tern: guest unresponsive: {what}"),
         machine::Outcome::Timeout(limit) => {
             eprintln!(
                 "tern: time limit of {:.1} s reached; guest stopped",

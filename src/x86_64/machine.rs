@@ -225,9 +225,14 @@ pub fn run(config: &MachineConfig) -> Result<Outcome, MachineError> {
 
     let threads = spawn_vcpus(vcpus, &io, &control, &mem)?;
     let outcome = control.wait(config.timeout);
-    stop_vcpus(threads);
+    let stuck = stop_vcpus(threads);
     if let Err(e) = terminal.restore() {
         log::warn!("cannot restore the terminal: {e}");
+    }
+    if !stuck.is_empty() {
+        return Ok(Outcome::Unresponsive(format!(
+            "vCPU(s) {stuck:?} did not stop within 2 s after the run ended ({outcome:?})"
+        )));
     }
     Ok(outcome)
 }
@@ -411,8 +416,10 @@ fn describe_rip(vcpu: &KvmVcpu, mem: &GuestMemoryMmap) -> String {
 }
 
 /// Kicks every vCPU thread out of `KVM_RUN` until it has left its loop. A thread that does not
-/// stop within two seconds is left behind (the process is about to exit) with a warning.
-fn stop_vcpus(threads: Vec<VcpuThread>) {
+/// stop within two seconds is left behind (the process is about to exit); the indices of such
+/// vCPUs are returned.
+fn stop_vcpus(threads: Vec<VcpuThread>) -> Vec<u32> {
+    let mut stuck = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(2);
     for thread in threads {
         while !thread.handle.is_finished() && Instant::now() < deadline {
@@ -422,7 +429,8 @@ fn stop_vcpus(threads: Vec<VcpuThread>) {
         if thread.handle.is_finished() {
             let _ = thread.handle.join();
         } else {
-            log::warn!("vCPU {} did not stop; abandoning it", thread.index);
+            stuck.push(thread.index);
         }
     }
+    stuck
 }

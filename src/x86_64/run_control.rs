@@ -26,6 +26,8 @@ pub enum Outcome {
     GuestCrash(String),
     /// The `--timeout` wall-clock limit passed.
     Timeout(Duration),
+    /// The run ended but some vCPU could not be stopped: what happened.
+    Unresponsive(String),
 }
 
 impl Outcome {
@@ -36,7 +38,7 @@ impl Outcome {
             // QEMU's isa-debug-exit convention; the shell sees the low 8 bits.
             Outcome::DebugExit(value) => ((value << 1) | 1) as i32 & 0xff,
             Outcome::GuestCrash(_) => 4,
-            Outcome::Timeout(_) => 6,
+            Outcome::Timeout(_) | Outcome::Unresponsive(_) => 6,
         }
     }
 }
