@@ -47,6 +47,20 @@
 #define VIRTIO_ID_BLOCK 2
 #define VIRTIO_ID_RNG 4
 
-static inline uint64_t virtio_slot(unsigned i) { return VIRTIO_MMIO_BASE + i * VIRTIO_MMIO_STRIDE; }
+/*
+ * Slot address and count. `vmmio-base=`, `vmmio-stride=` and `vmmio-slots=` on the command line
+ * override tern's layout, so the guests can also be tried on QEMU's microvm (base 0xfeb00000,
+ * stride 0x200, 24 slots, devices from the last slot down).
+ */
+static inline unsigned virtio_slot_count(void)
+{
+    uint64_t n = rt_cmdline_u64("vmmio-slots", VIRTIO_MMIO_SLOTS);
+    return n > 64 ? 64 : (unsigned)n;
+}
+
+static inline uint64_t virtio_slot(unsigned i)
+{
+    return rt_cmdline_u64("vmmio-base", VIRTIO_MMIO_BASE) + i * rt_cmdline_u64("vmmio-stride", VIRTIO_MMIO_STRIDE);
+}
 
 #endif

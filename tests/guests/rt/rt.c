@@ -219,6 +219,44 @@ int rt_cmdline_has(const char *word)
     return 0;
 }
 
+uint64_t rt_cmdline_u64(const char *key, uint64_t fallback)
+{
+    const char *s = rt_cmdline();
+    size_t n = strlen(key);
+    while (*s) {
+        while (*s == ' ')
+            s++;
+        if (memcmp(s, key, n) == 0 && s[n] == '=') {
+            const char *p = s + n + 1;
+            unsigned base = 10;
+            if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+                base = 16;
+                p += 2;
+            }
+            uint64_t v = 0;
+            int digits = 0;
+            for (;; p++, digits++) {
+                unsigned d;
+                if (*p >= '0' && *p <= '9')
+                    d = (unsigned)(*p - '0');
+                else if (base == 16 && *p >= 'a' && *p <= 'f')
+                    d = (unsigned)(*p - 'a' + 10);
+                else if (base == 16 && *p >= 'A' && *p <= 'F')
+                    d = (unsigned)(*p - 'A' + 10);
+                else
+                    break;
+                v = v * base + d;
+            }
+            if (digits && (*p == ' ' || *p == 0))
+                return v;
+            return fallback;
+        }
+        while (*s && *s != ' ')
+            s++;
+    }
+    return fallback;
+}
+
 static void set_gate(unsigned vector, uint64_t target, unsigned dpl)
 {
     struct idt_entry *e = &idt[vector];

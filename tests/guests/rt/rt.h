@@ -61,6 +61,8 @@ const struct hvm_start_info *rt_start_info(void);
 const char *rt_cmdline(void);
 /* True when the command line holds `word` as a whole space-separated token. */
 int rt_cmdline_has(const char *word);
+/* The number in a `key=NUMBER` token (decimal or 0x-hex), or `fallback` when absent/malformed. */
+uint64_t rt_cmdline_u64(const char *key, uint64_t fallback);
 
 /* Interrupts: handlers for any vector; gate DPL 3 lets ring 3 reach it with `int n`. */
 void rt_set_handler(uint8_t vector, rt_handler handler);
