@@ -628,8 +628,10 @@ ensure_set() {
         mv "$out" "$dir"
         log "$set: built"
     fi
-    ln -sfn "$set-$key" "$G/current-$set.tmp"
-    mv -Tf "$G/current-$set.tmp" "$G/current-$set"
+    if [ "$(readlink "$G/current-$set" 2>/dev/null)" != "$set-$key" ]; then
+        ln -sfn "$set-$key" "$G/current-$set.tmp"
+        mv -Tf "$G/current-$set.tmp" "$G/current-$set"
+    fi
     if [ "$RECORD" = 1 ]; then record_expected "$set" "$dir"; else check_expected "$set" "$dir"; fi
     [ "$QUIET" = 1 ] || cat "$dir/MANIFEST" >&2
     echo "$dir"
@@ -679,7 +681,10 @@ CLEANUP=()
 trap 'rm -rf "${CLEANUP[@]}"' EXIT
 command -v flock >/dev/null || die "missing flock (util-linux)"
 # One builder at a time per cache; a second caller waits, then finds the set built.
-exec 9> "$G/.lock"
+# (A user who cannot write the cache can still take the lock through a read-only open.)
+if ! { exec 9>> "$G/.lock"; } 2>/dev/null; then
+    exec 9< "$G/.lock" || die "cannot open $G/.lock"
+fi
 if ! flock -n 9; then
     log "waiting for another build.sh using $G"
     flock 9
