@@ -3,7 +3,9 @@
  * for int 0x80, then iretq's to a ring-3 function in the 2 MiB page at 4 MiB (the only page
  * with U/S set). Ring 3 runs the hot loops (under kvm_pvm CPL3 runs natively while CPL0 is
  * emulated) and reports each result once through SYSCALL and once through int 0x80; the kernel
- * prints the result and the privilege levels each path saw.
+ * prints the result and the privilege levels each path saw. `int80` on the command line skips the
+ * SYSCALL leg; `ud2` returns through an exception instead (kvm_pvm does not deliver SYSCALL or
+ * int 0x80 from ring 3 to a non-PVM guest, see the tests).
  *
  * The loops iterate xorshift64 (13, 7, 17) USER_ROUNDS times from two seeds; the host test
  * computes the same values to check the printed results.
@@ -18,6 +20,12 @@
 
 #define SYS_REPORT_SYSCALL 1
 #define SYS_REPORT_INT80 2
+#define SYS_REPORT_UD2 3
+
+/* How ring 3 gets back to the kernel, chosen on the command line. */
+#define PATH_BOTH 0  /* default: SYSCALL, then int 0x80 */
+#define PATH_INT80 1 /* `int80`: int 0x80 only */
+#define PATH_UD2 2   /* `ud2`: an exception (#UD) only */
 #define INT80_VECTOR 0x80
 
 #define MSR_STAR 0xc0000081
@@ -34,6 +42,8 @@ extern char __user_start[], __user_end[];
 
 static uint8_t kernel_stack[16384] __attribute__((aligned(16)));
 static uint8_t user_stack[8192] __attribute__((section(".user.data"), aligned(16)));
+/* Written by the kernel before entering ring 3; lives in the user page so ring 3 may read it. */
+static volatile uint32_t user_path __attribute__((section(".user.data")));
 
 static uint64_t syscall_result;
 static unsigned syscall_user_cpl, syscall_kernel_cpl;
@@ -53,22 +63,28 @@ __attribute__((section(".user.text"), noinline)) static uint64_t user_spin(uint6
 
 __attribute__((section(".user.text"), noreturn)) static void user_main(void)
 {
-    uint64_t cs, ret;
+    uint64_t cs, ret, r;
     __asm__ volatile("mov %%cs, %0" : "=r"(cs));
-
-    uint64_t r = user_spin(USER_SEED_SYSCALL);
     uint64_t cpl = cs & 3;
-    /* This kernel's SYSCALL convention: the C call clobbers every caller-saved register. */
-    __asm__ volatile("syscall"
-                     : "=a"(ret), "+D"(r), "+S"(cpl)
-                     : "a"(SYS_REPORT_SYSCALL)
-                     : "rcx", "rdx", "r8", "r9", "r10", "r11", "memory");
-    (void)ret;
+
+    if (user_path == PATH_BOTH) {
+        r = user_spin(USER_SEED_SYSCALL);
+        /* This kernel's SYSCALL convention: the C call clobbers every caller-saved register. */
+        __asm__ volatile("syscall"
+                         : "=a"(ret), "+D"(r), "+S"(cpl)
+                         : "a"(SYS_REPORT_SYSCALL)
+                         : "rcx", "rdx", "r8", "r9", "r10", "r11", "memory");
+        (void)ret;
+        cpl = cs & 3;
+    }
 
     r = user_spin(USER_SEED_INT80);
-    __asm__ volatile("int $0x80" : : "a"(SYS_REPORT_INT80), "D"(r), "S"(cs & 3) : "memory");
+    if (user_path == PATH_UD2)
+        __asm__ volatile("ud2" : : "a"(SYS_REPORT_UD2), "D"(r), "S"(cpl) : "memory");
+    else
+        __asm__ volatile("int $0x80" : : "a"(SYS_REPORT_INT80), "D"(r), "S"(cpl) : "memory");
     for (;;)
-        ; /* the int 0x80 handler ends the run */
+        ; /* the int 0x80 and #UD handlers end the run */
 }
 
 /* ---- ring 0 ---- */
@@ -85,19 +101,31 @@ uint64_t kernel_syscall(uint64_t a0, uint64_t a1, uint64_t nr)
     return 0;
 }
 
-static void int80_handler(struct rt_frame *f)
+/* The end of every path: report what ring 3 computed and which privilege levels were seen. */
+static void report_trap(struct rt_frame *f, const char *path, uint64_t nr)
 {
-    if (f->rax != SYS_REPORT_INT80)
-        rt_fail("int 0x80 with rax=%lu, expected %u", f->rax, SYS_REPORT_INT80);
+    if (f->rax != nr)
+        rt_fail("%s with rax=%lu, expected %lu", path, f->rax, nr);
     unsigned kernel_cpl = read_cs() & 3;
-    rt_printf("TERN-USER int80: result=0x%016lx user-cpl=%lu frame-cs=0x%lx kernel-cpl=%u\n", f->rdi, f->rsi, f->cs,
-              kernel_cpl);
-    if (syscall_user_cpl != 3 || f->rsi != 3 || (f->cs & 3) != 3)
+    rt_printf("TERN-USER %s: result=0x%016lx user-cpl=%lu frame-cs=0x%lx kernel-cpl=%u\n", path, f->rdi, f->rsi,
+              f->cs, kernel_cpl);
+    if (f->rsi != 3 || (f->cs & 3) != 3 || (user_path == PATH_BOTH && syscall_user_cpl != 3))
         rt_fail("ring-3 code did not run at CPL3");
-    if (syscall_kernel_cpl != 0 || kernel_cpl != 0)
+    if (kernel_cpl != 0 || (user_path == PATH_BOTH && syscall_kernel_cpl != 0))
         rt_fail("the kernel paths did not run at CPL0");
     rt_puts("TERN-USER ok\n");
     rt_exit(USER_OK);
+}
+
+static void int80_handler(struct rt_frame *f) { report_trap(f, "int80", SYS_REPORT_INT80); }
+
+static void ud_handler(struct rt_frame *f)
+{
+    if ((f->cs & 3) != 3) {
+        rt_printf("TERN-EXCEPTION vector=6 (#UD) in the kernel rip=0x%lx\n", f->rip);
+        rt_exit(RT_EXIT_EXCEPTION);
+    }
+    report_trap(f, "ud2", SYS_REPORT_UD2);
 }
 
 void guest_main(void)
@@ -108,12 +136,14 @@ void guest_main(void)
     rt_map_user_2m((uint64_t)__user_start);
     rt_load_tss((uint64_t)(kernel_stack + sizeof kernel_stack));
 
+    user_path = rt_cmdline_has("ud2") ? PATH_UD2 : rt_cmdline_has("int80") ? PATH_INT80 : PATH_BOTH;
     rt_set_handler(INT80_VECTOR, int80_handler);
+    rt_set_handler(6, ud_handler);
     rt_set_gate_dpl(INT80_VECTOR, 3);
 
     wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SCE);
-    /* SYSCALL: CS = 0x08, SS = 0x10. SYSRET (64-bit): CS = 0x18 + 16, SS = 0x18 + 8, RPL 3. */
-    wrmsr(MSR_STAR, ((uint64_t)SEL_KCODE32 << 48) | ((uint64_t)SEL_KCODE64 << 32));
+    /* SYSCALL: CS = 0x10, SS = 0x18. SYSRET (64-bit): CS = 0x20 + 16, SS = 0x20 + 8, RPL 3. */
+    wrmsr(MSR_STAR, ((uint64_t)(SEL_UCODE32 | 3) << 48) | ((uint64_t)SEL_KCODE64 << 32));
     wrmsr(MSR_LSTAR, (uint64_t)syscall_entry);
     wrmsr(MSR_SFMASK, SFMASK_BITS);
 

@@ -135,21 +135,20 @@ long_mode_64:
     hlt
     jmp     9b
 
-/*
- * GDT. The order of 0x18..0x28 is dictated by SYSRET: STAR[63:48] = 0x18 gives user
- * SS = 0x20|3 and user CS = 0x28|3. The TSS descriptor (0x30, 16 bytes) is filled at run time.
- */
+/* GDT: see the selectors in layout.h. The TSS descriptor is filled at run time. */
     .section .data
     .p2align 4
     .globl rt_gdt
 rt_gdt:
     .quad 0                         /* 0x00 null */
-    .quad 0x00af9a000000ffff        /* 0x08 kernel code, 64-bit */
-    .quad 0x00cf92000000ffff        /* 0x10 kernel data */
-    .quad 0x00cf9a000000ffff        /* 0x18 kernel code, 32-bit (entry, AP trampoline) */
-    .quad 0x00cff2000000ffff        /* 0x20 user data (DPL 3) */
-    .quad 0x00affa000000ffff        /* 0x28 user code, 64-bit (DPL 3) */
-    .quad 0, 0                      /* 0x30 TSS */
+    .quad 0x00cf9a000000ffff        /* 0x08 kernel code, 32-bit (entry, AP trampoline) */
+    .quad 0x00af9a000000ffff        /* 0x10 kernel code, 64-bit */
+    .quad 0x00cf92000000ffff        /* 0x18 kernel data */
+    .quad 0x00cffa000000ffff        /* 0x20 user code, 32-bit (DPL 3; only STAR's base) */
+    .quad 0x00cff2000000ffff        /* 0x28 user data (DPL 3) */
+    .quad 0x00affa000000ffff        /* 0x30 user code, 64-bit (DPL 3) */
+    .quad 0                         /* 0x38 unused */
+    .quad 0, 0                      /* 0x40 TSS */
 rt_gdt_end:
     .p2align 3
     .word 0
