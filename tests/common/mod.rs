@@ -47,6 +47,18 @@ macro_rules! skip_test_without_kvm {
     };
 }
 
+/// Returns true, and says why on stderr, when `/dev/kvm` is kvm_pvm and the test needs
+/// something kvm_pvm does not do for non-PVM guests (`why`). Set `TERN_TEST_ON_PVM=1` to run
+/// such tests anyway (to see whether a newer kvm_pvm fixed it).
+pub fn skip_test_on_kvm_pvm(test: &str, why: &str) -> bool {
+    if !Path::new("/sys/module/kvm_pvm").exists() || std::env::var_os("TERN_TEST_ON_PVM").is_some()
+    {
+        return false;
+    }
+    eprintln!("SKIPPED (kvm_pvm: {why}; TERN_TEST_ON_PVM=1 runs it): {test}");
+    true
+}
+
 fn guests_out_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("guests")
 }

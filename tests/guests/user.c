@@ -125,7 +125,22 @@ static void ud_handler(struct rt_frame *f)
         rt_printf("TERN-EXCEPTION vector=6 (#UD) in the kernel rip=0x%lx\n", f->rip);
         rt_exit(RT_EXIT_EXCEPTION);
     }
+    const uint8_t *insn = (const uint8_t *)f->rip;
+    if (insn[0] == 0xcd && insn[1] == 0x80)
+        rt_fail("int 0x80 at CPL3 (rip=0x%lx) raised #UD instead of entering the DPL-3 gate", f->rip);
     report_trap(f, "ud2", SYS_REPORT_UD2);
+}
+
+/* A page fault fetching syscall_entry from ring 3 means SYSCALL jumped without changing CPL. */
+static void pf_handler(struct rt_frame *f)
+{
+    uint64_t cr2;
+    __asm__ volatile("mov %%cr2, %0" : "=r"(cr2));
+    if ((f->cs & 3) == 3 && f->rip == (uint64_t)syscall_entry)
+        rt_fail("SYSCALL reached LSTAR (0x%lx) still at CPL3 (cs=0x%lx): no switch to ring 0", f->rip, f->cs);
+    rt_printf("TERN-EXCEPTION vector=14 (#PF) error=0x%lx rip=0x%lx cs=0x%lx cr2=0x%lx\n", f->error, f->rip, f->cs,
+              cr2);
+    rt_exit(RT_EXIT_EXCEPTION);
 }
 
 void guest_main(void)
@@ -139,6 +154,7 @@ void guest_main(void)
     user_path = rt_cmdline_has("ud2") ? PATH_UD2 : rt_cmdline_has("int80") ? PATH_INT80 : PATH_BOTH;
     rt_set_handler(INT80_VECTOR, int80_handler);
     rt_set_handler(6, ud_handler);
+    rt_set_handler(14, pf_handler);
     rt_set_gate_dpl(INT80_VECTOR, 3);
 
     wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SCE);
