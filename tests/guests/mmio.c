@@ -13,7 +13,7 @@ void guest_main(void)
     unsigned found = 0;
     uint32_t ids[VIRTIO_MMIO_SLOTS];
 
-    for (unsigned i = 0; i < VIRTIO_MMIO_SLOTS; i++) {
+    for (unsigned i = 0; i < virtio_slot_count() && i < VIRTIO_MMIO_SLOTS; i++) {
         uint64_t base = virtio_slot(i);
         uint32_t magic = mmio_read32(base + VMMIO_MAGIC);
         if (magic != VIRTIO_MAGIC) {
