@@ -31,7 +31,8 @@ pub fn fit_to_vcpu(entries: &mut [kvm_cpuid_entry2], cpu_index: u32, cpu_count: 
     for entry in entries.iter_mut() {
         match entry.function {
             0x1 => {
-                entry.ebx = (entry.ebx & 0x0000_ffff) | (apic_id << 24) | (cpu_count.min(255) << 16);
+                entry.ebx =
+                    (entry.ebx & 0x0000_ffff) | (apic_id << 24) | (cpu_count.min(255) << 16);
                 entry.ecx |= LEAF1_ECX_HYPERVISOR;
                 if cpu_count > 1 {
                     entry.edx |= LEAF1_EDX_HTT;

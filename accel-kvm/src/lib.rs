@@ -19,8 +19,8 @@ pub mod regs;
 pub mod vcpu;
 pub mod vm;
 
-pub use vm::{KvmIrqLine, KvmVm};
 pub use vcpu::{KvmVcpu, VcpuExit, VmIo};
+pub use vm::{KvmIrqLine, KvmVm};
 
 pub use kvm_bindings;
 

@@ -34,7 +34,11 @@ impl Segment {
         let g = (entry >> 55) & 1 == 1;
         Segment {
             base,
-            limit: if g { (raw_limit << 12) | 0xfff } else { raw_limit },
+            limit: if g {
+                (raw_limit << 12) | 0xfff
+            } else {
+                raw_limit
+            },
             selector,
             type_: ((entry >> 40) & 0xf) as u8,
             present: (entry >> 47) & 1 == 1,

@@ -173,7 +173,12 @@ impl KvmVcpu {
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                     VcpuExit::Interrupted
                 }
-                Err(e) => return Err(KvmError::Ioctl { op: "KVM_RUN", source: e }),
+                Err(e) => {
+                    return Err(KvmError::Ioctl {
+                        op: "KVM_RUN",
+                        source: e,
+                    })
+                }
             };
             return Ok(exit);
         }

@@ -106,7 +106,9 @@ impl Bus {
 /// Locks a device, carrying on if another thread panicked while holding it: the device state
 /// is plain data, and one vCPU thread's failure is reported by the machine, not here.
 fn lock(device: &Mutex<dyn BusDevice>) -> MutexGuard<'_, dyn BusDevice + 'static> {
-    device.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    device
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

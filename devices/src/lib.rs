@@ -5,13 +5,13 @@
 //! for the run to end through an [`exit::ExitRequester`], and reaches guest memory through
 //! vm-memory's `GuestMemory`. The same models serve KVM and the JIT.
 
-pub mod bus;
-pub mod exit;
-pub mod irq;
 pub mod acpi_pm;
+pub mod bus;
 pub mod console;
 pub mod debug_exit;
+pub mod exit;
 pub mod i8042;
+pub mod irq;
 pub mod rtc;
 pub mod serial;
 pub mod virtio;
