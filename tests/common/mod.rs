@@ -33,7 +33,7 @@ pub fn skip_test_without_kvm(test: &str) -> bool {
     if Path::new(KVM_DEVICE).exists() {
         return false;
     }
-    eprintln!("SKIPPED (no {KVM_DEVICE}): {test}");
+    report_skip(&format!("SKIPPED (no {KVM_DEVICE}): {test}"));
     true
 }
 
@@ -55,8 +55,17 @@ pub fn skip_test_on_kvm_pvm(test: &str, why: &str) -> bool {
     {
         return false;
     }
-    eprintln!("SKIPPED (kvm_pvm: {why}; TERN_TEST_ON_PVM=1 runs it): {test}");
+    report_skip(&format!(
+        "SKIPPED (kvm_pvm: {why}; TERN_TEST_ON_PVM=1 runs it): {test}"
+    ));
     true
+}
+
+/// Writes a skip notice straight to the process's stderr: `eprintln!` inside a test is captured
+/// by the test harness and would hide the notice for a test that returns early and "passes".
+fn report_skip(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 fn guests_out_dir() -> PathBuf {
