@@ -18,8 +18,8 @@ command -v qemu-system-x86_64 >/dev/null || {
 
 cargo build --release --quiet
 out="$(pwd)/target/guests"
-make -s -C tests/guests OUT="$out" "$out/hello.elf" >/dev/null
-guest="$out/hello.elf"
+make -s -C tests/guests OUT="$out" "$out/tiny.elf" >/dev/null
+guest="$out/tiny.elf"
 tern=target/release/tern
 qemu_version="$(qemu-system-x86_64 --version | head -1)"
 

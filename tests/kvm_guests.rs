@@ -72,6 +72,15 @@ fn hello_prints_and_exits_through_debug_exit() {
 }
 
 #[test]
+fn tiny_32_bit_guest_runs_from_the_pvh_entry_state() {
+    // The benchmark guest: nothing but the PVH entry state (32-bit flat segments, paging off).
+    skip_test_without_kvm!("tiny_32_bit_guest_runs_from_the_pvh_entry_state");
+    let out = run_guest("tiny", &["--memory", "128M"]).run();
+    out.assert_lines(&["TERN-TEST hello"]);
+    out.assert_code(HELLO_OK);
+}
+
+#[test]
 fn mmio_without_drives_has_the_rng_in_slot_0() {
     skip_test_without_kvm!("mmio_without_drives_has_the_rng_in_slot_0");
     let out = run_guest("mmio", &[]).run();
