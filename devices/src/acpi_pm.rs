@@ -117,16 +117,8 @@ impl BusDevice for AcpiPm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
 
-    #[derive(Default)]
-    struct Exits(Mutex<Vec<ExitReason>>);
-
-    impl ExitRequester for Exits {
-        fn request_exit(&self, reason: ExitReason) {
-            self.0.lock().unwrap().push(reason);
-        }
-    }
+    use crate::exit::RecordingExit as Exits;
 
     fn device() -> (AcpiPm, Arc<Exits>) {
         let exits = Arc::new(Exits::default());
@@ -134,7 +126,7 @@ mod tests {
     }
 
     fn exits(e: &Exits) -> Vec<ExitReason> {
-        e.0.lock().unwrap().clone()
+        e.requests()
     }
 
     #[test]

@@ -68,16 +68,8 @@ impl BusDevice for DebugExit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
 
-    #[derive(Default)]
-    struct Exits(Mutex<Vec<ExitReason>>);
-
-    impl ExitRequester for Exits {
-        fn request_exit(&self, reason: ExitReason) {
-            self.0.lock().unwrap().push(reason);
-        }
-    }
+    use crate::exit::RecordingExit as Exits;
 
     fn device() -> (DebugExit, Arc<Exits>) {
         let exits = Arc::new(Exits::default());
@@ -88,7 +80,7 @@ mod tests {
     fn a_byte_write_requests_exit_with_that_value() {
         let (mut dev, exits) = device();
         dev.write(0xf4, 0, &[0x10]);
-        assert_eq!(*exits.0.lock().unwrap(), [ExitReason::DebugExit(0x10)]);
+        assert_eq!(exits.requests(), [ExitReason::DebugExit(0x10)]);
     }
 
     #[test]
@@ -97,7 +89,7 @@ mod tests {
         dev.write(0xf4, 0, &[0x34, 0x12]);
         dev.write(0xf4, 0, &[0x78, 0x56, 0x34, 0x12]);
         assert_eq!(
-            *exits.0.lock().unwrap(),
+            exits.requests(),
             [
                 ExitReason::DebugExit(0x1234),
                 ExitReason::DebugExit(0x1234_5678)
@@ -111,7 +103,7 @@ mod tests {
         let mut buf = [0xaa; 4];
         dev.read(0xf4, 0, &mut buf);
         assert_eq!(buf, [0; 4]);
-        assert!(exits.0.lock().unwrap().is_empty());
+        assert!(exits.requests().is_empty());
     }
 
     #[test]
@@ -121,6 +113,6 @@ mod tests {
         let mut restored = DebugExit::from_state(&state, exits.clone());
         assert_eq!(restored.state(), state);
         restored.write(0xf4, 0, &[3]);
-        assert_eq!(*exits.0.lock().unwrap(), [ExitReason::DebugExit(3)]);
+        assert_eq!(exits.requests(), [ExitReason::DebugExit(3)]);
     }
 }

@@ -23,3 +23,29 @@ pub trait ExitRequester: Send + Sync {
     /// Asks the machine to stop; the first request wins, later ones are ignored.
     fn request_exit(&self, reason: ExitReason);
 }
+
+/// An [`ExitRequester`] that records every request in order: for tests of devices that end the
+/// run (the machine's own requester keeps only the first).
+#[derive(Debug, Default)]
+pub struct RecordingExit {
+    requests: std::sync::Mutex<Vec<ExitReason>>,
+}
+
+impl RecordingExit {
+    /// The requests so far, oldest first.
+    pub fn requests(&self) -> Vec<ExitReason> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl ExitRequester for RecordingExit {
+    fn request_exit(&self, reason: ExitReason) {
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(reason);
+    }
+}

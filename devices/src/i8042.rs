@@ -325,16 +325,8 @@ impl BusDevice for I8042 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
 
-    #[derive(Default)]
-    struct Exits(Mutex<Vec<ExitReason>>);
-
-    impl ExitRequester for Exits {
-        fn request_exit(&self, reason: ExitReason) {
-            self.0.lock().unwrap().push(reason);
-        }
-    }
+    use crate::exit::RecordingExit as Exits;
 
     struct Kbc {
         dev: I8042,
@@ -374,7 +366,7 @@ mod tests {
                 .then(|| self.read_data())
         }
         fn exits(&self) -> Vec<ExitReason> {
-            self.exits.0.lock().unwrap().clone()
+            self.exits.requests()
         }
     }
 
