@@ -434,13 +434,9 @@ impl VirtioDevice for VirtioBlk {
         );
     }
 
-    fn activate(&mut self, _acked_features: u64) -> Result<(), VirtioError> {
-        // Nothing depends on the negotiated features: FLUSH is always honoured, and a driver
-        // that did not accept RO still gets IOERR for writes to a read-only disk.
-        Ok(())
-    }
-
-    fn reset(&mut self) {}
+    // `activate` and `reset` keep the trait's defaults: nothing depends on the negotiated
+    // features (FLUSH is always honoured, and a driver that did not accept RO still gets IOERR
+    // for writes to a read-only disk), and no per-driver state is kept.
 
     fn process_queue(
         &mut self,

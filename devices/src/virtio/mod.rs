@@ -69,10 +69,14 @@ pub trait VirtioDevice: Send {
     fn write_config(&mut self, offset: u64, data: &[u8]);
 
     /// Called once the driver has set DRIVER_OK, with the features both sides agreed on.
-    fn activate(&mut self, acked_features: u64) -> Result<(), VirtioError>;
+    /// Devices whose behaviour does not depend on the negotiated features keep the default.
+    fn activate(&mut self, _acked_features: u64) -> Result<(), VirtioError> {
+        Ok(())
+    }
 
     /// Forgets everything negotiated with the driver (the driver wrote 0 to the status).
-    fn reset(&mut self);
+    /// Devices that keep no per-driver state keep the default.
+    fn reset(&mut self) {}
 
     /// Serves every request available on queue `index`. Returns whether buffers were put on
     /// the used ring, i.e. whether the driver should be interrupted. A malformed request must

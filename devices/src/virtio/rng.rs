@@ -101,12 +101,6 @@ impl VirtioDevice for VirtioRng {
         warn!("virtio-rng: write to nonexistent config space at {offset:#x} ignored");
     }
 
-    fn activate(&mut self, _acked_features: u64) -> Result<(), VirtioError> {
-        Ok(())
-    }
-
-    fn reset(&mut self) {}
-
     fn process_queue(
         &mut self,
         index: usize,
