@@ -24,9 +24,14 @@ pub mod abi;
 mod block;
 mod builder;
 mod helper;
+pub mod interp;
 mod op;
+pub mod opt;
 mod print;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod types;
+pub mod verify;
 
 pub use block::Block;
 pub use builder::Builder;

@@ -1,0 +1,1 @@
+//! Block optimizer (being written; see the JIT core issue).

@@ -1,0 +1,1 @@
+//! Random valid blocks and a test CPU state for property tests (being written).

@@ -1,0 +1,1 @@
+//! Block verifier (being written; see the JIT core issue).
