@@ -116,6 +116,9 @@ pub struct EnvHeader {
     pub lookup: LookupFn,
     /// The fast-path view of each MMU mode's TLB.
     pub tlb: [TlbFast; MMU_MODES],
+    /// The engine's per-vCPU context, for slow paths and helpers that need more than the
+    /// CPU state (memory, devices, the block cache). Generated code never reads it.
+    pub opaque: *mut std::ffi::c_void,
 }
 
 /// Byte offsets of [`EnvHeader`] fields, for generated code.
@@ -137,6 +140,8 @@ pub mod offsets {
     pub const LOOKUP: u32 = offset_of!(EnvHeader, lookup) as u32;
     /// [`EnvHeader::tlb`]
     pub const TLB: u32 = offset_of!(EnvHeader, tlb) as u32;
+    /// [`EnvHeader::opaque`]
+    pub const OPAQUE: u32 = offset_of!(EnvHeader, opaque) as u32;
     /// Size of one `TlbFast`.
     pub const TLB_FAST_SIZE: u32 = std::mem::size_of::<super::TlbFast>() as u32;
     /// Size of the header: globals start at or after this offset.
