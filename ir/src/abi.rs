@@ -90,11 +90,25 @@ pub type StoreSlowFn = unsafe extern "C" fn(env: u64, addr: u64, val: u64, info:
 /// `(env) -> host code address`, or the address of the engine's "return to the loop" code.
 pub type LookupFn = unsafe extern "C" fn(env: u64) -> u64;
 
-/// Packs the fourth slow-path argument: `MemOp` bits 0-7, MMU mode bits 8-15, instruction
-/// index bits 16-47.
-pub const fn slow_path_info(mop: crate::MemOp, mmu_idx: u8, insn_index: u32) -> u64 {
-    mop.bits() as u64 | (mmu_idx as u64) << 8 | (insn_index as u64) << 16
+/// Packs the fourth slow-path argument: `MemOp` bits in bits 0-7, the MMU mode in bits 8-15,
+/// the instruction index in bits 16-31 and the block id in bits 32-63 (the slow path needs the
+/// block to tell whether a store modifies the code that is running).
+pub const fn slow_path_info(mop: crate::MemOp, mmu_idx: u8, insn_index: u16, block_id: u32) -> u64 {
+    mop.bits() as u64 | (mmu_idx as u64) << 8 | (insn_index as u64) << 16 | (block_id as u64) << 32
 }
+
+/// The fields of [`slow_path_info`]: `(mop, mmu_idx, insn_index, block_id)`.
+pub const fn decode_slow_path_info(info: u64) -> (crate::MemOp, u8, u16, u32) {
+    (
+        crate::MemOp::from_bits(info as u32 & 0xff),
+        (info >> 8) as u8,
+        (info >> 16) as u16,
+        (info >> 32) as u32,
+    )
+}
+
+/// The most `InsnStart`s a block may have (instruction indexes are 16 bits in the slow-path ABI).
+pub const MAX_INSNS: usize = 1 << 16;
 
 /// The start of every CPU state.
 #[repr(C)]
@@ -232,9 +246,7 @@ mod tests {
     #[test]
     fn slow_path_info_packs_fields() {
         let mop = crate::MemOp::signed(crate::Size::B16).with_aligned();
-        let info = slow_path_info(mop, 3, 77);
-        assert_eq!(crate::MemOp::from_bits(info as u32 & 0xff), mop);
-        assert_eq!((info >> 8) & 0xff, 3);
-        assert_eq!(info >> 16, 77);
+        let info = slow_path_info(mop, 3, 77, 0xdead_beef);
+        assert_eq!(decode_slow_path_info(info), (mop, 3, 77, 0xdead_beef));
     }
 }
