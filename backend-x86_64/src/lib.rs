@@ -1,3 +1,257 @@
-//! Compiles `ir` translation blocks to x86_64 host code.
+//! Compiles verified `ir` translation blocks to x86_64 host code.
 //!
-//! Empty until the JIT core issue lands (register allocation, softmmu fast path, chaining).
+//! - [`code_buffer`]: the dual-mapped (W^X) executable buffer; the only unsafe module.
+//! - [`liveness`] and [`regalloc`]: a backward liveness pass, then a local linear allocator
+//!   (QEMU-style) that keeps globals in registers while live and syncs them at block exits,
+//!   helper calls and slow paths.
+//! - `emit`: lowering per op, the softmmu fast path inline and its slow path out of line,
+//!   terminals with patchable `goto_tb` jumps.
+//!
+//! **Register conventions** (see [`regs`]): `r14` = CPU state, `rsp` = the frame the entry
+//! trampoline built (256 spill slots + 16 save slots, 16-byte aligned), `r11` = scratch;
+//! the 13 other registers are allocated. Blocks have no prologue: the trampoline saves every
+//! callee-saved register once, so chained blocks jump straight into each other.
+
+pub mod code_buffer;
+mod emit;
+mod features;
+pub mod liveness;
+pub mod regalloc;
+pub mod regs;
+
+use dynasmrt::{dynasm, DynasmApi};
+use ir::abi::{ExitCode, ExitKind};
+
+use code_buffer::CodeBuffer;
+pub use features::HostFeatures;
+use regs::*;
+
+/// Errors of the backend.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The code buffer has no room for the block: flush and retry.
+    #[error("code buffer full")]
+    BufferFull,
+    /// The block needs more than the frame offers (spill slots, registers).
+    #[error("block too complex: {0}")]
+    TooComplex(String),
+    /// Creating the code buffer failed.
+    #[error("mapping the code buffer: {0}")]
+    Mmap(#[from] std::io::Error),
+}
+
+/// Backend parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct BackendConfig {
+    /// Size of the code buffer in bytes.
+    pub code_size: usize,
+    /// Optional instructions the code may use.
+    pub features: HostFeatures,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig {
+            code_size: 32 << 20,
+            features: HostFeatures::detect(),
+        }
+    }
+}
+
+/// A patchable `goto_tb` jump of a compiled block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GotoSlot {
+    /// Executable address of the jump's 4-byte aligned rel32 field.
+    pub field: usize,
+    /// Executable address of the block's own exit stub for this slot (the unlinked target).
+    pub exit_stub: usize,
+}
+
+/// A block in the code buffer.
+#[derive(Clone, Debug)]
+pub struct CompiledBlock {
+    /// Executable address of the first instruction.
+    pub entry: usize,
+    /// Length of the code in bytes (body and stubs).
+    pub len: usize,
+    /// The block's `GotoTb` slots, by slot number.
+    pub goto_slots: [Option<GotoSlot>; 2],
+}
+
+/// The x86_64 JIT backend: the code buffer, the shared stubs and the compiler's buffers.
+pub struct Backend {
+    buf: CodeBuffer,
+    features: HostFeatures,
+    /// Offset of the first byte after the shared stubs.
+    stubs_end: usize,
+    /// Bump pointer.
+    used: usize,
+    trampoline: usize,
+    epilogue: usize,
+    lookup_miss: usize,
+    scratch: emit::Scratch,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("used", &self.used)
+            .field("capacity", &self.buf.capacity())
+            .finish()
+    }
+}
+
+/// Code alignment of blocks.
+const BLOCK_ALIGN: usize = 16;
+
+impl Backend {
+    /// Maps the code buffer and emits the shared stubs (entry trampoline, epilogue, lookup
+    /// miss).
+    pub fn new(config: BackendConfig) -> Result<Backend, BackendError> {
+        let mut buf = CodeBuffer::new(config.code_size)?;
+        let base = buf.rx_base();
+        let mut a = emit::asm::Asm::new(base);
+        let frame = FRAME_SIZE;
+        // enter(env: rdi, entry: rsi) -> rax
+        dynasm!(a ; .arch x64
+            ; push rbp ; push rbx ; push r12 ; push r13 ; push r14 ; push r15
+            ; sub rsp, frame
+            ; mov r14, rdi
+            ; jmp rsi
+        );
+        let epilogue = a.offset().0;
+        dynasm!(a ; .arch x64
+            ; add rsp, frame
+            ; pop r15 ; pop r14 ; pop r13 ; pop r12 ; pop rbx ; pop rbp
+            ; ret
+        );
+        let lookup_miss = a.offset().0;
+        // Block id 0: the miss is not attributable to the block that looked up.
+        let code = ExitCode {
+            block_id: 0,
+            kind: ExitKind::Lookup,
+            payload: 0,
+        }
+        .encode();
+        emit::asm::mov_ri(&mut a, RAX, code);
+        emit::asm::jmp_abs(&mut a, base, base + epilogue);
+        let bytes = a
+            .finalize()
+            .map_err(|e| BackendError::TooComplex(format!("stubs: {e}")))?;
+        if bytes.len() > buf.capacity() {
+            return Err(BackendError::BufferFull);
+        }
+        buf.write(0, &bytes);
+        let stubs_end = bytes.len().next_multiple_of(BLOCK_ALIGN);
+        Ok(Backend {
+            buf,
+            features: config.features,
+            stubs_end,
+            used: stubs_end,
+            trampoline: base,
+            epilogue: base + epilogue,
+            lookup_miss: base + lookup_miss,
+            scratch: emit::Scratch::default(),
+        })
+    }
+
+    /// Compiles one block. `block_id` is the engine's id, returned in every ExitCode of this
+    /// block. `Err(BufferFull)` when the code buffer has no room: flush and retry.
+    pub fn compile(
+        &mut self,
+        block: &ir::Block,
+        block_id: u32,
+    ) -> Result<CompiledBlock, BackendError> {
+        let offset = self.used.next_multiple_of(BLOCK_ALIGN);
+        let base = self.buf.rx_base() + offset;
+        let out = emit::compile(
+            block,
+            block_id,
+            base,
+            self.epilogue,
+            self.features,
+            &mut self.scratch,
+        )?;
+        if offset + out.code.len() > self.buf.capacity() {
+            return Err(BackendError::BufferFull);
+        }
+        self.buf.write(offset, &out.code);
+        self.used = offset + out.code.len();
+        let slot = |g: Option<(usize, usize)>| {
+            g.map(|(field, stub)| GotoSlot {
+                field: base + field,
+                exit_stub: base + stub,
+            })
+        };
+        log::trace!(
+            "compiled block {block_id}: {} ops -> {} bytes at {base:#x}",
+            block.ops.len(),
+            out.code.len()
+        );
+        Ok(CompiledBlock {
+            entry: base,
+            len: out.code.len(),
+            goto_slots: [slot(out.goto[0]), slot(out.goto[1])],
+        })
+    }
+
+    /// Forgets every compiled block (their code may be overwritten by the next compiles).
+    pub fn flush(&mut self) {
+        self.used = self.stubs_end;
+    }
+
+    /// Runs code from `entry` until a block returns; returns the raw exit code
+    /// (`ir::abi::ExitCode::decode`).
+    ///
+    /// # Safety
+    /// `env` points to a CPU state starting with `EnvHeader` that is valid for every global,
+    /// EnvLoad and EnvStore of the blocks it may reach, with valid slow-path and lookup
+    /// functions and TLBs; `entry` is the entry of a block compiled since the last flush.
+    pub unsafe fn enter(&self, env: *mut u8, entry: usize) -> u64 {
+        // SAFETY: forwarded to the caller; the trampoline is ours.
+        unsafe { CodeBuffer::call_trampoline(self.trampoline, env, entry) }
+    }
+
+    /// Patches a GotoTb slot to jump straight to `target` (another block's entry). Atomic
+    /// with respect to threads executing the code.
+    pub fn link(&self, slot: &GotoSlot, target: usize) {
+        let rel = target.wrapping_sub(slot.field + 4) as isize;
+        assert!(rel == rel as i32 as isize, "link target out of rel32 range");
+        self.buf
+            .patch_u32(slot.field - self.buf.rx_base(), rel as i32 as u32);
+    }
+
+    /// Restores a slot to its exit path (the block returns `ExitKind::GotoTbN` again).
+    pub fn unlink(&self, slot: &GotoSlot) {
+        self.link(slot, slot.exit_stub);
+    }
+
+    /// The address the engine's lookup function returns when it has no block: jumping there
+    /// returns `ExitKind::Lookup` (with block id 0) to the loop.
+    pub fn lookup_miss_address(&self) -> usize {
+        self.lookup_miss
+    }
+
+    /// Bytes of the buffer in use (stubs included).
+    pub fn used_bytes(&self) -> usize {
+        self.used
+    }
+
+    /// Size of the code buffer.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Host code of a compiled block, for `-d out_asm` logs.
+    pub fn code(&self, block: &CompiledBlock) -> &[u8] {
+        self.buf.bytes(block.entry - self.buf.rx_base(), block.len)
+    }
+
+    /// The features the code is compiled for.
+    pub fn features(&self) -> HostFeatures {
+        self.features
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,126 @@
+//! Helper calls (SysV): syncing globals per the helper's flags, preserving live values across
+//! the call, passing arguments, and the unwind test after helpers that may raise.
+
+use dynasmrt::{dynasm, DynasmApi};
+use ir::abi::offsets;
+use ir::{Helper, HelperFlags, Temp, TempKind, Type};
+
+use super::asm;
+use super::mem::parallel_move;
+use super::Compiler;
+use crate::liveness::{DST, LIVE};
+use crate::regalloc::NONE;
+use crate::regs::*;
+use crate::BackendError;
+
+impl Compiler<'_> {
+    pub(crate) fn lower_call(
+        &mut self,
+        i: usize,
+        helper: &'static Helper,
+        args: &[Temp],
+        ret: Option<Temp>,
+    ) -> Result<(), BackendError> {
+        let flags = helper.flags;
+        let life = self.life[i];
+        if flags.syncs_globals() || flags.contains(HelperFlags::WRITES_GLOBALS) {
+            self.sync_globals()?;
+        }
+        if flags.contains(HelperFlags::MAY_RAISE) {
+            let idx = self.insn_index() as i32;
+            let insn = offsets::INSN_INDEX as i32;
+            dynasm!(self.asm ; .arch x64 ; mov DWORD [r14 + insn], idx);
+        }
+        // Where each argument is now: register sources are moved in parallel after the live
+        // values have been saved (saving only copies, so the sources stay valid).
+        let mut reg_moves = Vec::with_capacity(6);
+        let mut others = Vec::with_capacity(6);
+        for (k, &t) in args.iter().enumerate() {
+            let dst = ARG_REGS[k];
+            match self.kind(t) {
+                TempKind::Env => reg_moves.push((dst, ENV)),
+                TempKind::Const(_) => others.push((dst, t)),
+                _ => match self.reg_opt(t) {
+                    Some(r) => reg_moves.push((dst, r)),
+                    None => others.push((dst, t)),
+                },
+            }
+        }
+        // Values in caller-saved registers that are needed after the call go to free
+        // callee-saved registers, else to memory.
+        let writes = flags.contains(HelperFlags::WRITES_GLOBALS);
+        for r in 0..16u8 {
+            let o = self.rs.owner[r as usize];
+            if o == NONE || CALLER_SAVED & (1 << r) == 0 {
+                continue;
+            }
+            let t = Temp(o);
+            let arg_after = args.iter().position(|&x| x == t).map(|k| life[k]);
+            let is_global = matches!(self.kind(t), TempKind::Global { .. });
+            match arg_after {
+                Some(after) if after != LIVE => {
+                    // Last use: store it now if it must reach memory, then let it go.
+                    self.retire(t, after)?;
+                    continue;
+                }
+                _ => {}
+            }
+            if Some(t) == ret || (is_global && writes) {
+                // Overwritten by the result, or reloaded after the call (already stored).
+                self.unbind(t);
+                continue;
+            }
+            self.save_across_call(t, r)?;
+        }
+        parallel_move(&mut self.asm, &mut reg_moves);
+        for (dst, t) in others {
+            self.value_into(t, dst)?;
+        }
+        asm::call_abs(&mut self.asm, self.base, helper.func as usize);
+        // Caller-saved registers are clobbered; nothing should be bound to them now.
+        for r in 0..16u8 {
+            if CALLER_SAVED & (1 << r) != 0 && self.rs.owner[r as usize] != NONE {
+                let t = Temp(self.rs.owner[r as usize]);
+                self.unbind(t);
+            }
+        }
+        if writes {
+            self.forget_globals();
+        }
+        if flags.contains(HelperFlags::MAY_RAISE) {
+            let l = self.unwind_label();
+            asm::cmp_mem32_zero(&mut self.asm, ENV, offsets::UNWIND as i32);
+            asm::jcc(&mut self.asm, asm::Cc::Ne, l);
+        }
+        if let Some(t) = ret {
+            if self.block.ty(t) == Type::I32 {
+                dynasm!(self.asm ; .arch x64 ; mov eax, eax);
+            }
+            self.rs.locked |= 1 << RAX;
+            self.bind(t, RAX);
+        }
+        let _ = DST;
+        Ok(())
+    }
+
+    /// Moves `t` out of caller-saved `r` into a free callee-saved register, or to memory.
+    fn save_across_call(&mut self, t: Temp, r: Reg) -> Result<(), BackendError> {
+        let free = ALLOC_ORDER.iter().copied().find(|&x| {
+            CALLEE_SAVED & (1 << x) != 0
+                && self.rs.owner[x as usize] == NONE
+                && self.rs.locked & (1 << x) == 0
+        });
+        match free {
+            Some(x) => {
+                asm::mov_rr(&mut self.asm, true, x, r);
+                let in_mem = self.rs.temps[t.index()].in_mem;
+                self.rs.owner[r as usize] = NONE;
+                self.rs.owner[x as usize] = t.0;
+                self.rs.temps[t.index()].reg = x;
+                self.rs.temps[t.index()].in_mem = in_mem;
+            }
+            None => self.spill(t)?,
+        }
+        Ok(())
+    }
+}

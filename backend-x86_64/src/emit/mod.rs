@@ -1,0 +1,416 @@
+//! Lowering of one verified block to host code: the op loop, control flow, terminals and the
+//! out-of-line stubs emitted after the body.
+//!
+//! Code layout of a block:
+//! ```text
+//! entry:  cmp dword [r14 + EXIT_REQUEST], 0 ; jne exit_requested
+//!         body (fast paths inline)
+//! stubs:  exit_requested, unwind, goto_tb slot exits, load/store slow paths
+//! ```
+
+mod alu;
+pub mod asm;
+mod call;
+mod mem;
+
+use dynasmrt::{dynasm, AssemblyOffset, DynamicLabel, DynasmApi, DynasmLabelApi};
+use ir::abi::{offsets, ExitCode, ExitKind};
+use ir::{Block, Op};
+
+use crate::liveness::{self, OpLife, DST};
+use crate::regalloc::RegState;
+use crate::regs::*;
+use crate::{BackendError, HostFeatures};
+use asm::{Alu, Asm, Cc};
+
+/// A slow path to emit after the body, with the allocator state it needs.
+pub(crate) struct SlowPath {
+    pub label: DynamicLabel,
+    pub done: DynamicLabel,
+    pub store: bool,
+    pub mop: ir::MemOp,
+    pub mmu_idx: u8,
+    pub insn_index: u32,
+    pub addr: Reg,
+    /// Register of the stored value, or the constant.
+    pub val: Result<Reg, u64>,
+    /// Load destination and whether it is 64-bit.
+    pub dst: Reg,
+    pub dst_w64: bool,
+    /// Dirty globals: (register, offset, 64-bit).
+    pub globals: Vec<(Reg, i32, bool)>,
+    /// Caller-saved registers holding values needed after the op.
+    pub save: RegSet,
+}
+
+/// A prepared comparison: registers loaded, condition chosen.
+pub(crate) struct Cmp {
+    pub cc: Cc,
+    pub alu: Alu,
+    pub w64: bool,
+    pub ra: Reg,
+    /// The second register, or an immediate.
+    pub rb: Result<Reg, i32>,
+}
+
+/// What [`compile`] produces.
+pub(crate) struct Output {
+    pub code: Vec<u8>,
+    /// (offset of the rel32 field, offset of the slot's exit stub) per GotoTb slot.
+    pub goto: [Option<(usize, usize)>; 2],
+}
+
+/// Per-block compiler state.
+pub(crate) struct Compiler<'a> {
+    pub asm: Asm,
+    pub block: &'a Block,
+    pub features: HostFeatures,
+    pub block_id: u32,
+    /// Executable address the code will have.
+    pub base: usize,
+    pub epilogue: usize,
+    pub rs: &'a mut RegState,
+    pub life: &'a [OpLife],
+    pub labels: Vec<DynamicLabel>,
+    pub slow: Vec<SlowPath>,
+    pub unwind: Option<DynamicLabel>,
+    /// InsnStart ops seen so far (the current instruction's index is one less).
+    pub insns_seen: u32,
+    pub goto: [Option<(AssemblyOffset, DynamicLabel)>; 2],
+}
+
+/// Reusable buffers of the compiler.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    pub rs: RegState,
+    pub life: Vec<OpLife>,
+    pub state: Vec<u8>,
+}
+
+/// Compiles `block` for executable address `base`.
+pub(crate) fn compile(
+    block: &Block,
+    block_id: u32,
+    base: usize,
+    epilogue: usize,
+    features: HostFeatures,
+    scratch: &mut Scratch,
+) -> Result<Output, BackendError> {
+    liveness::compute(block, &mut scratch.life, &mut scratch.state);
+    scratch.rs.reset(block);
+    let mut asm = Asm::new_with_capacity(base, block.ops.len() * 24 + 64, 0, 0, 16, 0, 16);
+    let labels = (0..block.num_labels)
+        .map(|_| asm.new_dynamic_label())
+        .collect();
+    let c = Compiler {
+        asm,
+        block,
+        features,
+        block_id,
+        base,
+        epilogue,
+        rs: &mut scratch.rs,
+        life: &scratch.life,
+        labels,
+        slow: Vec::new(),
+        unwind: None,
+        insns_seen: 0,
+        goto: [None, None],
+    };
+    c.run()
+}
+
+impl Compiler<'_> {
+    /// Index of the instruction the current op belongs to (0 before any InsnStart).
+    pub(crate) fn insn_index(&self) -> u32 {
+        self.insns_seen.saturating_sub(1)
+    }
+
+    fn exit_code(&self, kind: ExitKind, payload: u32) -> u64 {
+        ExitCode {
+            block_id: self.block_id,
+            kind,
+            payload,
+        }
+        .encode()
+    }
+
+    /// `mov rax, code ; jmp epilogue`
+    fn emit_return(&mut self, code: u64) {
+        asm::mov_ri(&mut self.asm, RAX, code);
+        asm::jmp_abs(&mut self.asm, self.base, self.epilogue);
+    }
+
+    /// The block's unwind exit (created on first use).
+    pub(crate) fn unwind_label(&mut self) -> DynamicLabel {
+        match self.unwind {
+            Some(l) => l,
+            None => {
+                let l = self.asm.new_dynamic_label();
+                self.unwind = Some(l);
+                l
+            }
+        }
+    }
+
+    fn run(mut self) -> Result<Output, BackendError> {
+        let exit_req = self.asm.new_dynamic_label();
+        asm::cmp_mem32_zero(&mut self.asm, ENV, offsets::EXIT_REQUEST as i32);
+        asm::jcc(&mut self.asm, Cc::Ne, exit_req);
+        let block = self.block;
+        for (i, op) in block.ops.iter().enumerate() {
+            self.lower(i, op)?;
+        }
+        // Stubs.
+        dynasm!(self.asm ; .arch x64 ; =>exit_req);
+        self.emit_return(self.exit_code(ExitKind::ExitRequested, 0));
+        if let Some(l) = self.unwind {
+            dynasm!(self.asm ; .arch x64 ; =>l);
+            self.emit_return(self.exit_code(ExitKind::Unwind, 0));
+        }
+        let mut goto = [None, None];
+        for slot in 0..2 {
+            if let Some((field, stub)) = self.goto[slot] {
+                let stub_off = self.asm.offset().0;
+                dynasm!(self.asm ; .arch x64 ; =>stub);
+                let kind = if slot == 0 {
+                    ExitKind::GotoTb0
+                } else {
+                    ExitKind::GotoTb1
+                };
+                self.emit_return(self.exit_code(kind, 0));
+                goto[slot] = Some((field.0, stub_off));
+            }
+        }
+        let slow = std::mem::take(&mut self.slow);
+        for s in &slow {
+            self.emit_slow_path(s);
+        }
+        let code = self
+            .asm
+            .finalize()
+            .map_err(|e| BackendError::TooComplex(format!("relocation: {e}")))?;
+        Ok(Output { code, goto })
+    }
+
+    /// Unlocks the op's registers and applies the operands' after-op states.
+    fn end_op(&mut self, i: usize, op: &Op) -> Result<(), BackendError> {
+        let life = self.life[i];
+        let dst = op.def();
+        let mut uses = [ir::Temp(0); 6];
+        let mut n = 0;
+        op.for_each_use(|u| {
+            uses[n] = u;
+            n += 1;
+        });
+        for k in 0..n {
+            if Some(uses[k]) != dst {
+                self.retire(uses[k], life[k])?;
+            }
+        }
+        if let Some(d) = dst {
+            self.retire(d, life[DST])?;
+        }
+        self.rs.locked = 0;
+        Ok(())
+    }
+
+    fn lower(&mut self, i: usize, op: &Op) -> Result<(), BackendError> {
+        match *op {
+            Op::InsnStart { .. } => {
+                self.insns_seen += 1;
+                return Ok(());
+            }
+            Op::SetLabel(l) => {
+                self.sync_boundary()?;
+                self.forget_all();
+                let l = self.labels[l.index()];
+                dynasm!(self.asm ; .arch x64 ; =>l);
+                return Ok(());
+            }
+            Op::Br(l) => {
+                self.sync_boundary()?;
+                self.forget_all();
+                asm::jmp(&mut self.asm, self.labels[l.index()]);
+                return Ok(());
+            }
+            Op::BrCond {
+                cond,
+                ty,
+                a,
+                b,
+                label,
+            } => self.lower_brcond(i, cond, ty, a, b, label)?,
+            Op::GotoTb { slot } => {
+                self.sync_globals()?;
+                self.forget_all();
+                let stub = self.asm.new_dynamic_label();
+                asm::pad_to(&mut self.asm, self.base, 1, 4);
+                dynasm!(self.asm ; .arch x64 ; jmp =>stub);
+                let field = AssemblyOffset(self.asm.offset().0 - 4);
+                let slot = slot as usize & 1;
+                // A second use of the same slot is a verifier error; the last one wins.
+                self.goto[slot] = Some((field, stub));
+                return Ok(());
+            }
+            Op::ExitTb { reason } => {
+                self.sync_globals()?;
+                self.forget_all();
+                self.emit_return(self.exit_code(ExitKind::Exit, reason));
+                return Ok(());
+            }
+            Op::LookupAndGoto => {
+                self.sync_globals()?;
+                self.forget_all();
+                let lookup = offsets::LOOKUP as i32;
+                dynasm!(self.asm ; .arch x64
+                    ; mov rdi, r14
+                    ; call QWORD [r14 + lookup]
+                    ; jmp rax
+                );
+                return Ok(());
+            }
+            Op::Fence => {
+                dynasm!(self.asm ; .arch x64 ; mfence);
+                return Ok(());
+            }
+            Op::Mov { dst, src, .. } => self.lower_mov(i, dst, src)?,
+            Op::Binary {
+                op: bop,
+                ty,
+                dst,
+                a,
+                b,
+            } => self.lower_binary(i, bop, ty, dst, a, b)?,
+            Op::Unary {
+                op: uop,
+                ty,
+                dst,
+                src,
+            } => self.lower_unary(i, uop, ty, dst, src)?,
+            Op::Ext { from, ty, dst, src } => self.lower_ext(i, from, ty, dst, src)?,
+            Op::Trunc { dst, src } => {
+                self.lower_ext(i, ir::ExtFrom::U32, ir::Type::I32, dst, src)?
+            }
+            Op::Extract {
+                ty,
+                dst,
+                src,
+                pos,
+                len,
+                signed,
+            } => self.lower_extract(i, ty, dst, src, pos, len, signed)?,
+            Op::Deposit {
+                ty,
+                dst,
+                base,
+                val,
+                pos,
+                len,
+            } => self.lower_deposit(i, ty, dst, base, val, pos, len)?,
+            Op::SetCond {
+                cond,
+                ty,
+                dst,
+                a,
+                b,
+            } => self.lower_setcond(i, cond, ty, dst, a, b)?,
+            Op::MovCond {
+                cond,
+                ty,
+                dst,
+                a,
+                b,
+                t,
+                f,
+            } => self.lower_movcond(i, cond, ty, dst, a, b, t, f)?,
+            Op::Load {
+                dst,
+                addr,
+                mop,
+                mmu_idx,
+            } => self.lower_guest_mem(i, false, dst, addr, mop, mmu_idx)?,
+            Op::Store {
+                val,
+                addr,
+                mop,
+                mmu_idx,
+            } => self.lower_guest_mem(i, true, val, addr, mop, mmu_idx)?,
+            Op::EnvLoad { dst, offset, mop } => self.lower_env_load(dst, offset, mop)?,
+            Op::EnvStore { val, offset, mop } => self.lower_env_store(val, offset, mop)?,
+            Op::Call {
+                helper,
+                args,
+                nargs,
+                ret,
+            } => self.lower_call(i, helper, &args[..nargs as usize], ret)?,
+        }
+        self.end_op(i, op)
+    }
+
+    /// Loads the operands of a comparison of `a` with `b` (locked), choosing an immediate
+    /// where possible; [`Compiler::cmp_emit`] then emits the `cmp`/`test`. Split in two so that
+    /// callers can place moves and stores between the loads and the flags.
+    pub(crate) fn cmp_prepare(
+        &mut self,
+        cond: ir::Cond,
+        ty: ir::Type,
+        a: ir::Temp,
+        b: ir::Temp,
+    ) -> Result<Cmp, BackendError> {
+        let w64 = ty == ir::Type::I64;
+        let tst = matches!(cond, ir::Cond::TstEq | ir::Cond::TstNe);
+        let alu = if tst { Alu::Test } else { Alu::Cmp };
+        let (ca, cb) = (self.block.const_value(a), self.block.const_value(b));
+        let (a, b, cond, cb) = if ca.is_some() && cb.is_none() {
+            (b, a, cond.swap(), ca)
+        } else {
+            (a, b, cond, cb)
+        };
+        let ra = self.use_reg(a)?;
+        let rb = match cb {
+            Some(v) if asm::fits_imm32(w64, v) => Err(v as i32),
+            _ => Ok(self.use_reg(b)?),
+        };
+        Ok(Cmp {
+            cc: Cc::of(cond),
+            alu,
+            w64,
+            ra,
+            rb,
+        })
+    }
+
+    /// Emits the comparison prepared by [`Compiler::cmp_prepare`].
+    pub(crate) fn cmp_emit(&mut self, c: &Cmp) {
+        match c.rb {
+            Ok(rb) => asm::alu_rr(&mut self.asm, c.alu, c.w64, c.ra, rb),
+            Err(imm) => asm::alu_ri(&mut self.asm, c.alu, c.w64, c.ra, imm),
+        }
+    }
+
+    fn lower_brcond(
+        &mut self,
+        _i: usize,
+        cond: ir::Cond,
+        ty: ir::Type,
+        a: ir::Temp,
+        b: ir::Temp,
+        label: ir::Label,
+    ) -> Result<(), BackendError> {
+        let target = self.labels[label.index()];
+        if let (Some(x), Some(y)) = (self.block.const_value(a), self.block.const_value(b)) {
+            self.sync_boundary()?;
+            if cond.eval(ty, x, y) {
+                asm::jmp(&mut self.asm, target);
+            }
+            return Ok(());
+        }
+        // Operands first (loads may evict), then the stores, then the flags.
+        let c = self.cmp_prepare(cond, ty, a, b)?;
+        self.sync_boundary()?;
+        self.cmp_emit(&c);
+        asm::jcc(&mut self.asm, c.cc, target);
+        Ok(())
+    }
+}

@@ -1,0 +1,367 @@
+//! The register allocator's state: where each temp's value is, which register holds what, and
+//! the moves, loads, spills and stores that keep them consistent.
+//!
+//! Local and linear, QEMU-style: ops are lowered in order; each temp is in a register, in its
+//! canonical memory (a global's CPU-state field, or a local's or scratch's spill slot), both
+//! (clean), or a constant. A register holding a value not yet in memory is *dirty*. The
+//! per-op liveness states ([`crate::liveness`]) free registers at last uses, so dead scratch
+//! values are never spilled.
+
+use ir::{Temp, TempKind, Type};
+
+use crate::emit::asm;
+use crate::emit::Compiler;
+use crate::liveness::{DEAD, LIVE, NEEDMEM};
+use crate::regs::*;
+use crate::BackendError;
+
+/// No register / no owner / no slot.
+pub const NONE: u32 = u32::MAX;
+
+/// Where one temp's value is.
+#[derive(Debug, Clone, Copy)]
+pub struct TempLoc {
+    /// Register number, or 0xff.
+    pub reg: u8,
+    /// The canonical memory holds the current value.
+    pub in_mem: bool,
+    /// Spill slot of a local or scratch temp, or `u16::MAX`.
+    pub slot: u16,
+}
+
+pub const NO_REG: u8 = 0xff;
+pub const NO_SLOT: u16 = u16::MAX;
+
+/// The allocator's bookkeeping, reset per block.
+#[derive(Debug, Default)]
+pub struct RegState {
+    pub temps: Vec<TempLoc>,
+    /// Temp owning each register, or [`NONE`].
+    pub owner: [u32; 16],
+    /// Registers in use by the op being lowered (not evictable).
+    pub locked: RegSet,
+    pub free_slots: Vec<u16>,
+    pub next_slot: u16,
+}
+
+impl RegState {
+    pub fn reset(&mut self, block: &ir::Block) {
+        self.temps.clear();
+        self.temps.extend(block.temps.iter().map(|t| TempLoc {
+            reg: NO_REG,
+            in_mem: matches!(t.kind, TempKind::Global { .. }),
+            slot: NO_SLOT,
+        }));
+        self.owner = [NONE; 16];
+        self.locked = 0;
+        self.free_slots.clear();
+        self.next_slot = 0;
+    }
+}
+
+impl Compiler<'_> {
+    pub(crate) fn kind(&self, t: Temp) -> TempKind {
+        self.block.temps[t.index()].kind
+    }
+
+    pub(crate) fn w64(&self, t: Temp) -> bool {
+        self.block.temps[t.index()].ty == Type::I64
+    }
+
+    /// The temp's register, if it has one.
+    pub(crate) fn reg_opt(&self, t: Temp) -> Option<Reg> {
+        let r = self.rs.temps[t.index()].reg;
+        (r != NO_REG).then_some(r)
+    }
+
+    fn dirty(&self, t: Temp) -> bool {
+        let l = self.rs.temps[t.index()];
+        l.reg != NO_REG && !l.in_mem
+    }
+
+    /// The canonical memory of `t`: (base register, displacement, 64-bit field).
+    fn mem_of(&mut self, t: Temp) -> Result<(Reg, i32, bool), BackendError> {
+        match self.kind(t) {
+            TempKind::Global { offset, .. } => Ok((ENV, offset as i32, self.w64(t))),
+            TempKind::Local | TempKind::Scratch => {
+                let mut slot = self.rs.temps[t.index()].slot;
+                if slot == NO_SLOT {
+                    slot = match self.rs.free_slots.pop() {
+                        Some(s) => s,
+                        None => {
+                            if self.rs.next_slot as usize >= SPILL_SLOTS {
+                                return Err(BackendError::TooComplex(format!(
+                                    "more than {SPILL_SLOTS} spill slots"
+                                )));
+                            }
+                            self.rs.next_slot += 1;
+                            self.rs.next_slot - 1
+                        }
+                    };
+                    self.rs.temps[t.index()].slot = slot;
+                }
+                Ok((RSP, spill_disp(slot), true))
+            }
+            k => unreachable!("{k:?} has no memory"),
+        }
+    }
+
+    /// Stores `t`'s register to its canonical memory; it becomes clean.
+    pub(crate) fn store_temp(&mut self, t: Temp) -> Result<(), BackendError> {
+        let r = self.rs.temps[t.index()].reg;
+        let (base, disp, w64) = self.mem_of(t)?;
+        let size = if w64 { ir::Size::B64 } else { ir::Size::B32 };
+        asm::store(&mut self.asm, size, r, base, None, disp);
+        self.rs.temps[t.index()].in_mem = true;
+        Ok(())
+    }
+
+    /// Drops the binding between `t` and its register (no store).
+    pub(crate) fn unbind(&mut self, t: Temp) {
+        let r = self.rs.temps[t.index()].reg;
+        if r != NO_REG {
+            self.rs.owner[r as usize] = NONE;
+            self.rs.temps[t.index()].reg = NO_REG;
+        }
+    }
+
+    /// Makes `t` (whose value is being replaced) own `r`, dirty.
+    pub(crate) fn bind(&mut self, t: Temp, r: Reg) {
+        let old = self.rs.temps[t.index()].reg;
+        if old != NO_REG && old != r {
+            self.rs.owner[old as usize] = NONE;
+        }
+        let prev = self.rs.owner[r as usize];
+        if prev != NONE && prev != t.0 {
+            self.rs.temps[prev as usize].reg = NO_REG;
+        }
+        self.rs.owner[r as usize] = t.0;
+        let l = &mut self.rs.temps[t.index()];
+        l.reg = r;
+        l.in_mem = false;
+    }
+
+    /// Stores `t` if dirty, then drops its register.
+    pub(crate) fn spill(&mut self, t: Temp) -> Result<(), BackendError> {
+        if self.dirty(t) {
+            self.store_temp(t)?;
+        }
+        self.unbind(t);
+        Ok(())
+    }
+
+    /// A free register not in `avoid`, evicting a value if needed. The register is locked.
+    pub(crate) fn alloc_reg(&mut self, avoid: RegSet) -> Result<Reg, BackendError> {
+        let busy = self.rs.locked | avoid;
+        let mut victim = None;
+        for &r in &ALLOC_ORDER {
+            if busy & (1 << r) != 0 {
+                continue;
+            }
+            let o = self.rs.owner[r as usize];
+            if o == NONE {
+                self.rs.locked |= 1 << r;
+                return Ok(r);
+            }
+            let clean = self.rs.temps[o as usize].in_mem;
+            match victim {
+                None => victim = Some((r, clean)),
+                Some((_, false)) if clean => victim = Some((r, clean)),
+                _ => {}
+            }
+        }
+        let (r, _) = victim.ok_or_else(|| BackendError::TooComplex("out of registers".into()))?;
+        let o = Temp(self.rs.owner[r as usize]);
+        self.spill(o)?;
+        self.rs.locked |= 1 << r;
+        Ok(r)
+    }
+
+    /// Frees physical register `r` for the current op (moving its owner to another register
+    /// when one is free, else spilling it) and locks it.
+    pub(crate) fn reserve(&mut self, r: Reg) -> Result<(), BackendError> {
+        let o = self.rs.owner[r as usize];
+        if o != NONE {
+            let t = Temp(o);
+            let free = ALLOC_ORDER.iter().copied().find(|&x| {
+                self.rs.owner[x as usize] == NONE && (self.rs.locked | 1 << r) & (1 << x) == 0
+            });
+            match free {
+                Some(x) => {
+                    asm::mov_rr(&mut self.asm, true, x, r);
+                    let in_mem = self.rs.temps[o as usize].in_mem;
+                    self.rs.owner[r as usize] = NONE;
+                    self.rs.owner[x as usize] = o;
+                    self.rs.temps[o as usize].reg = x;
+                    self.rs.temps[o as usize].in_mem = in_mem;
+                    if self.rs.locked & (1 << r) != 0 {
+                        // The value was an operand of this op: it is now in x.
+                        self.rs.locked |= 1 << x;
+                    }
+                }
+                None => self.spill(t)?,
+            }
+        }
+        self.rs.locked |= 1 << r;
+        Ok(())
+    }
+
+    /// Emits code putting `t`'s value in physical register `r` without binding it.
+    pub(crate) fn value_into(&mut self, t: Temp, r: Reg) -> Result<(), BackendError> {
+        match self.kind(t) {
+            TempKind::Env => asm::mov_rr(&mut self.asm, true, r, ENV),
+            TempKind::Const(v) => asm::mov_ri(&mut self.asm, r, v),
+            _ => {
+                if let Some(s) = self.reg_opt(t) {
+                    asm::mov_rr(&mut self.asm, true, r, s);
+                } else {
+                    self.load_mem(t, r)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn load_mem(&mut self, t: Temp, r: Reg) -> Result<(), BackendError> {
+        let l = self.rs.temps[t.index()];
+        if !l.in_mem {
+            // Read before any write (the verifier rejects this for scratch temps): zero.
+            asm::mov_ri(&mut self.asm, r, 0);
+            return Ok(());
+        }
+        let (base, disp, w64) = self.mem_of(t)?;
+        let mop = ir::MemOp::unsigned(if w64 { ir::Size::B64 } else { ir::Size::B32 });
+        asm::load(&mut self.asm, mop, w64, r, base, None, disp);
+        Ok(())
+    }
+
+    /// `t` in a register (loaded and bound if needed), locked for the current op. Constants
+    /// get a temporary register.
+    pub(crate) fn use_reg(&mut self, t: Temp) -> Result<Reg, BackendError> {
+        if let Some(r) = self.reg_opt(t) {
+            self.rs.locked |= 1 << r;
+            return Ok(r);
+        }
+        match self.kind(t) {
+            TempKind::Env => Ok(ENV),
+            TempKind::Const(v) => {
+                let r = self.alloc_reg(0)?;
+                asm::mov_ri(&mut self.asm, r, v);
+                Ok(r)
+            }
+            _ => {
+                let r = self.alloc_reg(0)?;
+                self.load_mem(t, r)?;
+                let in_mem = self.rs.temps[t.index()].in_mem;
+                self.bind(t, r);
+                self.rs.temps[t.index()].in_mem = in_mem;
+                Ok(r)
+            }
+        }
+    }
+
+    /// A register for the result of an op whose first operand `a` (in `ra`) is overwritten in
+    /// place: `ra` itself when `a` dies here, else a copy.
+    pub(crate) fn dst_from(
+        &mut self,
+        a: Temp,
+        ra: Reg,
+        a_after: u8,
+        avoid: RegSet,
+    ) -> Result<Reg, BackendError> {
+        let owned = self.rs.owner[ra as usize] == a.0;
+        let owner_ok = owned || self.rs.owner[ra as usize] == NONE;
+        let is_const = matches!(self.kind(a), TempKind::Const(_));
+        if owner_ok && (a_after != LIVE || is_const) && avoid & (1 << ra) == 0 && ra != ENV {
+            if owned {
+                if a_after == NEEDMEM && self.dirty(a) {
+                    self.store_temp(a)?;
+                }
+                self.unbind(a);
+            }
+            self.rs.locked |= 1 << ra;
+            return Ok(ra);
+        }
+        let d = self.alloc_reg(avoid)?;
+        asm::mov_rr(&mut self.asm, true, d, ra);
+        Ok(d)
+    }
+
+    /// Applies an operand's after-op state.
+    pub(crate) fn retire(&mut self, t: Temp, after: u8) -> Result<(), BackendError> {
+        match self.kind(t) {
+            TempKind::Env | TempKind::Const(_) => return Ok(()),
+            _ => {}
+        }
+        match after {
+            DEAD => {
+                self.unbind(t);
+                if self.kind(t) == TempKind::Scratch {
+                    let l = &mut self.rs.temps[t.index()];
+                    l.in_mem = false;
+                    if l.slot != NO_SLOT {
+                        self.rs.free_slots.push(l.slot);
+                        l.slot = NO_SLOT;
+                    }
+                }
+            }
+            NEEDMEM => self.spill(t)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Stores every dirty global (they stay in their registers, clean).
+    pub(crate) fn sync_globals(&mut self) -> Result<(), BackendError> {
+        for r in 0..16 {
+            let o = self.rs.owner[r];
+            if o != NONE
+                && matches!(self.block.temps[o as usize].kind, TempKind::Global { .. })
+                && !self.rs.temps[o as usize].in_mem
+            {
+                self.store_temp(Temp(o))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores every dirty global and local (basic-block boundary).
+    pub(crate) fn sync_boundary(&mut self) -> Result<(), BackendError> {
+        for r in 0..16 {
+            let o = self.rs.owner[r];
+            if o != NONE
+                && matches!(
+                    self.block.temps[o as usize].kind,
+                    TempKind::Global { .. } | TempKind::Local
+                )
+                && !self.rs.temps[o as usize].in_mem
+            {
+                self.store_temp(Temp(o))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets every register binding (after a sync: values are in memory or dead).
+    pub(crate) fn forget_all(&mut self) {
+        for r in 0..16 {
+            let o = self.rs.owner[r];
+            if o != NONE {
+                self.rs.temps[o as usize].reg = NO_REG;
+                self.rs.owner[r] = NONE;
+            }
+        }
+    }
+
+    /// Forgets the registers of globals (after a helper that writes globals).
+    pub(crate) fn forget_globals(&mut self) {
+        for r in 0..16 {
+            let o = self.rs.owner[r];
+            if o != NONE && matches!(self.block.temps[o as usize].kind, TempKind::Global { .. }) {
+                self.rs.temps[o as usize].reg = NO_REG;
+                self.rs.temps[o as usize].in_mem = true;
+                self.rs.owner[r] = NONE;
+            }
+        }
+    }
+}
