@@ -20,7 +20,6 @@ pub mod regalloc;
 pub mod regs;
 
 use dynasmrt::{dynasm, DynasmApi};
-use ir::abi::{ExitCode, ExitKind};
 
 use code_buffer::CodeBuffer;
 pub use features::HostFeatures;
@@ -126,14 +125,8 @@ impl Backend {
             ; ret
         );
         let lookup_miss = a.offset().0;
-        // Block id 0: the miss is not attributable to the block that looked up.
-        let code = ExitCode {
-            block_id: 0,
-            kind: ExitKind::Lookup,
-            payload: 0,
-        }
-        .encode();
-        emit::asm::mov_ri(&mut a, RAX, code);
+        // The looking-up block left its own Lookup exit code in rdx.
+        emit::asm::mov_rr(&mut a, true, RAX, RDX);
         emit::asm::jmp_abs(&mut a, base, base + epilogue);
         let bytes = a
             .finalize()
@@ -227,7 +220,8 @@ impl Backend {
     }
 
     /// The address the engine's lookup function returns when it has no block: jumping there
-    /// returns `ExitKind::Lookup` (with block id 0) to the loop.
+    /// returns `ExitKind::Lookup` to the loop, with the id of the block that looked up (the
+    /// block passes its exit code in rdx).
     pub fn lookup_miss_address(&self) -> usize {
         self.lookup_miss
     }

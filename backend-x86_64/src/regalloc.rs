@@ -45,17 +45,35 @@ pub struct RegState {
 }
 
 impl RegState {
-    pub fn reset(&mut self, block: &ir::Block) {
+    /// Fresh state for `block`. Locals get their slots up front: a label may be reached from
+    /// code emitted later (a backward branch), so a local's home must not depend on the order
+    /// of emission.
+    pub fn reset(&mut self, block: &ir::Block) -> Result<(), BackendError> {
+        let mut next = 0u16;
         self.temps.clear();
-        self.temps.extend(block.temps.iter().map(|t| TempLoc {
-            reg: NO_REG,
-            in_mem: matches!(t.kind, TempKind::Global { .. }),
-            slot: NO_SLOT,
-        }));
+        for t in &block.temps {
+            let slot = if t.kind == TempKind::Local {
+                next += 1;
+                next - 1
+            } else {
+                NO_SLOT
+            };
+            self.temps.push(TempLoc {
+                reg: NO_REG,
+                in_mem: matches!(t.kind, TempKind::Global { .. }),
+                slot,
+            });
+        }
+        if next as usize > SPILL_SLOTS {
+            return Err(BackendError::TooComplex(format!(
+                "{next} locals, more than {SPILL_SLOTS} spill slots"
+            )));
+        }
         self.owner = [NONE; 16];
         self.locked = 0;
         self.free_slots.clear();
-        self.next_slot = 0;
+        self.next_slot = next;
+        Ok(())
     }
 }
 
@@ -340,6 +358,17 @@ impl Compiler<'_> {
             }
         }
         Ok(())
+    }
+
+    /// State at a label: nothing in registers, globals and locals in memory (every path into
+    /// a label syncs them first).
+    pub(crate) fn at_label(&mut self) {
+        self.forget_all();
+        for (l, t) in self.rs.temps.iter_mut().zip(self.block.temps.iter()) {
+            if matches!(t.kind, TempKind::Global { .. } | TempKind::Local) {
+                l.in_mem = true;
+            }
+        }
     }
 
     /// Forgets every register binding (after a sync: values are in memory or dead).

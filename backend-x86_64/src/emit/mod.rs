@@ -97,7 +97,7 @@ pub(crate) fn compile(
     scratch: &mut Scratch,
 ) -> Result<Output, BackendError> {
     liveness::compute(block, &mut scratch.life, &mut scratch.state);
-    scratch.rs.reset(block);
+    scratch.rs.reset(block)?;
     let mut asm = Asm::new_with_capacity(base, block.ops.len() * 24 + 64, 0, 0, 16, 0, 16);
     let labels = (0..block.num_labels)
         .map(|_| asm.new_dynamic_label())
@@ -223,7 +223,7 @@ impl Compiler<'_> {
             }
             Op::SetLabel(l) => {
                 self.sync_boundary()?;
-                self.forget_all();
+                self.at_label();
                 let l = self.labels[l.index()];
                 dynasm!(self.asm ; .arch x64 ; =>l);
                 return Ok(());
@@ -266,8 +266,11 @@ impl Compiler<'_> {
                 dynasm!(self.asm ; .arch x64
                     ; mov rdi, r14
                     ; call QWORD [r14 + lookup]
-                    ; jmp rax
                 );
+                // rdx carries this block's Lookup exit code to the shared miss stub.
+                let code = self.exit_code(ExitKind::Lookup, 0);
+                asm::mov_ri(&mut self.asm, RDX, code);
+                dynasm!(self.asm ; .arch x64 ; jmp rax);
                 return Ok(());
             }
             Op::Fence => {
