@@ -5,7 +5,6 @@ use crate::types::TempKind;
 use crate::{Block, HelperFlags};
 
 /// A set of temps.
-#[derive(Clone)]
 struct Set(Vec<u64>);
 
 impl Set {
@@ -21,11 +20,11 @@ impl Set {
     fn contains(&self, i: usize) -> bool {
         self.0[i / 64] & (1 << (i % 64)) != 0
     }
-    fn union(&mut self, other: &Set) {
-        self.0.iter_mut().zip(&other.0).for_each(|(a, b)| *a |= b);
+    fn union(&mut self, other: &[u64]) {
+        self.0.iter_mut().zip(other).for_each(|(a, b)| *a |= b);
     }
-    fn assign(&mut self, other: &Set) {
-        self.0.copy_from_slice(&other.0);
+    fn assign(&mut self, other: &[u64]) {
+        self.0.copy_from_slice(other);
     }
 }
 
@@ -55,30 +54,28 @@ pub(super) fn dce(block: &mut Block) {
             _ => {}
         }
     }
-    let mut at_label: Vec<Option<Set>> = vec![None; block.num_labels as usize];
+    // The live set recorded at each label, flat: label `l` owns words `l * words..`.
+    let words = n.div_ceil(64);
+    let nlabels = block.num_labels as usize;
+    let mut label_live = vec![0u64; nlabels * words];
+    let mut label_seen = vec![false; nlabels];
     let mut live = Set::new(n);
     let mut keep = vec![true; block.ops.len()];
     for (i, op) in block.ops.iter().enumerate().rev() {
-        let target = |l: crate::Label| {
-            at_label
-                .get(l.index())
-                .and_then(Option::as_ref)
-                .unwrap_or(&unknown_target)
+        let target = |l: crate::Label| -> &[u64] {
+            if label_seen.get(l.index()).copied().unwrap_or(false) {
+                &label_live[l.index() * words..(l.index() + 1) * words]
+            } else {
+                &unknown_target.0
+            }
         };
         match *op {
-            Op::GotoTb { .. } | Op::ExitTb { .. } | Op::LookupAndGoto => live.assign(&globals),
-            Op::Br(l) => {
-                let t = target(l).clone();
-                live.assign(&t);
-            }
-            Op::BrCond { label, .. } => {
-                let t = target(label).clone();
-                live.union(&t);
-            }
-            Op::SetLabel(l) => {
-                if let Some(slot) = at_label.get_mut(l.index()) {
-                    *slot = Some(live.clone());
-                }
+            Op::GotoTb { .. } | Op::ExitTb { .. } | Op::LookupAndGoto => live.assign(&globals.0),
+            Op::Br(l) => live.assign(target(l)),
+            Op::BrCond { label, .. } => live.union(target(label)),
+            Op::SetLabel(l) if l.index() < nlabels => {
+                label_seen[l.index()] = true;
+                label_live[l.index() * words..(l.index() + 1) * words].copy_from_slice(&live.0);
             }
             _ => {}
         }
@@ -97,7 +94,7 @@ pub(super) fn dce(block: &mut Block) {
             _ => false,
         };
         if observes_globals {
-            live.union(&globals);
+            live.union(&globals.0);
         }
         op.for_each_use(|t| live.insert(t.index()));
     }

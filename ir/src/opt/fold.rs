@@ -9,6 +9,7 @@
 //! it. Helpers that write globals bump the versions of all globals.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::bits::Bits;
 use crate::op::{BinOp, Op};
@@ -29,7 +30,7 @@ struct Fold {
     info: Vec<Info>,
     version: Vec<u32>,
     epoch: u32,
-    consts: HashMap<(Type, u64), Temp>,
+    consts: HashMap<(Type, u64), Temp, BuildHasherDefault<MulHasher>>,
     /// Labels already placed (a branch to one of them goes backward).
     placed: Vec<bool>,
     nglobals: usize,
@@ -39,7 +40,7 @@ struct Fold {
 /// Runs the forward pass over `block`.
 pub(super) fn fold(block: &mut Block) {
     let n = block.temps.len();
-    let mut consts = HashMap::new();
+    let mut consts = HashMap::with_capacity_and_hasher(n / 2, Default::default());
     for (i, t) in block.temps.iter().enumerate() {
         if let TempKind::Const(v) = t.kind {
             consts.entry((t.ty, v)).or_insert(Temp(i as u32));
@@ -415,5 +416,27 @@ impl Bits {
             zero: !super::bits::low_mask(bits) | !ty.mask(),
             one: 0,
         }
+    }
+}
+
+/// A multiply-rotate hasher for the constant table: its keys are small and not chosen by
+/// anyone hostile (they come from the frontend), and SipHash would dominate the pass.
+#[derive(Default)]
+struct MulHasher(u64);
+
+impl Hasher for MulHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn write_isize(&mut self, v: isize) {
+        self.write_u64(v as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
