@@ -43,6 +43,11 @@ impl HelperFlags {
         self.0 & (Self::READS_GLOBALS.0 | Self::MAY_RAISE.0) != 0
     }
 
+    /// Both sets of flags; usable in `static` helper definitions.
+    pub const fn union(self, other: HelperFlags) -> HelperFlags {
+        HelperFlags(self.0 | other.0)
+    }
+
     /// Raw bits.
     pub const fn bits(self) -> u8 {
         self.0
