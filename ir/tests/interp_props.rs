@@ -12,8 +12,18 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 
+/// `cases` cases; failures are printed, not persisted (integration tests have no source file
+/// proptest can locate for its regression files).
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(config(512))]
 
     /// The generator's promise: every block it makes passes the verifier.
     #[test]
@@ -39,6 +49,48 @@ proptest! {
         prop_assert_eq!(first.raised.count, first.unwind);
         // The four unnamed global slots are never written.
         prop_assert_eq!(&first.globals[12..], &init.globals[12..]);
+    }
+}
+
+proptest! {
+    #![proptest_config(config(1024))]
+
+    /// The optimizer preserves meaning: an optimized block ends in the same state (globals,
+    /// state fields, memory, counters, exception record and index, exit code) as the
+    /// original, from the same random initial state.
+    #[test]
+    fn optimized_blocks_behave_like_the_originals(block in arb_block(), init in arb_env()) {
+        let mut optimized = block.clone();
+        ir::opt::optimize(&mut optimized);
+        let mut interp = Interpreter::new();
+        let want = TestState::new(&init).run_interp(&mut interp, &block, 3);
+        let got = TestState::new(&init).run_interp(&mut interp, &optimized, 3);
+        if let Some(d) = diff(&want, &got) {
+            panic!(
+                "{d}\noriginal:\n{}optimized:\n{}initial state: {init:?}",
+                print_block(&block),
+                print_block(&optimized)
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(1024))]
+
+    /// The optimizer's output is a valid block, which the backend may rely on.
+    #[test]
+    #[ignore = "opt keeps a dead self-loop after deleting the local's initialization (LocalUndefined); un-ignore once fixed"]
+    fn optimized_blocks_pass_the_verifier(block in arb_block()) {
+        let mut optimized = block.clone();
+        ir::opt::optimize(&mut optimized);
+        if let Err(e) = ir::verify::verify(&optimized) {
+            panic!(
+                "{e}\noriginal:\n{}optimized:\n{}",
+                print_block(&block),
+                print_block(&optimized)
+            );
+        }
     }
 }
 
