@@ -3,7 +3,7 @@
 //! The interpreter runs one [`Block`] over a CPU state (an [`EnvHeader`] followed by the
 //! frontend's fields) and returns the same [`ExitCode`] the compiled block would. The JIT is
 //! tested against it (see `ir::testing`), so it stays deliberately plain: every arithmetic op is
-//! the `eval` function of [`crate::op`], temps live in a `Vec<u64>`, globals are read from and
+//! the `eval` functions of [`crate::BinOp`] and its siblings, temps live in a `Vec<u64>`, globals are read from and
 //! written to the CPU state at their offsets on every use (so helpers and exceptions always see
 //! the current value without any syncing), and guest memory goes through [`GuestMemory`].
 //!

@@ -18,8 +18,8 @@
 //! them are globals, [`globals`]; the last four are never named and must stay untouched; an I32
 //! global is the low 4 bytes of its slot and the high 4 bytes must stay untouched too), 8
 //! "env scratch" slots for `EnvLoad`/`EnvStore`, a pointer to the [`TestMemory`], the
-//! [`Raised`] record, the address the lookup function returns, and the effect accumulator of
-//! the `NONE`-flag helper.
+//! exception record ([`RaisedRecord`]), the address the lookup function returns, and the
+//! effect accumulator of the `NONE`-flag helper.
 //!
 //! [`TestMemory`] is a window of 16 pages at guest [`WINDOW_BASE`]: page [`FAULT_PAGE`] raises
 //! on every access, page [`MMIO_PAGE`] is reached only through the slow path (it behaves like
@@ -88,7 +88,7 @@ pub enum RaiseKind {
 /// The exception record, written by whatever raised.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Raised {
+pub struct RaisedRecord {
     /// What raised.
     pub kind: RaiseKind,
     /// How many times something raised (more than one means an engine went on after a raise).
@@ -109,7 +109,7 @@ pub struct TestEnv {
     /// The memory, for the slow-path functions (also in `header.opaque`).
     pub mem: *mut TestMemory,
     /// The last guest exception.
-    pub raised: Raised,
+    pub raised: RaisedRecord,
     /// What [`test_lookup`] returns: set it to the backend's "return to the loop" address (or
     /// a block's code) before running generated code that ends in `LookupAndGoto`. Zero, the
     /// default, is not a valid code address.
@@ -583,7 +583,7 @@ impl TestState {
             globals: init.globals,
             scratch: init.scratch,
             mem: mem.as_ptr(),
-            raised: Raised::default(),
+            raised: RaisedRecord::default(),
             lookup_target: 0,
             effects: 0,
         });
@@ -720,7 +720,7 @@ pub struct Outcome {
     /// in when they store it otherwise).
     pub insn_index: u32,
     /// The exception record.
-    pub raised: Raised,
+    pub raised: RaisedRecord,
     /// [`HELPER_EFFECT`]'s accumulator.
     pub effects: u64,
     /// The memory window.
@@ -1757,7 +1757,7 @@ mod tests {
         assert_eq!(s.env().header.unwind, 1);
         assert_eq!(
             s.env().raised,
-            Raised {
+            RaisedRecord {
                 kind: RaiseKind::Fault,
                 count: 1,
                 addr: page(FAULT_PAGE)
