@@ -7,7 +7,11 @@ use proptest::prelude::*;
 use super::{backend, run};
 use crate::HostFeatures;
 
-fn check(block: &ir::Block, init: &ir::testing::TestEnvInit, features: HostFeatures) -> Result<(), TestCaseError> {
+fn check(
+    block: &ir::Block,
+    init: &ir::testing::TestEnvInit,
+    features: HostFeatures,
+) -> Result<(), TestCaseError> {
     let mut reference = TestState::new(init);
     let want = reference.run_interp(&mut Interpreter::new(), block, 1);
     let mut be = backend(features);
