@@ -20,8 +20,8 @@ pub struct CodeBuffer {
     capacity: usize,
 }
 
-// SAFETY (for Send/Sync): the buffer is two plain mappings; all writes go through `&mut self`
-// (`write`) or are atomic 4-byte stores (`patch_u32`).
+// SAFETY: the buffer is two plain mappings; all writes go through `&mut self` (`write`) or
+// are atomic 4-byte stores (`patch_u32`).
 unsafe impl Send for CodeBuffer {}
 // SAFETY: as above; shared access only reads or performs atomic patches.
 unsafe impl Sync for CodeBuffer {}
@@ -90,16 +90,18 @@ impl CodeBuffer {
     /// Panics if the range is outside the buffer (a backend bug, never guest-controlled).
     pub fn write(&mut self, offset: usize, code: &[u8]) {
         assert!(offset + code.len() <= self.capacity, "code buffer overrun");
+        let dst = self.rw.wrapping_add(offset);
         // SAFETY: the range is inside the rw mapping (checked above) and `code` is a separate
         // Rust slice, so they cannot overlap.
-        unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), self.rw.add(offset), code.len()) };
+        unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), dst, code.len()) };
     }
 
     /// Reads back `len` bytes at `offset` (for logs and tests).
     pub fn bytes(&self, offset: usize, len: usize) -> &[u8] {
         assert!(offset + len <= self.capacity, "code buffer overrun");
+        let src = self.rw.wrapping_add(offset);
         // SAFETY: the range is inside the mapping, which lives as long as `self`.
-        unsafe { std::slice::from_raw_parts(self.rw.add(offset), len) }
+        unsafe { std::slice::from_raw_parts(src, len) }
     }
 
     /// Atomically stores a 4-byte value at the 4-byte aligned `offset`, so a thread executing
@@ -111,7 +113,7 @@ impl CodeBuffer {
         );
         // SAFETY: the field is aligned and inside the rw mapping; AtomicU32 has the layout of
         // u32, and all concurrent writers use atomic stores.
-        let field = unsafe { &*self.rw.add(offset).cast::<AtomicU32>() };
+        let field = unsafe { &*self.rw.wrapping_add(offset).cast::<AtomicU32>() };
         field.store(value, Ordering::Release);
     }
 

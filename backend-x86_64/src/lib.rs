@@ -12,6 +12,9 @@
 //! the 13 other registers are allocated. Blocks have no prologue: the trampoline saves every
 //! callee-saved register once, so chained blocks jump straight into each other.
 
+// dynasm! expands dynamic register operands to `.into()` conversions of the same type.
+#![allow(clippy::useless_conversion)]
+
 pub mod code_buffer;
 mod emit;
 mod features;

@@ -169,7 +169,7 @@ impl Compiler<'_> {
             self.emit_return(self.exit_code(ExitKind::Unwind, 0));
         }
         let mut goto = [None, None];
-        for slot in 0..2 {
+        for (slot, out) in goto.iter_mut().enumerate() {
             if let Some((field, stub)) = self.goto[slot] {
                 let stub_off = self.asm.offset().0;
                 dynasm!(self.asm ; .arch x64 ; =>stub);
@@ -179,7 +179,7 @@ impl Compiler<'_> {
                     ExitKind::GotoTb1
                 };
                 self.emit_return(self.exit_code(kind, 0));
-                goto[slot] = Some((field.0, stub_off));
+                *out = Some((field.0, stub_off));
             }
         }
         let slow = std::mem::take(&mut self.slow);
