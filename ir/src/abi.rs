@@ -30,12 +30,16 @@ pub const PAGE_MASK: u64 = !(PAGE_SIZE - 1);
 pub const MMU_MODES: usize = 8;
 
 /// Tag bit: the entry is invalid for this kind of access (`u64::MAX` tags are invalid too).
-pub const TLB_INVALID: u64 = 1 << 0;
+///
+/// The flag bits sit at bits 9-11, above the alignment bits the fast path keeps for aligned
+/// accesses (`addr & (PAGE_MASK | size - 1)`, at most bits 0-2), so one compare catches both
+/// a misaligned address and a flagged page.
+pub const TLB_INVALID: u64 = 1 << 11;
 /// Tag bit: the page is MMIO; every access goes to the slow path and from there to the bus.
-pub const TLB_MMIO: u64 = 1 << 1;
+pub const TLB_MMIO: u64 = 1 << 10;
 /// Tag bit (write tags): the page holds translated code; writes go to the slow path, which
 /// invalidates the blocks translated from it.
-pub const TLB_WATCH: u64 = 1 << 2;
+pub const TLB_WATCH: u64 = 1 << 9;
 
 /// One softmmu TLB entry: 32 bytes, so the fast path indexes with a shift.
 ///
@@ -220,6 +224,14 @@ impl ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tag_flags_stay_clear_of_page_and_alignment_bits() {
+        for flag in [TLB_INVALID, TLB_MMIO, TLB_WATCH] {
+            assert_eq!(flag & PAGE_MASK, 0);
+            assert_eq!(flag & 7, 0);
+        }
+    }
 
     #[test]
     fn header_layout_is_stable_for_generated_code() {

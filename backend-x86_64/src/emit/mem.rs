@@ -74,15 +74,10 @@ impl Compiler<'_> {
             ; add Rq(t1), QWORD [r14 + tlb + 8]
         );
         if mop.aligned || bytes == 1 {
-            // The ABI's tag flags (TLB_INVALID = 1, TLB_MMIO = 2, TLB_WATCH = 4) overlap the
-            // alignment bits, so `addr & (PAGE_MASK | size-1)` could equal a flagged tag: test
-            // the alignment on its own, then compare the page alone.
-            if bytes > 1 {
-                asm::alu_ri(&mut self.asm, Alu::Test, false, a, bytes - 1);
-                asm::jcc(&mut self.asm, asm::Cc::Ne, slow);
-            }
+            // Keeping the alignment bits makes a misaligned address fail the compare; the
+            // ABI's tag flags sit above them (bits 9-11), so no flagged tag can match.
             asm::mov_rr(&mut self.asm, true, t2, a);
-            asm::alu_ri(&mut self.asm, Alu::And, true, t2, PAGE_MASK as i64 as i32);
+            asm::alu_ri(&mut self.asm, Alu::And, true, t2, (PAGE_MASK as i64 as i32) | (bytes - 1));
         } else {
             dynasm!(self.asm ; .arch x64 ; lea Rq(t2), [Rq(a) + bytes - 1]);
             asm::alu_ri(&mut self.asm, Alu::And, true, t2, PAGE_MASK as i64 as i32);
