@@ -106,6 +106,22 @@ impl std::fmt::Debug for Backend {
 /// Code alignment of blocks.
 const BLOCK_ALIGN: usize = 16;
 
+/// The code that enters generated code ([`Backend::enter`] without the `Backend`). Valid while
+/// the backend that made it lives.
+#[derive(Debug, Clone, Copy)]
+pub struct Trampoline(usize);
+
+impl Trampoline {
+    /// Runs code from `entry` until a block returns; returns the raw exit code.
+    ///
+    /// # Safety
+    /// As for [`Backend::enter`], and the backend that made this trampoline is alive.
+    pub unsafe fn enter(&self, env: *mut u8, entry: usize) -> u64 {
+        // SAFETY: forwarded to the caller; the address is the backend's trampoline.
+        unsafe { CodeBuffer::call_trampoline(self.0, env, entry) }
+    }
+}
+
 impl Backend {
     /// Maps the code buffer and emits the shared stubs (entry trampoline, epilogue, lookup
     /// miss).
@@ -206,6 +222,12 @@ impl Backend {
     pub unsafe fn enter(&self, env: *mut u8, entry: usize) -> u64 {
         // SAFETY: forwarded to the caller; the trampoline is ours.
         unsafe { CodeBuffer::call_trampoline(self.trampoline, env, entry) }
+    }
+
+    /// The entry trampoline as a value, for engines that keep the `Backend` behind a lock
+    /// (compiling) while vCPU threads run code.
+    pub fn trampoline(&self) -> Trampoline {
+        Trampoline(self.trampoline)
     }
 
     /// Patches a GotoTb slot to jump straight to `target` (another block's entry). Atomic

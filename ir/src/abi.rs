@@ -139,6 +139,11 @@ pub struct EnvHeader {
     pub opaque: *mut std::ffi::c_void,
 }
 
+// SAFETY: the raw pointers in the header (TLB tables, the engine context) point at per-vCPU
+// data owned together with the CPU state; a CPU state moves between threads as a whole, and
+// the only field other threads touch is the atomic `exit_request`.
+unsafe impl Send for EnvHeader {}
+
 /// Byte offsets of [`EnvHeader`] fields, for generated code.
 pub mod offsets {
     use super::EnvHeader;

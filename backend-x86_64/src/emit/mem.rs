@@ -77,7 +77,13 @@ impl Compiler<'_> {
             // Keeping the alignment bits makes a misaligned address fail the compare; the
             // ABI's tag flags sit above them (bits 9-11), so no flagged tag can match.
             asm::mov_rr(&mut self.asm, true, t2, a);
-            asm::alu_ri(&mut self.asm, Alu::And, true, t2, (PAGE_MASK as i64 as i32) | (bytes - 1));
+            asm::alu_ri(
+                &mut self.asm,
+                Alu::And,
+                true,
+                t2,
+                (PAGE_MASK as i64 as i32) | (bytes - 1),
+            );
         } else {
             dynasm!(self.asm ; .arch x64 ; lea Rq(t2), [Rq(a) + bytes - 1]);
             asm::alu_ri(&mut self.asm, Alu::And, true, t2, PAGE_MASK as i64 as i32);

@@ -1,0 +1,156 @@
+//! What all vCPUs of one guest share: the frontend, guest memory, the block cache and the
+//! backend with its code buffer.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use backend_x86_64::{Backend, BackendConfig, HostFeatures};
+
+use crate::cache::BlockCache;
+use crate::guest::Guest;
+use crate::memory::PhysMemory;
+use crate::TcgError;
+
+/// How blocks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecMode {
+    /// Compiled to host code by the x86_64 backend.
+    Jit,
+    /// Run by the IR reference interpreter (any host; also a cross-check of the JIT).
+    Interpreter,
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// JIT or interpreter.
+    pub mode: ExecMode,
+    /// Bytes of host code buffer (JIT).
+    pub code_size: usize,
+    /// Most guest instructions per block.
+    pub max_insns: u32,
+    /// System emulation: no direct links across guest pages (their mappings may change).
+    pub system: bool,
+    /// Run the IR optimizer on each block.
+    pub optimize: bool,
+    /// Link blocks directly to each other (off only to measure what chaining buys).
+    pub chain: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            mode: ExecMode::Jit,
+            code_size: 64 << 20,
+            max_insns: 256,
+            system: true,
+            optimize: true,
+            chain: true,
+        }
+    }
+}
+
+/// Counters shared by all vCPUs.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Blocks translated.
+    pub translations: AtomicU64,
+    /// IR ops compiled or prepared for the interpreter.
+    pub ops: AtomicU64,
+    /// Code-buffer flushes.
+    pub flushes: AtomicU64,
+}
+
+/// The shared part of the TCG accelerator.
+pub struct Engine<G: Guest> {
+    pub(crate) guest: G,
+    pub(crate) memory: Arc<dyn PhysMemory>,
+    pub(crate) cache: BlockCache,
+    /// The backend (JIT mode): compiles, links and flushes under this lock. The same lock
+    /// serialises translation in interpreter mode, so block ids stay in order.
+    pub(crate) jit: Mutex<Option<Backend>>,
+    pub(crate) entry: Option<backend_x86_64::Trampoline>,
+    pub(crate) lookup_miss: usize,
+    pub(crate) config: EngineConfig,
+    pub(crate) addr_mask: u64,
+    pub(crate) stats: EngineStats,
+}
+
+impl<G: Guest> Engine<G> {
+    /// An engine for `guest` over `memory`.
+    pub fn new(
+        guest: G,
+        memory: Arc<dyn PhysMemory>,
+        config: EngineConfig,
+    ) -> Result<Arc<Engine<G>>, TcgError> {
+        let backend = match config.mode {
+            ExecMode::Jit => Some(Backend::new(BackendConfig {
+                code_size: config.code_size,
+                features: HostFeatures::detect(),
+            })?),
+            ExecMode::Interpreter => None,
+        };
+        let entry = backend.as_ref().map(|b| b.trampoline());
+        let lookup_miss = backend.as_ref().map_or(0, |b| b.lookup_miss_address());
+        let addr_mask = guest.addr_type().mask();
+        Ok(Arc::new(Engine {
+            guest,
+            memory,
+            cache: BlockCache::new(),
+            jit: Mutex::new(backend),
+            entry,
+            lookup_miss,
+            config,
+            addr_mask,
+            stats: EngineStats::default(),
+        }))
+    }
+
+    /// The frontend.
+    pub fn guest(&self) -> &G {
+        &self.guest
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The shared counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Bytes of host code in the code buffer (0 for the interpreter).
+    pub fn code_bytes(&self) -> usize {
+        self.jit
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map_or(0, |b| b.used_bytes())
+    }
+
+    /// Number of valid translated blocks.
+    pub fn cached_blocks(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Invalidates translated code for guest physical `[start, end)` (e.g. after a device
+    /// wrote guest RAM by DMA).
+    pub fn invalidate_phys_range(&self, start: u64, end: u64) {
+        let jit = self.jit.lock().unwrap();
+        let linker = jit.as_ref().map(|b| b as &dyn crate::cache::Linker);
+        self.cache.invalidate_range(linker, start, end);
+    }
+
+    /// Drops all translated code. Only safe to call while no vCPU runs generated code; vCPUs
+    /// notice through the blocks' validity.
+    pub(crate) fn flush_locked(&self, backend: &mut Option<Backend>) {
+        if let Some(b) = backend.as_mut() {
+            b.flush();
+        }
+        self.cache.flush();
+        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        log::debug!("translated code flushed");
+    }
+}

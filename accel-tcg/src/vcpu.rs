@@ -1,0 +1,566 @@
+//! One vCPU of the TCG accelerator and its execution loop.
+//!
+//! The loop: act on `exit_request` (interrupts, stop requests) → find the next block (jump
+//! cache, then the shared cache, else translate) → link the previous block's goto slot to it
+//! when that exit was an unlinked `goto_tb` → run it → handle its exit (frontend `ExitTb`
+//! reasons, guest exceptions restored to their instruction, self-modifying code restarts).
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use ir::abi::{ExitCode, ExitKind};
+use ir::{Builder, MemOp};
+
+use crate::cache::{BlockCode, BlockKey, TranslationBlock, CF_ONE_INSN};
+use crate::engine::Engine;
+use crate::guest::{Access, Action, CpuState, Guest};
+use crate::jump_cache::JumpCache;
+use crate::softmmu::{CodeFetch, Raised};
+use crate::tlb::SoftTlb;
+use crate::TcgError;
+
+/// Per-vCPU counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct VcpuStats {
+    /// Times the loop ran a block (each entry into generated code or the interpreter).
+    pub dispatches: u64,
+    /// Direct links made from this vCPU.
+    pub links: u64,
+    /// Blocks invalidated by this vCPU's stores to code.
+    pub invalidated_blocks: u64,
+    /// Guest exceptions taken (including restarts).
+    pub unwinds: u64,
+}
+
+/// The per-vCPU state that slow paths reach through `EnvHeader::opaque`.
+pub(crate) struct Context<G: Guest> {
+    pub engine: Arc<Engine<G>>,
+    pub tlb: SoftTlb,
+    pub jump_cache: JumpCache,
+    /// Set by a store that modified the block it ran in.
+    pub restart: bool,
+    pub stats: VcpuStats,
+}
+
+/// Owns the CPU-state allocation, shared with [`ExitRequester`]s so they never outlive it.
+struct CpuAlloc<C>(NonNull<C>);
+
+// SAFETY: the allocation is a `C: Send`; other threads only touch its atomic `exit_request`.
+unsafe impl<C: Send> Send for CpuAlloc<C> {}
+// SAFETY: as above: shared access from other threads is limited to the atomic field.
+unsafe impl<C: Send> Sync for CpuAlloc<C> {}
+
+impl<C> Drop for CpuAlloc<C> {
+    fn drop(&mut self) {
+        // SAFETY: leaked from a Box in `Vcpu::new`; this is the last owner.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
+}
+
+/// Asks a vCPU, from any thread, to leave generated code at the next block entry and call its
+/// frontend's `on_exit_request` (to take an interrupt, or to stop).
+#[derive(Clone)]
+pub struct ExitRequester {
+    flag: NonNull<AtomicU32>,
+    _cpu: Arc<dyn Send + Sync>,
+}
+
+// SAFETY: `flag` points into the CPU-state allocation kept alive by `_cpu`, and is only used
+// through atomic operations.
+unsafe impl Send for ExitRequester {}
+// SAFETY: as above.
+unsafe impl Sync for ExitRequester {}
+
+impl ExitRequester {
+    /// Requests the exit.
+    pub fn request(&self) {
+        // SAFETY: the header (and so `exit_request`, its first field) lives as long as `_cpu`;
+        // the vCPU thread accesses this field only atomically as well.
+        unsafe { self.flag.as_ref() }.store(1, Ordering::Release);
+    }
+}
+
+/// A vCPU: its CPU state and the engine state that is private to it.
+pub struct Vcpu<G: Guest> {
+    alloc: Arc<CpuAlloc<G::Cpu>>,
+    // Both are Box allocations turned into raw pointers: generated code and slow paths reach
+    // them through the CPU-state pointer while `run` is on the stack, so no Rust reference to
+    // them may be held across a call into generated code.
+    cpu: NonNull<G::Cpu>,
+    ctx: NonNull<Context<G>>,
+    engine: Arc<Engine<G>>,
+    builder: Builder,
+    interp: ir::interp::Interpreter,
+    next_cflags: u32,
+}
+
+// SAFETY: the raw pointers are owned allocations used only by the thread that owns the Vcpu
+// (G::Cpu is Send; Context holds an Arc of a Send + Sync engine and plain data).
+unsafe impl<G: Guest> Send for Vcpu<G> {}
+
+impl<G: Guest> Vcpu<G> {
+    /// A vCPU running `cpu` on `engine`.
+    pub fn new(engine: Arc<Engine<G>>, cpu: Box<G::Cpu>) -> Vcpu<G> {
+        let ctx = Box::new(Context {
+            engine: engine.clone(),
+            tlb: SoftTlb::new(),
+            jump_cache: JumpCache::new(),
+            restart: false,
+            stats: VcpuStats::default(),
+        });
+        let ctx = NonNull::from(Box::leak(ctx));
+        let cpu = NonNull::from(Box::leak(cpu));
+        let alloc = Arc::new(CpuAlloc(cpu));
+        let builder = Builder::new(engine.guest.globals(), engine.guest.addr_type());
+        let mut vcpu = Vcpu {
+            alloc,
+            cpu,
+            ctx,
+            engine,
+            builder,
+            interp: ir::interp::Interpreter::new(),
+            next_cflags: 0,
+        };
+        vcpu.install_header();
+        vcpu
+    }
+
+    fn install_header(&mut self) {
+        let ctx_ptr = self.ctx.as_ptr();
+        let (cpu, ctx) = self.parts_mut();
+        let h = cpu.header_mut();
+        h.load_slow = load_slow::<G>;
+        h.store_slow = store_slow::<G>;
+        h.lookup = lookup::<G>;
+        h.opaque = ctx_ptr.cast();
+        h.unwind = 0;
+        ctx.tlb.install(h);
+    }
+
+    /// A handle other threads use to make this vCPU leave generated code.
+    pub fn exit_requester(&self) -> ExitRequester {
+        let flag = self.cpu.cast::<AtomicU32>();
+        ExitRequester {
+            flag,
+            _cpu: self.alloc.clone(),
+        }
+    }
+
+    /// The CPU state.
+    pub fn cpu(&self) -> &G::Cpu {
+        // SAFETY: owned allocation; `&self` excludes `run`.
+        unsafe { self.cpu.as_ref() }
+    }
+
+    /// The CPU state, mutably.
+    pub fn cpu_mut(&mut self) -> &mut G::Cpu {
+        // SAFETY: owned allocation; `&mut self` excludes every other access.
+        unsafe { self.cpu.as_mut() }
+    }
+
+    /// The CPU state and the context at once (they are separate allocations).
+    fn parts_mut(&mut self) -> (&mut G::Cpu, &mut Context<G>) {
+        // SAFETY: owned allocation; `&mut self` excludes other accesses, and callers drop the
+        // reference before running guest code.
+        let cpu = unsafe { &mut *self.cpu.as_ptr() };
+        // SAFETY: as above, a separate allocation from `cpu`.
+        let ctx = unsafe { &mut *self.ctx.as_ptr() };
+        (cpu, ctx)
+    }
+
+    fn ctx(&mut self) -> &mut Context<G> {
+        // SAFETY: owned allocation; callers drop the reference before running guest code.
+        unsafe { self.ctx.as_mut() }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Arc<Engine<G>> {
+        &self.engine
+    }
+
+    /// This vCPU's counters.
+    pub fn stats(&self) -> VcpuStats {
+        // SAFETY: owned allocation; `&self` excludes `run`.
+        unsafe { self.ctx.as_ref() }.stats
+    }
+
+    /// Forgets every TLB entry (and the jump cache, whose entries assumed the old mappings).
+    pub fn flush_tlb(&mut self) {
+        let ctx = self.ctx();
+        ctx.tlb.flush();
+        ctx.jump_cache.clear();
+    }
+
+    /// Forgets the TLB entries of the page of `vaddr`.
+    pub fn flush_tlb_page(&mut self, vaddr: u64) {
+        let ctx = self.ctx();
+        ctx.tlb.flush_page(vaddr);
+        ctx.jump_cache.clear();
+    }
+
+    /// Runs guest code until the frontend returns an [`Action::Return`] code.
+    pub fn run(&mut self) -> Result<u32, TcgError> {
+        let mut link_from: Option<(u32, u8)> = None;
+        loop {
+            if self.cpu().header().exit_request.load(Ordering::Acquire) != 0 {
+                self.cpu().header().exit_request.store(0, Ordering::Release);
+                link_from = None;
+                let engine = self.engine.clone();
+                if let Action::Return(code) = engine.guest.on_exit_request(self.cpu_mut()) {
+                    return Ok(code);
+                }
+            }
+            let tb = match self.find_block()? {
+                Some(tb) => tb,
+                None => {
+                    // Fetching the first instruction faulted; the exception is recorded.
+                    link_from = None;
+                    if let Action::Return(code) = self.take_exception() {
+                        return Ok(code);
+                    }
+                    continue;
+                }
+            };
+            if let Some((from, slot)) = link_from.take().filter(|_| self.engine.config.chain) {
+                self.try_link(from, slot, &tb);
+            }
+            let exit = self.execute(&tb);
+            self.ctx().stats.dispatches += 1;
+            let Some(exit) = ExitCode::decode(exit) else {
+                return Err(TcgError::BadExitCode(exit));
+            };
+            match exit.kind {
+                ExitKind::GotoTb0 => link_from = Some((exit.block_id, 0)),
+                ExitKind::GotoTb1 => link_from = Some((exit.block_id, 1)),
+                ExitKind::Lookup | ExitKind::ExitRequested => {}
+                ExitKind::Exit => {
+                    let engine = self.engine.clone();
+                    if let Action::Return(code) = engine.guest.on_exit(self.cpu_mut(), exit.payload)
+                    {
+                        return Ok(code);
+                    }
+                }
+                ExitKind::Unwind => {
+                    if let Action::Return(code) = self.unwind(exit.block_id)? {
+                        return Ok(code);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Restores the state to the faulting instruction of block `block_id`, then takes the
+    /// exception or arranges the restart of a self-modifying store.
+    fn unwind(&mut self, block_id: u32) -> Result<Action, TcgError> {
+        self.ctx().stats.unwinds += 1;
+        let index = {
+            let h = self.cpu_mut().header_mut();
+            h.unwind = 0;
+            h.insn_index as usize
+        };
+        let tb = self
+            .engine
+            .cache
+            .get(block_id)
+            .ok_or(TcgError::UnknownBlock(block_id))?;
+        let &(pc, extra) = tb
+            .insn_starts
+            .get(index)
+            .ok_or(TcgError::UnknownBlock(block_id))?;
+        let engine = self.engine.clone();
+        engine.guest.restore_state(self.cpu_mut(), pc, extra);
+        if std::mem::take(&mut self.ctx().restart) {
+            self.next_cflags = CF_ONE_INSN;
+            return Ok(Action::Continue);
+        }
+        Ok(self.take_exception())
+    }
+
+    fn take_exception(&mut self) -> Action {
+        let engine = self.engine.clone();
+        engine.guest.on_exception(self.cpu_mut())
+    }
+
+    fn try_link(&mut self, from: u32, slot: u8, to: &Arc<TranslationBlock>) {
+        let Some(src) = self.engine.cache.get(from) else {
+            return;
+        };
+        let jit = self.engine.jit.lock().unwrap();
+        let Some(backend) = jit.as_ref() else { return };
+        if self
+            .engine
+            .cache
+            .link(backend, &src, slot, to, self.engine.config.system)
+        {
+            drop(jit);
+            self.ctx().stats.links += 1;
+        }
+    }
+
+    /// The block at the current pc, translated if needed; `None` when fetching its first
+    /// instruction raised.
+    fn find_block(&mut self) -> Result<Option<Arc<TranslationBlock>>, TcgError> {
+        let engine = self.engine.clone();
+        let (pc, flags) = engine.guest.block_key(self.cpu());
+        let cflags = std::mem::take(&mut self.next_cflags);
+        if let Some(tb) = self.ctx().jump_cache.get(pc, flags, cflags) {
+            return Ok(Some(tb.clone()));
+        }
+        let mmu_idx = engine.guest.code_mmu_idx(flags);
+        let (cpu, ctx) = self.parts_mut();
+        let hit = match ctx.lookup_or_walk(cpu, pc, Access::Execute, mmu_idx) {
+            Ok(hit) => hit,
+            Err(fault) => {
+                engine.guest.raise(cpu, fault, pc, Access::Execute);
+                return Ok(None);
+            }
+        };
+        let key = BlockKey {
+            pc,
+            phys_pc: hit.phys_page | (pc & !ir::abi::PAGE_MASK),
+            flags,
+            cflags,
+        };
+        let tb = match engine.cache.lookup(&key) {
+            Some(tb) => tb,
+            None => match self.translate(key, mmu_idx)? {
+                Some(tb) => tb,
+                None => return Ok(None),
+            },
+        };
+        self.ctx().jump_cache.insert(tb.clone());
+        Ok(Some(tb))
+    }
+
+    fn translate(
+        &mut self,
+        key: BlockKey,
+        mmu_idx: u8,
+    ) -> Result<Option<Arc<TranslationBlock>>, TcgError> {
+        let engine = self.engine.clone();
+        let max_insns = if key.cflags & CF_ONE_INSN != 0 {
+            1
+        } else {
+            engine.config.max_insns
+        };
+        // SAFETY: owned allocation; no generated code runs during this call and no other
+        // reference to it is live.
+        let cpu = unsafe { &mut *self.cpu.as_ptr() };
+        // SAFETY: as above, a separate allocation.
+        let ctx = unsafe { &mut *self.ctx.as_ptr() };
+        let mut fetch = CodeFetch {
+            ctx,
+            cpu,
+            mmu_idx,
+            ranges: Vec::with_capacity(2),
+        };
+        if let Err(fault) =
+            engine
+                .guest
+                .translate(key.pc, key.flags, &mut fetch, &mut self.builder, max_insns)
+        {
+            self.builder.finish();
+            engine
+                .guest
+                .raise(fetch.cpu, fault, key.pc, Access::Execute);
+            return Ok(None);
+        }
+        let ranges = fetch.ranges;
+        let mut block = self.builder.finish();
+        if cfg!(debug_assertions) {
+            if let Err(e) = ir::verify::verify(&block) {
+                return Err(TcgError::InvalidBlock {
+                    pc: key.pc,
+                    error: e.to_string(),
+                });
+            }
+        }
+        if engine.config.optimize {
+            ir::opt::optimize(&mut block);
+        }
+        let insn_starts = block.insn_starts().into_boxed_slice();
+        engine.stats.translations.fetch_add(1, Ordering::Relaxed);
+        engine
+            .stats
+            .ops
+            .fetch_add(block.ops.len() as u64, Ordering::Relaxed);
+
+        let mut jit = engine.jit.lock().unwrap();
+        let (id, code) = match jit.as_mut() {
+            None => (engine.cache.next_id(), BlockCode::Interp(block)),
+            Some(backend) => {
+                let id = engine.cache.next_id();
+                match backend.compile(&block, id) {
+                    Ok(code) => (id, BlockCode::Jit(code)),
+                    Err(backend_x86_64::BackendError::BufferFull) => {
+                        engine.flush_locked(&mut jit);
+                        let backend = jit.as_mut().expect("JIT mode has a backend");
+                        let id = engine.cache.next_id();
+                        (id, BlockCode::Jit(backend.compile(&block, id)?))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        let (tb, new_pages) =
+            engine
+                .cache
+                .insert(TranslationBlock::new(id, key, ranges, insn_starts, code));
+        drop(jit);
+        let ctx = self.ctx();
+        for page in new_pages {
+            ctx.tlb.watch_phys_page(page);
+        }
+        Ok(Some(tb))
+    }
+
+    fn execute(&mut self, tb: &TranslationBlock) -> u64 {
+        let env = self.cpu.as_ptr().cast::<u8>();
+        match &tb.code {
+            BlockCode::Jit(code) => {
+                let entry = self
+                    .engine
+                    .entry
+                    .as_ref()
+                    .expect("JIT mode has an entry trampoline");
+                // SAFETY: env is this vCPU's CPU state (repr(C), EnvHeader first, per the
+                // CpuState contract) with its header installed; the block was compiled by
+                // this engine's backend since the last flush (flushes happen only on this
+                // thread, between blocks, and invalidate `tb` for the next lookup). No Rust
+                // reference to the state or the context is live.
+                unsafe { entry.enter(env, code.entry) }
+            }
+            BlockCode::Interp(block) => {
+                let mut mem = SlowPathMemory::<G>(std::marker::PhantomData);
+                // SAFETY: as above; the interpreter's memory goes through the same slow paths.
+                unsafe { self.interp.run(block, env, &mut mem, tb.id) }.encode()
+            }
+        }
+    }
+}
+
+impl<G: Guest> Drop for Vcpu<G> {
+    fn drop(&mut self) {
+        // SAFETY: leaked from a Box in `new` and not referenced elsewhere. The CPU state is
+        // freed by the last owner of `alloc`.
+        unsafe { drop(Box::from_raw(self.ctx.as_ptr())) };
+    }
+}
+
+/// The interpreter's guest memory: the same slow paths as generated code.
+struct SlowPathMemory<G>(std::marker::PhantomData<G>);
+
+impl<G: Guest> ir::interp::GuestMemory for SlowPathMemory<G> {
+    unsafe fn load(
+        &mut self,
+        env: *mut u8,
+        addr: u64,
+        mop: MemOp,
+        mmu_idx: u8,
+        block_id: u32,
+    ) -> Result<u64, ir::interp::Raised> {
+        // SAFETY: env is the vCPU's state, as for generated code.
+        let (cpu, ctx) = unsafe { parts::<G>(env as u64) };
+        ctx.load(
+            cpu,
+            addr,
+            MemOp {
+                signed: false,
+                ..mop
+            },
+            mmu_idx,
+        )
+        .map_err(|Raised| ir::interp::Raised)
+        .inspect(|_| {
+            let _ = block_id;
+        })
+    }
+
+    unsafe fn store(
+        &mut self,
+        env: *mut u8,
+        addr: u64,
+        val: u64,
+        mop: MemOp,
+        mmu_idx: u8,
+        block_id: u32,
+    ) -> Result<(), ir::interp::Raised> {
+        // SAFETY: env is the vCPU's state, as for generated code.
+        let (cpu, ctx) = unsafe { parts::<G>(env as u64) };
+        ctx.store(cpu, addr, val, mop, mmu_idx, block_id)
+            .map_err(|Raised| ir::interp::Raised)
+    }
+}
+
+/// The CPU state and the vCPU context behind a CPU-state pointer.
+///
+/// # Safety
+/// `env` is the CPU state of a live [`Vcpu<G>`] whose `run` is executing generated code or the
+/// interpreter (so no Rust reference to either object is live).
+unsafe fn parts<'a, G: Guest>(env: u64) -> (&'a mut G::Cpu, &'a mut Context<G>) {
+    // SAFETY: per the function contract.
+    let cpu = unsafe { &mut *(env as *mut G::Cpu) };
+    let ctx = cpu.header().opaque.cast::<Context<G>>();
+    // SAFETY: `opaque` was set by `install_header` to the vCPU's context allocation.
+    (cpu, unsafe { &mut *ctx })
+}
+
+/// `EnvHeader::load_slow` for guest `G`.
+unsafe extern "C" fn load_slow<G: Guest>(env: u64, addr: u64, _val: u64, info: u64) -> u64 {
+    let (mop, mmu_idx, _, _) = ir::abi::decode_slow_path_info(info);
+    // SAFETY: called by generated code of a running vCPU with its CPU-state pointer.
+    let (cpu, ctx) = unsafe { parts::<G>(env) };
+    match ctx.load(cpu, addr, mop, mmu_idx) {
+        Ok(v) => v,
+        Err(Raised) => {
+            cpu.header_mut().unwind = 1;
+            0
+        }
+    }
+}
+
+/// `EnvHeader::store_slow` for guest `G`.
+unsafe extern "C" fn store_slow<G: Guest>(env: u64, addr: u64, val: u64, info: u64) -> u64 {
+    let (mop, mmu_idx, _, block_id) = ir::abi::decode_slow_path_info(info);
+    // SAFETY: called by generated code of a running vCPU with its CPU-state pointer.
+    let (cpu, ctx) = unsafe { parts::<G>(env) };
+    if ctx.store(cpu, addr, val, mop, mmu_idx, block_id).is_err() {
+        cpu.header_mut().unwind = 1;
+    }
+    0
+}
+
+/// `EnvHeader::lookup` for guest `G`: the jump cache, else back to the loop.
+unsafe extern "C" fn lookup<G: Guest>(env: u64) -> u64 {
+    // SAFETY: called by generated code of a running vCPU with its CPU-state pointer.
+    let (cpu, ctx) = unsafe { parts::<G>(env) };
+    let (pc, flags) = ctx.engine.guest.block_key(cpu);
+    match ctx.jump_cache.get(pc, flags, 0).and_then(|tb| tb.entry()) {
+        Some(entry) => entry as u64,
+        None => ctx.engine.lookup_miss as u64,
+    }
+}
+
+/// For frontend helpers that change address translation (satp or CR3 writes, `sfence.vma`
+/// without an address): forgets every TLB entry of the vCPU whose CPU state is `env`.
+///
+/// # Safety
+/// `env` is the CPU-state pointer a helper received from a block of a [`Vcpu<G>`].
+pub unsafe fn helper_flush_tlb<G: Guest>(env: u64) {
+    // SAFETY: per the function contract, as for the slow paths.
+    let (_, ctx) = unsafe { parts::<G>(env) };
+    ctx.tlb.flush();
+    ctx.jump_cache.clear();
+}
+
+/// For frontend helpers that change one page's translation (`sfence.vma addr`, `invlpg`).
+///
+/// # Safety
+/// As for [`helper_flush_tlb`].
+pub unsafe fn helper_flush_tlb_page<G: Guest>(env: u64, vaddr: u64) {
+    // SAFETY: per the function contract, as for the slow paths.
+    let (_, ctx) = unsafe { parts::<G>(env) };
+    ctx.tlb.flush_page(vaddr);
+    ctx.jump_cache.clear();
+}
