@@ -317,3 +317,26 @@ fn illegal_instructions_return_to_the_frontend() {
         assert_eq!(m.vcpu.cpu().pc, CODE + 8);
     });
 }
+
+#[test]
+fn many_distinct_blocks_of_register_arithmetic_agree_between_jit_and_interpreter() {
+    let mut insns = vec![insn(LI, 1, 0, 0x10_0000)];
+    for i in 0..2000 {
+        for k in 0..7 {
+            insns.push(insn(ADDI, 2 + (k % 4) as u8, 2 + ((k + 1) % 4) as u8, (i * 7 + k) as i32));
+            insns.push(add(2 + ((k + 2) % 4) as u8, 2 + (k % 4) as u8, 2 + ((k + 3) % 4) as u8));
+        }
+        insns.push(insn(LD, 6, 1, 0));
+        insns.push(insn(JMP, 0, 0, 8));
+    }
+    insns.push(insn(HALT, 0, 0, 0));
+    let code = program(&insns);
+    let mut results = Vec::new();
+    for mode in [ExecMode::Interpreter, ExecMode::Jit] {
+        let mut m = machine(mode, &code, |_| {});
+        assert_eq!(m.vcpu.run().unwrap(), RET_HALT, "{mode:?}: pc {:#x}", m.vcpu.cpu().pc);
+        results.push(m.vcpu.cpu().regs);
+    }
+    assert_eq!(results[0], results[1]);
+    assert_eq!(results[0][1], 0x10_0000);
+}
