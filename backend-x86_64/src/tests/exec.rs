@@ -413,37 +413,3 @@ fn a_full_buffer_reports_buffer_full_and_flush_recovers() {
     run(&mut be, &block, &mut s);
     assert_eq!(s.env().globals[0], 40 * 0x1234_5678);
 }
-
-#[test]
-#[ignore = "measurement: cargo test --release -p backend-x86_64 translation_speed -- --ignored --nocapture"]
-fn translation_speed() {
-    use proptest::strategy::{Strategy, ValueTree};
-    use proptest::test_runner::TestRunner;
-    let mut runner = TestRunner::deterministic();
-    let blocks: Vec<ir::Block> = (0..3000)
-        .map(|_| {
-            testing::arb_block()
-                .new_tree(&mut runner)
-                .unwrap()
-                .current()
-        })
-        .collect();
-    let ops: usize = blocks.iter().map(|b| b.ops.len()).sum();
-    let mut be = crate::Backend::new(BackendConfig::default()).unwrap();
-    let start = std::time::Instant::now();
-    for (i, blk) in blocks.iter().enumerate() {
-        match be.compile(blk, i as u32) {
-            Ok(_) => {}
-            Err(BackendError::BufferFull) => be.flush(),
-            Err(e) => panic!("{e}"),
-        }
-    }
-    let t = start.elapsed();
-    println!(
-        "{} blocks, {ops} ops, {:?}: {:.1} ns/op, {} bytes",
-        blocks.len(),
-        t,
-        t.as_nanos() as f64 / ops as f64,
-        be.used_bytes()
-    );
-}

@@ -4,6 +4,7 @@
 mod emit_tests;
 mod exec;
 mod random;
+mod speed;
 
 use crate::{Backend, BackendConfig, HostFeatures};
 use ir::abi::ExitCode;
