@@ -358,3 +358,203 @@ impl BlockCache {
         unsafe { self.table.clear() };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backend_x86_64::CompiledBlock;
+
+    /// Records patches: `(field, target)`.
+    #[derive(Default)]
+    struct RecordingLinker {
+        patches: Mutex<Vec<(usize, usize)>>,
+    }
+
+    impl Linker for RecordingLinker {
+        fn link(&self, slot: &GotoSlot, target: usize) {
+            self.patches.lock().unwrap().push((slot.field, target));
+        }
+        fn unlink(&self, slot: &GotoSlot) {
+            self.patches
+                .lock()
+                .unwrap()
+                .push((slot.field, slot.exit_stub));
+        }
+    }
+
+    impl RecordingLinker {
+        fn take(&self) -> Vec<(usize, usize)> {
+            std::mem::take(&mut *self.patches.lock().unwrap())
+        }
+    }
+
+    /// A fake compiled block whose addresses encode its id: entry id*0x1000, slot n's field
+    /// id*0x1000+0x100+n*8, its exit stub +0x200+n*8.
+    fn block(cache: &BlockCache, pc: u64, len: u64) -> Arc<TranslationBlock> {
+        let id = cache.next_id();
+        let base = id as usize * 0x1000;
+        let slot = |n: usize| {
+            Some(GotoSlot {
+                field: base + 0x100 + n * 8,
+                exit_stub: base + 0x200 + n * 8,
+            })
+        };
+        let code = CompiledBlock {
+            entry: base,
+            len: 64,
+            goto_slots: [slot(0), slot(1)],
+        };
+        let key = BlockKey {
+            pc,
+            phys_pc: pc,
+            flags: 0,
+            cflags: 0,
+        };
+        let end = pc + len;
+        let mut ranges = vec![(pc, end.min((pc & PAGE_MASK) + ir::abi::PAGE_SIZE))];
+        if end > (pc & PAGE_MASK) + ir::abi::PAGE_SIZE {
+            ranges.push(((pc & PAGE_MASK) + ir::abi::PAGE_SIZE, end));
+        }
+        cache
+            .insert(TranslationBlock::new(
+                id,
+                key,
+                ranges,
+                Box::new([(pc, 0)]),
+                BlockCode::Jit(code),
+            ))
+            .0
+    }
+
+    #[test]
+    fn lookups_find_valid_blocks_by_their_whole_key() {
+        let cache = BlockCache::new();
+        let tb = block(&cache, 0x1000, 16);
+        assert_eq!(cache.lookup(&tb.key).unwrap().id, 0);
+        assert!(cache.lookup(&BlockKey { flags: 1, ..tb.key }).is_none());
+        assert!(cache
+            .lookup(&BlockKey {
+                phys_pc: 0x9000,
+                ..tb.key
+            })
+            .is_none());
+        assert!(cache.is_code_page(0x1000));
+        assert!(!cache.is_code_page(0x2000));
+    }
+
+    #[test]
+    fn linking_patches_once_and_respects_the_same_page_rule_in_system_mode() {
+        let cache = BlockCache::new();
+        let linker = RecordingLinker::default();
+        let a = block(&cache, 0x1000, 16);
+        let b = block(&cache, 0x1100, 16);
+        let far = block(&cache, 0x5000, 16);
+        assert!(cache.link(&linker, &a, 0, &b, true));
+        assert_eq!(linker.take(), vec![(0x100, 0x1000)]);
+        assert!(
+            !cache.link(&linker, &a, 0, &b, true),
+            "a slot is linked once"
+        );
+        assert!(
+            !cache.link(&linker, &a, 1, &far, true),
+            "no link to another page in system mode"
+        );
+        assert!(
+            cache.link(&linker, &a, 1, &far, false),
+            "user mode links anywhere"
+        );
+        assert_eq!(a.linked_to(0), Some(1));
+        assert_eq!(a.linked_to(1), Some(2));
+    }
+
+    #[test]
+    fn a_block_spanning_two_pages_is_never_a_direct_target_in_system_mode() {
+        let cache = BlockCache::new();
+        let linker = RecordingLinker::default();
+        let a = block(&cache, 0x1f00, 16);
+        let spanning = block(&cache, 0x1ff8, 16);
+        assert!(spanning.spans_pages());
+        assert!(!cache.link(&linker, &a, 0, &spanning, true));
+    }
+
+    #[test]
+    fn invalidating_a_target_unlinks_every_jump_into_it() {
+        let cache = BlockCache::new();
+        let linker = RecordingLinker::default();
+        let a = block(&cache, 0x1000, 16);
+        let b = block(&cache, 0x1100, 16);
+        let c = block(&cache, 0x1200, 16);
+        assert!(cache.link(&linker, &a, 0, &c, true));
+        assert!(cache.link(&linker, &b, 1, &c, true));
+        linker.take();
+        // A store to c's bytes only.
+        assert_eq!(
+            cache.invalidate_range(Some(&linker), 0x1208, 0x1209),
+            vec![2]
+        );
+        let mut patches = linker.take();
+        patches.sort();
+        assert_eq!(
+            patches,
+            vec![(0x100, 0x200), (0x1108, 0x1208)],
+            "both slots back at their exit stubs"
+        );
+        assert!(!c.is_valid());
+        assert!(cache.lookup(&c.key).is_none());
+        assert!(a.is_valid() && b.is_valid());
+        assert_eq!((a.linked_to(0), b.linked_to(1)), (None, None));
+        // The slots can be linked again, to a new translation.
+        let c2 = block(&cache, 0x1200, 16);
+        assert!(cache.link(&linker, &a, 0, &c2, true));
+    }
+
+    #[test]
+    fn invalidating_a_source_drops_its_outgoing_links() {
+        let cache = BlockCache::new();
+        let linker = RecordingLinker::default();
+        let a = block(&cache, 0x1000, 16);
+        let b = block(&cache, 0x1100, 16);
+        assert!(cache.link(&linker, &a, 0, &b, true));
+        linker.take();
+        assert_eq!(
+            cache.invalidate_range(Some(&linker), 0x1000, 0x1001),
+            vec![0]
+        );
+        assert_eq!(
+            linker.take(),
+            vec![(0x100, 0x200)],
+            "a's own jump goes back to its exit"
+        );
+        assert!(b.links.lock().unwrap().incoming.is_empty());
+        // Invalidating b now patches nothing of a.
+        cache.invalidate_range(Some(&linker), 0x1100, 0x1110);
+        assert!(linker.take().is_empty());
+        assert!(!cache.is_code_page(0x1000));
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn a_range_invalidates_only_the_blocks_it_overlaps_on_either_page() {
+        let cache = BlockCache::new();
+        let spanning = block(&cache, 0x1ff8, 16);
+        let before = block(&cache, 0x1000, 16);
+        let after = block(&cache, 0x2100, 16);
+        assert_eq!(
+            cache.invalidate_range(None, 0x2004, 0x2008),
+            vec![spanning.id]
+        );
+        assert!(before.is_valid() && after.is_valid());
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn a_flush_forgets_everything_and_restarts_ids() {
+        let cache = BlockCache::new();
+        let a = block(&cache, 0x1000, 16);
+        cache.flush();
+        assert!(!a.is_valid());
+        assert!(cache.lookup(&a.key).is_none());
+        assert_eq!(cache.next_id(), 0);
+        assert!(cache.get(0).is_none());
+    }
+}

@@ -323,8 +323,17 @@ fn many_distinct_blocks_of_register_arithmetic_agree_between_jit_and_interpreter
     let mut insns = vec![insn(LI, 1, 0, 0x10_0000)];
     for i in 0..2000 {
         for k in 0..7 {
-            insns.push(insn(ADDI, 2 + (k % 4) as u8, 2 + ((k + 1) % 4) as u8, (i * 7 + k) as i32));
-            insns.push(add(2 + ((k + 2) % 4) as u8, 2 + (k % 4) as u8, 2 + ((k + 3) % 4) as u8));
+            insns.push(insn(
+                ADDI,
+                2 + (k % 4) as u8,
+                2 + ((k + 1) % 4) as u8,
+                (i * 7 + k) as i32,
+            ));
+            insns.push(add(
+                2 + ((k + 2) % 4) as u8,
+                2 + (k % 4) as u8,
+                2 + ((k + 3) % 4) as u8,
+            ));
         }
         insns.push(insn(LD, 6, 1, 0));
         insns.push(insn(JMP, 0, 0, 8));
@@ -334,9 +343,47 @@ fn many_distinct_blocks_of_register_arithmetic_agree_between_jit_and_interpreter
     let mut results = Vec::new();
     for mode in [ExecMode::Interpreter, ExecMode::Jit] {
         let mut m = machine(mode, &code, |_| {});
-        assert_eq!(m.vcpu.run().unwrap(), RET_HALT, "{mode:?}: pc {:#x}", m.vcpu.cpu().pc);
+        assert_eq!(
+            m.vcpu.run().unwrap(),
+            RET_HALT,
+            "{mode:?}: pc {:#x}",
+            m.vcpu.cpu().pc
+        );
         results.push(m.vcpu.cpu().regs);
     }
     assert_eq!(results[0], results[1]);
     assert_eq!(results[0][1], 0x10_0000);
+}
+
+#[test]
+fn system_mode_never_links_blocks_across_guest_pages() {
+    // A loop whose two halves sit on different pages.
+    let mut code = program(&[
+        insn(LI, 0, 0, 1000),
+        insn(ADDI, 1, 1, 1),
+        insn(JMP, 0, 0, 0x1000 - 8),
+    ]);
+    code.resize(0x1000 + 8, 0);
+    code.extend(program(&[
+        insn(ADDI, 0, 0, -1),
+        insn(BNEZ, 0, 0, -0x1008),
+        insn(HALT, 0, 0, 0),
+    ]));
+    for system in [true, false] {
+        let mut m = machine(ExecMode::Jit, &code, |c| c.system = system);
+        assert_eq!(m.vcpu.run().unwrap(), RET_HALT);
+        assert_eq!(m.vcpu.cpu().regs[1], 1000);
+        let dispatches = m.vcpu.stats().dispatches;
+        if system {
+            assert!(
+                dispatches >= 2000,
+                "every cross-page jump returns to the loop: {dispatches}"
+            );
+        } else {
+            assert!(
+                dispatches < 10,
+                "user mode links across pages: {dispatches}"
+            );
+        }
+    }
 }
