@@ -1,0 +1,8 @@
+//! The RISC-V 64 frontend: decoding (RV64GC with Zba/Zbb/Zbs), the CPU state, and the
+//! translation of guest code into `ir` blocks.
+
+pub mod cpu;
+pub mod insn;
+
+pub use cpu::Riscv64Cpu;
+pub use insn::{Insn, Opcode};
