@@ -80,7 +80,6 @@ proptest! {
 
     /// The optimizer's output is a valid block, which the backend may rely on.
     #[test]
-    #[ignore = "opt keeps a dead self-loop after deleting the local's initialization (LocalUndefined); un-ignore once fixed"]
     fn optimized_blocks_pass_the_verifier(block in arb_block()) {
         let mut optimized = block.clone();
         ir::opt::optimize(&mut optimized);

@@ -1,75 +1,155 @@
 //! Control-flow cleanup: unreachable code, branches to the next op and labels nobody targets.
+//!
+//! Reachability is computed from the entry over the label graph, not from "is this label
+//! referenced": a loop whose only way in is its own back-edge is referenced, yet dead, and
+//! keeping it while the code that initialised its locals goes would leave a block that reads
+//! a local before writing it.
 
+use super::NO_POS;
 use crate::op::Op;
+use crate::types::Label;
 use crate::Block;
 
-/// Deletes ops that can never run (after a `Br` or terminal, up to the next targeted label),
-/// branches whose target is the very next op, and labels no branch targets. Deleting one can
-/// orphan a label further up (its only branch was unreachable), so the walk repeats until
-/// nothing changes; each round is linear and real blocks settle in two.
-///
-/// `InsnStart` markers in deleted code are kept: they move up to just before the branch or
-/// terminal that made the code unreachable. That op cannot raise, and the markers still
-/// precede every op they preceded before, so every reachable op keeps its instruction index
-/// (the exception table stays exact) and the block keeps all its instructions.
-pub(super) fn cleanup(block: &mut Block) {
-    let nlabels = block.num_labels as usize;
-    let mut refs = vec![0u32; nlabels];
-    loop {
-        refs.iter_mut().for_each(|r| *r = 0);
-        for op in &block.ops {
-            if let Op::Br(l) | Op::BrCond { label: l, .. } = *op {
-                refs[l.index()] += 1;
-            }
+/// The pass's buffers, kept from block to block.
+pub(super) struct Cfg {
+    /// Whether each label can be reached from the entry.
+    reached: Vec<bool>,
+    /// Number of reachable branches to each label.
+    refs: Vec<u32>,
+    /// Ops at which reachable code starts that have not been walked yet.
+    work: Vec<u32>,
+    out: Vec<Op>,
+}
+
+impl Cfg {
+    pub fn new() -> Cfg {
+        Cfg {
+            reached: Vec::new(),
+            refs: Vec::new(),
+            work: Vec::new(),
+            out: Vec::new(),
         }
+    }
+
+    /// Deletes every op that cannot run (not reachable from the first op by falling through
+    /// and branching), branches whose target is the very next op, and labels no reachable
+    /// branch targets. `label_pos[l]` is the index of `SetLabel(l)` in `block.ops`.
+    ///
+    /// `InsnStart` markers in deleted code are kept: they move up to just before the branch or
+    /// terminal that ends the reachable code before them. That op cannot raise, and the
+    /// markers still precede every op they preceded before, so every reachable op keeps its
+    /// instruction index (the exception table stays exact) and the block keeps all its
+    /// instructions.
+    ///
+    /// If the block's last op (its terminal) is unreachable, the block is an endless loop
+    /// that only an exception leaves; it still has to end in a terminal, so the terminal is
+    /// kept behind a fresh label.
+    pub fn run(&mut self, block: &mut Block, label_pos: &[u32]) {
+        let nlabels = block.num_labels as usize;
+        self.reached.clear();
+        self.reached.resize(nlabels, false);
+        self.refs.clear();
+        self.refs.resize(nlabels, 0);
         let ops = &block.ops;
-        let mut out = Vec::with_capacity(ops.len());
-        let mut changed = false;
-        // Position of the barrier that started the current unreachable run, if in one.
-        let mut dead_after: Option<usize> = None;
-        for (i, &op) in ops.iter().enumerate() {
-            if let Some(at) = dead_after.as_mut() {
-                match op {
-                    Op::SetLabel(l) if refs[l.index()] > 0 => dead_after = None,
-                    Op::InsnStart { .. } => {
-                        out.insert(*at, op);
-                        *at += 1;
-                        changed = true;
-                        continue;
-                    }
-                    _ => {
-                        if let Op::Br(l) | Op::BrCond { label: l, .. } = op {
-                            refs[l.index()] -= 1;
-                        }
-                        changed = true;
-                        continue;
-                    }
-                }
-            }
-            match op {
-                Op::Br(l) | Op::BrCond { label: l, .. }
-                    if ops.get(i + 1) == Some(&Op::SetLabel(l)) =>
-                {
-                    refs[l.index()] -= 1;
-                    changed = true;
-                    continue;
-                }
-                Op::SetLabel(l) if refs[l.index()] == 0 => {
-                    changed = true;
-                    continue;
-                }
-                _ => {}
-            }
-            out.push(op);
-            if op.is_barrier() {
-                dead_after = Some(out.len() - 1);
-            }
-        }
-        // A block whose end became unreachable behind a backward branch (an endless loop)
-        // would no longer end in a terminal: leave such a block alone.
-        if !changed || !out.last().is_some_and(Op::is_terminal) {
+        if ops.is_empty() {
             return;
         }
-        block.ops = out;
+
+        // Walk every reachable run of ops once: from the entry, and from each label when the
+        // first reachable branch to it is found.
+        let mut walked = 0usize;
+        // Whether the rebuild below would change anything besides dropping unreachable ops.
+        let mut simplify = false;
+        self.work.clear();
+        self.work.push(0);
+        while let Some(start) = self.work.pop() {
+            let mut i = start as usize;
+            while i < ops.len() {
+                let op = ops[i];
+                match op {
+                    Op::Br(l) | Op::BrCond { label: l, .. } => {
+                        if let Some(r) = self.refs.get_mut(l.index()) {
+                            *r += 1;
+                            simplify |= ops.get(i + 1) == Some(&Op::SetLabel(l));
+                            if !self.reached[l.index()] {
+                                self.reached[l.index()] = true;
+                                let pos = label_pos[l.index()];
+                                if pos != NO_POS {
+                                    walked += 1; // the SetLabel itself
+                                    self.work.push(pos + 1);
+                                }
+                            }
+                        }
+                    }
+                    Op::SetLabel(l) if l.index() < nlabels => {
+                        // Falling into a label whose code is (or will be) walked anyway.
+                        if self.reached[l.index()] {
+                            break;
+                        }
+                        self.reached[l.index()] = true;
+                    }
+                    _ => {}
+                }
+                walked += 1;
+                if op.is_barrier() {
+                    break;
+                }
+                i += 1;
+            }
+        }
+        // A reachable label no reachable branch targets goes too.
+        simplify |= self
+            .reached
+            .iter()
+            .zip(&self.refs)
+            .any(|(&reached, &refs)| reached && refs == 0);
+        if walked == ops.len() && !simplify {
+            return;
+        }
+
+        let out = &mut self.out;
+        out.clear();
+        let mut live = true;
+        for &op in ops {
+            match op {
+                Op::SetLabel(l) if l.index() < nlabels => {
+                    live = self.reached[l.index()];
+                    if !live {
+                        continue;
+                    }
+                    // Branches straight to here do nothing.
+                    while let Some(Op::Br(m) | Op::BrCond { label: m, .. }) = out.last() {
+                        if *m != l {
+                            break;
+                        }
+                        out.pop();
+                        self.refs[l.index()] -= 1;
+                    }
+                    if self.refs[l.index()] > 0 {
+                        out.push(op);
+                    }
+                }
+                Op::InsnStart { .. } if !live => match out.pop() {
+                    // Before the barrier that ended the reachable code.
+                    Some(barrier) => {
+                        out.push(op);
+                        out.push(barrier);
+                    }
+                    None => out.push(op),
+                },
+                _ if !live => {}
+                _ => {
+                    out.push(op);
+                    live = !op.is_barrier();
+                }
+            }
+        }
+        let last = *ops.last().expect("checked non-empty");
+        if !out.last().is_some_and(Op::is_terminal) && last.is_terminal() {
+            out.push(Op::SetLabel(Label(block.num_labels)));
+            out.push(last);
+            block.num_labels += 1;
+        }
+        std::mem::swap(&mut block.ops, out);
     }
 }
