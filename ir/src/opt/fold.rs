@@ -159,6 +159,7 @@ impl Fold {
     }
 
     /// Records a write of `dst`.
+    #[inline(always)]
     fn define(&mut self, dst: Temp, bits: Bits, copy: Option<Temp>) {
         let copy = copy.unwrap_or(Temp::ENV);
         let copy_version = self.info[copy.index()].version;
@@ -180,6 +181,7 @@ impl Fold {
     }
 
     /// Makes `op` the copy `dst = src`; false (delete it) when they are the same temp.
+    #[inline(always)]
     fn mov(&mut self, b: &Block, op: &mut Op, ty: Type, dst: Temp, src: Temp) -> bool {
         if dst == src {
             return false;
@@ -201,6 +203,7 @@ impl Fold {
 
     /// Keeps `op` writing `dst`, or makes it a constant move when `bits` knows the whole
     /// result.
+    #[inline(always)]
     fn result(&mut self, b: &mut Block, op: &mut Op, dst: Temp, bits: Bits) -> bool {
         match bits.value() {
             Some(v) => self.movi(b, op, dst, v),

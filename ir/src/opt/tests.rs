@@ -1138,4 +1138,10 @@ fn optimization_time_per_op_on_riscv_like_blocks() {
     // The convenience function (a per-thread optimizer) costs the same.
     let conv = time_per_op(&blocks, optimize);
     eprintln!("optimize() convenience: {conv:.1} ns per op");
+    for insns in [15, 80] {
+        let blocks: Vec<Block> = (0..200).map(|s| riscv_like_block(s, insns)).collect();
+        let ns = time_per_op(&blocks, |b| opt.run(b));
+        let ops = blocks.iter().map(|b| b.ops.len()).sum::<usize>() / blocks.len();
+        eprintln!("optimize (riscv-like blocks, {ops} ops): {ns:.1} ns per op");
+    }
 }
