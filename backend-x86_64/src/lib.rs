@@ -7,13 +7,11 @@
 //! - `emit`: lowering per op, the softmmu fast path inline and its slow path out of line,
 //!   terminals with patchable `goto_tb` jumps.
 //!
-//! **Register conventions** (see [`regs`]): `r14` = CPU state, `rsp` = the frame the entry
+//! **Register conventions** (see [`regs`]): `r14` = CPU state + 128 (so the header and the
+//! first globals are in disp8 reach), `rsp` = the frame the entry
 //! trampoline built (256 spill slots + 16 save slots, 16-byte aligned), `r11` = scratch;
 //! the 13 other registers are allocated. Blocks have no prologue: the trampoline saves every
 //! callee-saved register once, so chained blocks jump straight into each other.
-
-// dynasm! expands dynamic register operands to `.into()` conversions of the same type.
-#![allow(clippy::useless_conversion)]
 
 pub mod code_buffer;
 mod emit;
@@ -21,8 +19,6 @@ mod features;
 pub mod liveness;
 pub mod regalloc;
 pub mod regs;
-
-use dynasmrt::{dynasm, DynasmApi};
 
 use code_buffer::CodeBuffer;
 pub use features::HostFeatures;
@@ -128,32 +124,37 @@ impl Backend {
     pub fn new(config: BackendConfig) -> Result<Backend, BackendError> {
         let mut buf = CodeBuffer::new(config.code_size)?;
         let base = buf.rx_base();
-        let mut a = emit::asm::Asm::new(base);
-        let frame = FRAME_SIZE;
+        use emit::asm::{self, mem, Alu};
+        let mut a = asm::Asm::new(base);
         // enter(env: rdi, entry: rsi) -> rax
-        dynasm!(a ; .arch x64
-            ; push rbp ; push rbx ; push r12 ; push r13 ; push r14 ; push r15
-            ; sub rsp, frame
-            ; mov r14, rdi
-            ; jmp rsi
-        );
-        let epilogue = a.offset().0;
-        dynasm!(a ; .arch x64
-            ; add rsp, frame
-            ; pop r15 ; pop r14 ; pop r13 ; pop r12 ; pop rbx ; pop rbp
-            ; ret
-        );
-        let lookup_miss = a.offset().0;
+        let saved = [RBP, RBX, R12, R13, R14, R15];
+        for &r in &saved {
+            if r >= 8 {
+                a.push(0x41);
+            }
+            a.push(0x50 | (r & 7)); // push r
+        }
+        asm::alu_ri(&mut a, Alu::Sub, true, RSP, FRAME_SIZE);
+        asm::lea(&mut a, true, ENV, mem(RDI, ENV_BIAS)); // the biased state pointer
+        asm::jmp_reg(&mut a, RSI);
+        let epilogue = a.offset();
+        asm::alu_ri(&mut a, Alu::Add, true, RSP, FRAME_SIZE);
+        for &r in saved.iter().rev() {
+            if r >= 8 {
+                a.push(0x41);
+            }
+            a.push(0x58 | (r & 7)); // pop r
+        }
+        a.push(0xc3); // ret
+        let lookup_miss = a.offset();
         // The looking-up block left its own Lookup exit code in rdx.
-        emit::asm::mov_rr(&mut a, true, RAX, RDX);
-        emit::asm::jmp_abs(&mut a, base, base + epilogue);
-        let bytes = a
-            .finalize()
-            .map_err(|e| BackendError::TooComplex(format!("stubs: {e}")))?;
+        asm::mov_rr(&mut a, true, RAX, RDX);
+        asm::jmp_abs(&mut a, base + epilogue);
+        let bytes = &a.buf;
         if bytes.len() > buf.capacity() {
             return Err(BackendError::BufferFull);
         }
-        buf.write(0, &bytes);
+        buf.write(0, bytes);
         let stubs_end = bytes.len().next_multiple_of(BLOCK_ALIGN);
         Ok(Backend {
             buf,
@@ -176,7 +177,7 @@ impl Backend {
     ) -> Result<CompiledBlock, BackendError> {
         let offset = self.used.next_multiple_of(BLOCK_ALIGN);
         let base = self.buf.rx_base() + offset;
-        let out = emit::compile(
+        let goto = emit::compile(
             block,
             block_id,
             base,
@@ -184,11 +185,12 @@ impl Backend {
             self.features,
             &mut self.scratch,
         )?;
-        if offset + out.code.len() > self.buf.capacity() {
+        let code = &self.scratch.asm.buf;
+        if offset + code.len() > self.buf.capacity() {
             return Err(BackendError::BufferFull);
         }
-        self.buf.write(offset, &out.code);
-        self.used = offset + out.code.len();
+        self.buf.write(offset, code);
+        self.used = offset + code.len();
         let slot = |g: Option<(usize, usize)>| {
             g.map(|(field, stub)| GotoSlot {
                 field: base + field,
@@ -198,12 +200,12 @@ impl Backend {
         log::trace!(
             "compiled block {block_id}: {} ops -> {} bytes at {base:#x}",
             block.ops.len(),
-            out.code.len()
+            code.len()
         );
         Ok(CompiledBlock {
             entry: base,
-            len: out.code.len(),
-            goto_slots: [slot(out.goto[0]), slot(out.goto[1])],
+            len: code.len(),
+            goto_slots: [slot(goto[0]), slot(goto[1])],
         })
     }
 

@@ -22,39 +22,48 @@ pub const DST: usize = 6;
 /// Per-op states: `[0..nuses]` for the uses in `Op::for_each_use` order, `[DST]` for the def.
 pub type OpLife = [u8; 7];
 
-/// Computes the per-op states of `block` into `out` (reusing `state` as scratch).
-pub fn compute(block: &Block, out: &mut Vec<OpLife>, state: &mut Vec<u8>) {
+/// Computes the per-op states of `block` into `out` (reusing `state` and `locals` as
+/// scratch).
+///
+/// Cost is linear in the ops plus, per basic-block boundary or memory op, the number of
+/// globals (a contiguous range, so a `fill`) and locals (a list); scratch temps are never
+/// reset: a valid block writes a scratch temp before reading it in each basic block, so when
+/// the backward walk reaches the block's start the write has already made it DEAD.
+pub fn compute(block: &Block, out: &mut Vec<OpLife>, state: &mut Vec<u8>, locals: &mut Vec<u32>) {
     let n = block.temps.len();
     out.clear();
     out.resize(block.ops.len(), [DEAD; 7]);
     state.clear();
     state.resize(n, DEAD);
-    let kinds = &block.temps;
-    let reset = |state: &mut Vec<u8>, locals: u8| {
-        for (s, t) in state.iter_mut().zip(kinds.iter()) {
-            *s = match t.kind {
-                TempKind::Global { .. } => NEEDMEM,
-                TempKind::Local => locals,
-                _ => DEAD,
-            };
-        }
-    };
-    let raise_globals = |state: &mut Vec<u8>| {
-        for (s, t) in state.iter_mut().zip(kinds.iter()) {
-            if matches!(t.kind, TempKind::Global { .. }) {
-                *s = LIVE;
-            }
+    // Temps 1..=G are the globals (Block's layout); locals are listed.
+    let globals = 1..=block.globals.len();
+    locals.clear();
+    locals.extend(
+        block
+            .temps
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.kind == TempKind::Local)
+            .map(|(i, _)| i as u32),
+    );
+    let reset = |state: &mut Vec<u8>, locals: &[u32], local_state: u8| {
+        state[globals.clone()].fill(NEEDMEM);
+        for &l in locals {
+            state[l as usize] = local_state;
         }
     };
     for (i, op) in block.ops.iter().enumerate().rev() {
         match op {
-            Op::GotoTb { .. } | Op::ExitTb { .. } | Op::LookupAndGoto => reset(state, DEAD),
-            Op::Br(_) | Op::SetLabel(_) => reset(state, NEEDMEM),
+            Op::InsnStart { .. } => continue,
+            Op::GotoTb { .. } | Op::ExitTb { .. } | Op::LookupAndGoto => reset(state, locals, DEAD),
+            Op::Br(_) | Op::SetLabel(_) => reset(state, locals, NEEDMEM),
             Op::BrCond { .. } => {
-                for (s, t) in state.iter_mut().zip(kinds.iter()) {
-                    if matches!(t.kind, TempKind::Global { .. } | TempKind::Local) {
-                        *s = (*s).max(NEEDMEM);
-                    }
+                for s in &mut state[globals.clone()] {
+                    *s = (*s).max(NEEDMEM);
+                }
+                for &l in locals.iter() {
+                    let s = &mut state[l as usize];
+                    *s = (*s).max(NEEDMEM);
                 }
             }
             _ => {}
@@ -75,9 +84,10 @@ pub fn compute(block: &Block, out: &mut Vec<OpLife>, state: &mut Vec<u8>) {
             _ => false,
         };
         if shows_globals {
-            raise_globals(state);
+            state[globals.clone()].fill(LIVE);
         }
         let mut k = 0;
+        // Two passes, so a temp used twice by one op gets the same state for both uses.
         op.for_each_use(|u| {
             life[k] = state[u.index()];
             k += 1;

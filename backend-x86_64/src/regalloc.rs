@@ -97,10 +97,10 @@ impl Compiler<'_> {
         l.reg != NO_REG && !l.in_mem
     }
 
-    /// The canonical memory of `t`: (base register, displacement, 64-bit field).
-    fn mem_of(&mut self, t: Temp) -> Result<(Reg, i32, bool), BackendError> {
+    /// The canonical memory of `t`: (operand, 64-bit field).
+    fn mem_of(&mut self, t: Temp) -> Result<(asm::Mem, bool), BackendError> {
         match self.kind(t) {
-            TempKind::Global { offset, .. } => Ok((ENV, offset as i32, self.w64(t))),
+            TempKind::Global { offset, .. } => Ok((asm::env_mem(offset), self.w64(t))),
             TempKind::Local | TempKind::Scratch => {
                 let mut slot = self.rs.temps[t.index()].slot;
                 if slot == NO_SLOT {
@@ -118,7 +118,7 @@ impl Compiler<'_> {
                     };
                     self.rs.temps[t.index()].slot = slot;
                 }
-                Ok((RSP, spill_disp(slot), true))
+                Ok((asm::mem(RSP, spill_disp(slot)), true))
             }
             k => unreachable!("{k:?} has no memory"),
         }
@@ -127,9 +127,9 @@ impl Compiler<'_> {
     /// Stores `t`'s register to its canonical memory; it becomes clean.
     pub(crate) fn store_temp(&mut self, t: Temp) -> Result<(), BackendError> {
         let r = self.rs.temps[t.index()].reg;
-        let (base, disp, w64) = self.mem_of(t)?;
+        let (m, w64) = self.mem_of(t)?;
         let size = if w64 { ir::Size::B64 } else { ir::Size::B32 };
-        asm::store(&mut self.asm, size, r, base, None, disp);
+        asm::store(self.asm, size, r, m);
         self.rs.temps[t.index()].in_mem = true;
         Ok(())
     }
@@ -206,7 +206,7 @@ impl Compiler<'_> {
             });
             match free {
                 Some(x) => {
-                    asm::mov_rr(&mut self.asm, true, x, r);
+                    asm::mov_rr(self.asm, true, x, r);
                     let in_mem = self.rs.temps[o as usize].in_mem;
                     self.rs.owner[r as usize] = NONE;
                     self.rs.owner[x as usize] = o;
@@ -227,11 +227,11 @@ impl Compiler<'_> {
     /// Emits code putting `t`'s value in physical register `r` without binding it.
     pub(crate) fn value_into(&mut self, t: Temp, r: Reg) -> Result<(), BackendError> {
         match self.kind(t) {
-            TempKind::Env => asm::mov_rr(&mut self.asm, true, r, ENV),
-            TempKind::Const(v) => asm::mov_ri(&mut self.asm, r, v),
+            TempKind::Env => asm::env_ptr(self.asm, r),
+            TempKind::Const(v) => asm::mov_ri(self.asm, r, v),
             _ => {
                 if let Some(s) = self.reg_opt(t) {
-                    asm::mov_rr(&mut self.asm, true, r, s);
+                    asm::mov_rr(self.asm, true, r, s);
                 } else {
                     self.load_mem(t, r)?;
                 }
@@ -244,12 +244,12 @@ impl Compiler<'_> {
         let l = self.rs.temps[t.index()];
         if !l.in_mem {
             // Read before any write (the verifier rejects this for scratch temps): zero.
-            asm::mov_ri(&mut self.asm, r, 0);
+            asm::mov_ri(self.asm, r, 0);
             return Ok(());
         }
-        let (base, disp, w64) = self.mem_of(t)?;
+        let (m, w64) = self.mem_of(t)?;
         let mop = ir::MemOp::unsigned(if w64 { ir::Size::B64 } else { ir::Size::B32 });
-        asm::load(&mut self.asm, mop, w64, r, base, None, disp);
+        asm::load(self.asm, mop, w64, r, m);
         Ok(())
     }
 
@@ -261,10 +261,15 @@ impl Compiler<'_> {
             return Ok(r);
         }
         match self.kind(t) {
-            TempKind::Env => Ok(ENV),
+            TempKind::Env => {
+                // Only helper arguments may be ENV (verifier); this is for robustness.
+                let r = self.alloc_reg(0)?;
+                asm::env_ptr(self.asm, r);
+                Ok(r)
+            }
             TempKind::Const(v) => {
                 let r = self.alloc_reg(0)?;
-                asm::mov_ri(&mut self.asm, r, v);
+                asm::mov_ri(self.asm, r, v);
                 Ok(r)
             }
             _ => {
@@ -301,7 +306,7 @@ impl Compiler<'_> {
             return Ok(ra);
         }
         let d = self.alloc_reg(avoid)?;
-        asm::mov_rr(&mut self.asm, true, d, ra);
+        asm::mov_rr(self.asm, true, d, ra);
         Ok(d)
     }
 

@@ -1,6 +1,7 @@
 //! Host register numbers and the fixed register conventions of generated code.
 //!
-//! - `r14` holds the CPU-state pointer (`env`) in every block; chained blocks inherit it.
+//! - `r14` holds the CPU-state pointer (`env`) plus [`ENV_BIAS`] in every block; chained
+//!   blocks inherit it.
 //! - `rsp` points at the frame the entry trampoline sets up: [`SPILL_SLOTS`] spill slots at
 //!   `[rsp + 8*i]`, then [`SAVE_SLOTS`] slots where slow paths save caller-saved registers.
 //!   It is 16-byte aligned inside blocks, so calls need no adjustment.
@@ -27,8 +28,14 @@ pub const R13: Reg = 13;
 pub const R14: Reg = 14;
 pub const R15: Reg = 15;
 
-/// The CPU-state pointer.
+/// The CPU-state pointer, biased by [`ENV_BIAS`].
 pub const ENV: Reg = R14;
+/// `ENV` holds `state + ENV_BIAS`: CPU-state offsets `0..256` (the whole `EnvHeader` and the
+/// first globals after it) are then reachable with a disp8 (`-128..127`), which saves three
+/// bytes on every such access compared with a disp32. Frontends should put their hottest
+/// globals first after the header. Code that passes the state pointer on (helper calls, slow
+/// paths, lookups) does `lea reg, [ENV - ENV_BIAS]`.
+pub const ENV_BIAS: i32 = 128;
 /// The reserved scratch register.
 pub const TMP: Reg = R11;
 

@@ -1,6 +1,5 @@
 //! Lowering of moves, arithmetic, bit operations, extensions and conditions.
 
-use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
 use ir::{BinOp, Cond, ExtFrom, Temp, Type, UnOp};
 
 use super::asm::{self, Alu, Sh};
@@ -38,7 +37,7 @@ impl Compiler<'_> {
             }
             None => self.alloc_reg(0)?,
         };
-        asm::mov_ri_flags(&mut self.asm, d, v);
+        asm::mov_ri_flags(self.asm, d, v);
         self.bind(dst, d);
         Ok(())
     }
@@ -63,7 +62,7 @@ impl Compiler<'_> {
             return Ok(());
         }
         let d = self.alloc_reg(0)?;
-        asm::mov_rr(&mut self.asm, true, d, rs);
+        asm::mov_rr(self.asm, true, d, rs);
         self.bind(dst, d);
         Ok(())
     }
@@ -105,21 +104,17 @@ impl Compiler<'_> {
                 if let Some(v) = imm {
                     if op == BinOp::Add && a_after == LIVE {
                         let d = self.alloc_reg(0)?;
-                        if w {
-                            dynasm!(self.asm ; .arch x64 ; lea Rq(d), [Rq(ra) + v]);
-                        } else {
-                            dynasm!(self.asm ; .arch x64 ; lea Rd(d), [Rq(ra) + v]);
-                        }
+                        asm::lea(self.asm, w, d, asm::mem(ra, v));
                         self.bind(dst, d);
                         return Ok(());
                     }
                     let d = self.dst_from(a, ra, a_after, 0)?;
-                    asm::alu_ri(&mut self.asm, alu, w, d, v);
+                    asm::alu_ri(self.asm, alu, w, d, v);
                     self.bind(dst, d);
                 } else {
                     let rb = self.use_reg(b)?;
                     let d = self.dst_from(a, ra, a_after, 0)?;
-                    asm::alu_rr(&mut self.asm, alu, w, d, rb);
+                    asm::alu_rr(self.asm, alu, w, d, rb);
                     self.bind(dst, d);
                 }
             }
@@ -131,15 +126,15 @@ impl Compiler<'_> {
                 {
                     Some(nv) => {
                         let d = self.dst_from(a, ra, a_after, 0)?;
-                        asm::alu_ri(&mut self.asm, Alu::And, w, d, nv as i32);
+                        asm::alu_ri(self.asm, Alu::And, w, d, nv as i32);
                         self.bind(dst, d);
                     }
                     None => {
                         let rb = self.use_reg(b)?;
-                        asm::mov_rr(&mut self.asm, true, TMP, rb);
-                        dynasm!(self.asm ; .arch x64 ; not Rq(TMP));
+                        asm::mov_rr(self.asm, true, TMP, rb);
+                        asm::grp3(self.asm, asm::NOT, true, TMP);
                         let d = self.dst_from(a, ra, a_after, 0)?;
-                        asm::alu_rr(&mut self.asm, Alu::And, w, d, TMP);
+                        asm::alu_rr(self.asm, Alu::And, w, d, TMP);
                         self.bind(dst, d);
                     }
                 }
@@ -148,20 +143,12 @@ impl Compiler<'_> {
                 let ra = self.use_reg(a)?;
                 if let Some(v) = imm {
                     let d = self.dst_any(a, ra, a_after, 0)?;
-                    if w {
-                        dynasm!(self.asm ; .arch x64 ; imul Rq(d), Rq(ra), v);
-                    } else {
-                        dynasm!(self.asm ; .arch x64 ; imul Rd(d), Rd(ra), v);
-                    }
+                    asm::imul_rri(self.asm, w, d, ra, v);
                     self.bind(dst, d);
                 } else {
                     let rb = self.use_reg(b)?;
                     let d = self.dst_from(a, ra, a_after, 0)?;
-                    if w {
-                        dynasm!(self.asm ; .arch x64 ; imul Rq(d), Rq(rb));
-                    } else {
-                        dynasm!(self.asm ; .arch x64 ; imul Rd(d), Rd(rb));
-                    }
+                    asm::imul_rr(self.asm, w, d, rb);
                     self.bind(dst, d);
                 }
             }
@@ -176,13 +163,13 @@ impl Compiler<'_> {
                 if let Some(v) = cb {
                     let ra = self.use_reg(a)?;
                     let d = self.dst_from(a, ra, a_after, 0)?;
-                    asm::shift_ri(&mut self.asm, sh, w, d, (v as u32 & (bits - 1)) as u8);
+                    asm::shift_ri(self.asm, sh, w, d, (v as u32 & (bits - 1)) as u8);
                     self.bind(dst, d);
                 } else if self.features.bmi2 && !matches!(sh, Sh::Rol | Sh::Ror) {
                     let rb = self.use_reg(b)?;
                     let ra = self.use_reg(a)?;
                     let d = self.dst_any(a, ra, a_after, 0)?;
-                    asm::shift_bmi2(&mut self.asm, sh, w, d, ra, rb);
+                    asm::shift_bmi2(self.asm, sh, w, d, ra, rb);
                     self.bind(dst, d);
                 } else {
                     if self.reg_opt(b) == Some(RCX) {
@@ -193,7 +180,7 @@ impl Compiler<'_> {
                     }
                     let ra = self.use_reg(a)?;
                     let d = self.dst_from(a, ra, a_after, 1 << RCX)?;
-                    asm::shift_cl(&mut self.asm, sh, w, d);
+                    asm::shift_cl(self.asm, sh, w, d);
                     self.bind(dst, d);
                 }
             }
@@ -201,15 +188,26 @@ impl Compiler<'_> {
                 let ra = self.use_reg(a)?;
                 let rb = self.use_reg(b)?;
                 let d = self.alloc_reg(0)?;
+                let a = &mut *self.asm;
                 match op {
-                    BinOp::MulHu => dynasm!(self.asm ; .arch x64
-                        ; mov Rd(d), Rd(ra) ; imul Rq(d), Rq(rb) ; shr Rq(d), 32),
-                    BinOp::MulHs => dynasm!(self.asm ; .arch x64
-                        ; movsxd Rq(d), Rd(ra) ; movsxd Rq(TMP), Rd(rb) ; imul Rq(d), Rq(TMP)
-                        ; sar Rq(d), 32 ; mov Rd(d), Rd(d)),
-                    _ => dynasm!(self.asm ; .arch x64
-                        ; movsxd Rq(d), Rd(ra) ; imul Rq(d), Rq(rb) ; sar Rq(d), 32
-                        ; mov Rd(d), Rd(d)),
+                    BinOp::MulHu => {
+                        asm::mov_rr32(a, d, ra);
+                        asm::imul_rr(a, true, d, rb);
+                        asm::shift_ri(a, Sh::Shr, true, d, 32);
+                    }
+                    BinOp::MulHs => {
+                        asm::ext_rr(a, ExtFrom::S32, true, d, ra);
+                        asm::ext_rr(a, ExtFrom::S32, true, TMP, rb);
+                        asm::imul_rr(a, true, d, TMP);
+                        asm::shift_ri(a, Sh::Sar, true, d, 32);
+                        asm::mov_rr32(a, d, d);
+                    }
+                    _ => {
+                        asm::ext_rr(a, ExtFrom::S32, true, d, ra);
+                        asm::imul_rr(a, true, d, rb);
+                        asm::shift_ri(a, Sh::Sar, true, d, 32);
+                        asm::mov_rr32(a, d, d);
+                    }
                 }
                 self.bind(dst, d);
             }
@@ -219,17 +217,19 @@ impl Compiler<'_> {
                 let ra = self.use_reg(a)?;
                 let rb = self.use_reg(b)?;
                 if op == BinOp::MulHsu {
-                    dynasm!(self.asm ; .arch x64
-                        ; mov Rq(TMP), Rq(ra) ; sar Rq(TMP), 63 ; and Rq(TMP), Rq(rb));
+                    asm::mov_rr(self.asm, true, TMP, ra);
+                    asm::shift_ri(self.asm, Sh::Sar, true, TMP, 63);
+                    asm::alu_rr(self.asm, Alu::And, true, TMP, rb);
                 }
-                dynasm!(self.asm ; .arch x64 ; mov rax, Rq(ra));
-                if op == BinOp::MulHs {
-                    dynasm!(self.asm ; .arch x64 ; imul Rq(rb));
+                asm::mov_rr(self.asm, true, RAX, ra);
+                let digit = if op == BinOp::MulHs {
+                    asm::IMUL1
                 } else {
-                    dynasm!(self.asm ; .arch x64 ; mul Rq(rb));
-                }
+                    asm::MUL
+                };
+                asm::grp3(self.asm, digit, true, rb);
                 if op == BinOp::MulHsu {
-                    dynasm!(self.asm ; .arch x64 ; sub rdx, Rq(TMP));
+                    asm::alu_rr(self.asm, Alu::Sub, true, RDX, TMP);
                 }
                 self.bind(dst, RDX);
             }
@@ -241,43 +241,44 @@ impl Compiler<'_> {
                 let signed = matches!(op, BinOp::DivS | BinOp::RemS);
                 let div = matches!(op, BinOp::DivS | BinOp::DivU);
                 let out = if div { RAX } else { RDX };
-                let zero = self.asm.new_dynamic_label();
-                let done = self.asm.new_dynamic_label();
-                asm::alu_rr(&mut self.asm, Alu::Test, w, rb, rb);
-                asm::jcc(&mut self.asm, asm::Cc::E, zero);
+                let zero = self.asm.new_label();
+                let done = self.asm.new_label();
+                asm::alu_rr(self.asm, Alu::Test, w, rb, rb);
+                asm::jcc(self.asm, asm::Cc::E, zero);
                 if signed {
-                    let normal = self.asm.new_dynamic_label();
-                    asm::alu_ri(&mut self.asm, Alu::Cmp, w, rb, -1);
-                    asm::jcc(&mut self.asm, asm::Cc::Ne, normal);
+                    let normal = self.asm.new_label();
+                    asm::alu_ri(self.asm, Alu::Cmp, w, rb, -1);
+                    asm::jcc(self.asm, asm::Cc::Ne, normal);
                     // b == -1: the quotient is -a (MIN stays MIN), the remainder 0.
                     if div {
-                        asm::mov_rr(&mut self.asm, true, RAX, ra);
-                        if w {
-                            dynasm!(self.asm ; .arch x64 ; neg rax);
-                        } else {
-                            dynasm!(self.asm ; .arch x64 ; neg eax);
-                        }
+                        asm::mov_rr(self.asm, true, RAX, ra);
+                        asm::grp3(self.asm, asm::NEG, w, RAX);
                     } else {
-                        dynasm!(self.asm ; .arch x64 ; xor edx, edx);
+                        asm::alu_rr(self.asm, Alu::Xor, false, RDX, RDX);
                     }
-                    asm::jmp(&mut self.asm, done);
-                    dynasm!(self.asm ; .arch x64 ; =>normal);
+                    asm::jmp(self.asm, done);
+                    self.asm.bind(normal);
                 }
-                asm::mov_rr(&mut self.asm, true, RAX, ra);
-                match (signed, w) {
-                    (false, true) => dynasm!(self.asm ; .arch x64 ; xor edx, edx ; div Rq(rb)),
-                    (false, false) => dynasm!(self.asm ; .arch x64 ; xor edx, edx ; div Rd(rb)),
-                    (true, true) => dynasm!(self.asm ; .arch x64 ; cqo ; idiv Rq(rb)),
-                    (true, false) => dynasm!(self.asm ; .arch x64 ; cdq ; idiv Rd(rb)),
-                }
-                asm::jmp(&mut self.asm, done);
-                dynasm!(self.asm ; .arch x64 ; =>zero);
-                if div {
-                    asm::mov_ri(&mut self.asm, out, ty.mask());
+                asm::mov_rr(self.asm, true, RAX, ra);
+                if signed {
+                    // cqo / cdq
+                    if w {
+                        self.asm.push(0x48);
+                    }
+                    self.asm.push(0x99);
+                    asm::grp3(self.asm, asm::IDIV, w, rb);
                 } else {
-                    asm::mov_rr(&mut self.asm, true, out, ra);
+                    asm::alu_rr(self.asm, Alu::Xor, false, RDX, RDX);
+                    asm::grp3(self.asm, asm::DIV, w, rb);
                 }
-                dynasm!(self.asm ; .arch x64 ; =>done);
+                asm::jmp(self.asm, done);
+                self.asm.bind(zero);
+                if div {
+                    asm::mov_ri(self.asm, out, ty.mask());
+                } else {
+                    asm::mov_rr(self.asm, true, out, ra);
+                }
+                self.asm.bind(done);
                 self.bind(dst, out);
             }
         }
@@ -295,65 +296,42 @@ impl Compiler<'_> {
         match op {
             UnOp::Neg | UnOp::Not | UnOp::Bswap => {
                 let d = self.dst_from(src, rs, after, 0)?;
-                match (op, w) {
-                    (UnOp::Neg, true) => dynasm!(self.asm ; .arch x64 ; neg Rq(d)),
-                    (UnOp::Neg, false) => dynasm!(self.asm ; .arch x64 ; neg Rd(d)),
-                    (UnOp::Not, true) => dynasm!(self.asm ; .arch x64 ; not Rq(d)),
-                    (UnOp::Not, false) => dynasm!(self.asm ; .arch x64 ; not Rd(d)),
-                    (_, true) => dynasm!(self.asm ; .arch x64 ; bswap Rq(d)),
-                    (_, false) => dynasm!(self.asm ; .arch x64 ; bswap Rd(d)),
+                match op {
+                    UnOp::Neg => asm::grp3(self.asm, asm::NEG, w, d),
+                    UnOp::Not => asm::grp3(self.asm, asm::NOT, w, d),
+                    _ => asm::bswap(self.asm, w, d),
                 }
                 self.bind(dst, d);
             }
             UnOp::Clz => {
                 let d = self.dst_any(src, rs, after, 0)?;
                 if self.features.lzcnt {
-                    if w {
-                        dynasm!(self.asm ; .arch x64 ; lzcnt Rq(d), Rq(rs));
-                    } else {
-                        dynasm!(self.asm ; .arch x64 ; lzcnt Rd(d), Rd(rs));
-                    }
+                    asm::bitop(self.asm, asm::PF3, 0xbd, w, d, rs);
                 } else {
                     // bsr gives the index of the top bit; xor with width-1 turns it into the
                     // leading-zero count, and 2*width-1 (for zero) into width.
-                    asm::mov_ri(&mut self.asm, TMP, 2 * bits as u64 - 1);
-                    if w {
-                        dynasm!(self.asm ; .arch x64 ; bsr Rq(d), Rq(rs));
-                    } else {
-                        dynasm!(self.asm ; .arch x64 ; bsr Rd(d), Rd(rs));
-                    }
-                    asm::cmov(&mut self.asm, asm::Cc::E, w, d, TMP);
-                    asm::alu_ri(&mut self.asm, Alu::Xor, w, d, bits as i32 - 1);
+                    asm::mov_ri(self.asm, TMP, 2 * bits as u64 - 1);
+                    asm::bitop(self.asm, 0, 0xbd, w, d, rs);
+                    asm::cmov(self.asm, asm::Cc::E, w, d, TMP);
+                    asm::alu_ri(self.asm, Alu::Xor, w, d, bits as i32 - 1);
                 }
                 self.bind(dst, d);
             }
             UnOp::Ctz => {
                 let d = self.dst_any(src, rs, after, 0)?;
                 if self.features.bmi1 {
-                    if w {
-                        dynasm!(self.asm ; .arch x64 ; tzcnt Rq(d), Rq(rs));
-                    } else {
-                        dynasm!(self.asm ; .arch x64 ; tzcnt Rd(d), Rd(rs));
-                    }
+                    asm::bitop(self.asm, asm::PF3, 0xbc, w, d, rs);
                 } else {
-                    asm::mov_ri(&mut self.asm, TMP, bits as u64);
-                    if w {
-                        dynasm!(self.asm ; .arch x64 ; bsf Rq(d), Rq(rs));
-                    } else {
-                        dynasm!(self.asm ; .arch x64 ; bsf Rd(d), Rd(rs));
-                    }
-                    asm::cmov(&mut self.asm, asm::Cc::E, w, d, TMP);
+                    asm::mov_ri(self.asm, TMP, bits as u64);
+                    asm::bitop(self.asm, 0, 0xbc, w, d, rs);
+                    asm::cmov(self.asm, asm::Cc::E, w, d, TMP);
                 }
                 self.bind(dst, d);
             }
             UnOp::Ctpop => {
                 if self.features.popcnt {
                     let d = self.dst_any(src, rs, after, 0)?;
-                    if w {
-                        dynasm!(self.asm ; .arch x64 ; popcnt Rq(d), Rq(rs));
-                    } else {
-                        dynasm!(self.asm ; .arch x64 ; popcnt Rd(d), Rd(rs));
-                    }
+                    asm::bitop(self.asm, asm::PF3, 0xb8, w, d, rs);
                     self.bind(dst, d);
                 } else {
                     let d = self.dst_from(src, rs, after, 0)?;
@@ -368,7 +346,7 @@ impl Compiler<'_> {
 
     /// Population count of `d` in place (SWAR), with `t` and TMP as temporaries.
     fn swar_popcount(&mut self, w: bool, d: Reg, t: Reg) {
-        let a = &mut self.asm;
+        let a = &mut *self.asm;
         let m = |v: u64| if w { v } else { v & 0xffff_ffff };
         asm::mov_rr(a, true, t, d);
         asm::shift_ri(a, Sh::Shr, w, t, 1);
@@ -387,11 +365,7 @@ impl Compiler<'_> {
         asm::mov_ri(a, TMP, m(0x0f0f_0f0f_0f0f_0f0f));
         asm::alu_rr(a, Alu::And, w, d, TMP);
         asm::mov_ri(a, TMP, m(0x0101_0101_0101_0101));
-        if w {
-            dynasm!(a ; .arch x64 ; imul Rq(d), Rq(TMP));
-        } else {
-            dynasm!(a ; .arch x64 ; imul Rd(d), Rd(TMP));
-        }
+        asm::imul_rr(a, w, d, TMP);
         asm::shift_ri(a, Sh::Shr, w, d, if w { 56 } else { 24 });
     }
 
@@ -410,17 +384,7 @@ impl Compiler<'_> {
         let after = self.life[i][0];
         let rs = self.use_reg(src)?;
         let d = self.dst_any(src, rs, after, 0)?;
-        let a = &mut self.asm;
-        match (from, w) {
-            (ExtFrom::S8, true) => dynasm!(a ; .arch x64 ; movsx Rq(d), Rb(rs)),
-            (ExtFrom::S8, false) => dynasm!(a ; .arch x64 ; movsx Rd(d), Rb(rs)),
-            (ExtFrom::U8, _) => dynasm!(a ; .arch x64 ; movzx Rd(d), Rb(rs)),
-            (ExtFrom::S16, true) => dynasm!(a ; .arch x64 ; movsx Rq(d), Rw(rs)),
-            (ExtFrom::S16, false) => dynasm!(a ; .arch x64 ; movsx Rd(d), Rw(rs)),
-            (ExtFrom::U16, _) => dynasm!(a ; .arch x64 ; movzx Rd(d), Rw(rs)),
-            (ExtFrom::S32, true) => dynasm!(a ; .arch x64 ; movsxd Rq(d), Rd(rs)),
-            (ExtFrom::S32 | ExtFrom::U32, _) => dynasm!(a ; .arch x64 ; mov Rd(d), Rd(rs)),
-        }
+        asm::ext_rr(self.asm, from, w, d, rs);
         self.bind(dst, d);
         Ok(())
     }
@@ -444,16 +408,14 @@ impl Compiler<'_> {
         let after = self.life[i][0];
         let rs = self.use_reg(src)?;
         let d = self.dst_from(src, rs, after, 0)?;
-        let a = &mut self.asm;
+        let a = &mut *self.asm;
         match (pos, len, signed, w) {
-            (0, 8, false, _) => dynasm!(a ; .arch x64 ; movzx Rd(d), Rb(d)),
-            (0, 8, true, true) => dynasm!(a ; .arch x64 ; movsx Rq(d), Rb(d)),
-            (0, 8, true, false) => dynasm!(a ; .arch x64 ; movsx Rd(d), Rb(d)),
-            (0, 16, false, _) => dynasm!(a ; .arch x64 ; movzx Rd(d), Rw(d)),
-            (0, 16, true, true) => dynasm!(a ; .arch x64 ; movsx Rq(d), Rw(d)),
-            (0, 16, true, false) => dynasm!(a ; .arch x64 ; movsx Rd(d), Rw(d)),
-            (0, 32, false, true) => dynasm!(a ; .arch x64 ; mov Rd(d), Rd(d)),
-            (0, 32, true, true) => dynasm!(a ; .arch x64 ; movsxd Rq(d), Rd(d)),
+            (0, 8, false, _) => asm::ext_rr(a, ExtFrom::U8, w, d, d),
+            (0, 8, true, _) => asm::ext_rr(a, ExtFrom::S8, w, d, d),
+            (0, 16, false, _) => asm::ext_rr(a, ExtFrom::U16, w, d, d),
+            (0, 16, true, _) => asm::ext_rr(a, ExtFrom::S16, w, d, d),
+            (0, 32, false, true) => asm::mov_rr32(a, d, d),
+            (0, 32, true, true) => asm::ext_rr(a, ExtFrom::S32, true, d, d),
             _ => {
                 asm::shift_ri(a, Sh::Shl, w, d, bits - pos - len);
                 let sh = if signed { Sh::Sar } else { Sh::Shr };
@@ -490,44 +452,38 @@ impl Compiler<'_> {
         };
         if let Some(rv) = rv {
             // TMP = (val & low len bits) << pos, before the destination is touched.
-            asm::mov_rr(&mut self.asm, true, TMP, rv);
+            asm::mov_rr(self.asm, true, TMP, rv);
             if len == 32 {
-                dynasm!(self.asm ; .arch x64 ; mov Rd(TMP), Rd(TMP));
+                asm::mov_rr32(self.asm, TMP, TMP);
             } else if len < 32 {
-                asm::alu_ri(
-                    &mut self.asm,
-                    Alu::And,
-                    false,
-                    TMP,
-                    ((1u64 << len) - 1) as i32,
-                );
+                asm::alu_ri(self.asm, Alu::And, false, TMP, ((1u64 << len) - 1) as i32);
             } else if len < 64 {
-                asm::shift_ri(&mut self.asm, Sh::Shl, true, TMP, 64 - len);
-                asm::shift_ri(&mut self.asm, Sh::Shr, true, TMP, 64 - len);
+                asm::shift_ri(self.asm, Sh::Shl, true, TMP, 64 - len);
+                asm::shift_ri(self.asm, Sh::Shr, true, TMP, 64 - len);
             }
-            asm::shift_ri(&mut self.asm, Sh::Shl, w, TMP, pos);
+            asm::shift_ri(self.asm, Sh::Shl, w, TMP, pos);
         }
         let d = self.dst_from(base, rb, life[0], 0)?;
         let keep = !field & mask;
         if keep != mask {
             if asm::fits_imm32(w, keep) {
-                asm::alu_ri(&mut self.asm, Alu::And, w, d, keep as i32);
+                asm::alu_ri(self.asm, Alu::And, w, d, keep as i32);
             } else {
                 let t = self.alloc_reg(0)?;
-                asm::mov_ri(&mut self.asm, t, keep);
-                asm::alu_rr(&mut self.asm, Alu::And, w, d, t);
+                asm::mov_ri(self.asm, t, keep);
+                asm::alu_rr(self.asm, Alu::And, w, d, t);
             }
         }
         match cval {
-            None => asm::alu_rr(&mut self.asm, Alu::Or, w, d, TMP),
+            None => asm::alu_rr(self.asm, Alu::Or, w, d, TMP),
             Some(v) => {
                 let bits = (v << pos) & field;
                 if bits != 0 {
                     if asm::fits_imm32(w, bits) {
-                        asm::alu_ri(&mut self.asm, Alu::Or, w, d, bits as i32);
+                        asm::alu_ri(self.asm, Alu::Or, w, d, bits as i32);
                     } else {
-                        asm::mov_ri(&mut self.asm, TMP, bits);
-                        asm::alu_rr(&mut self.asm, Alu::Or, w, d, TMP);
+                        asm::mov_ri(self.asm, TMP, bits);
+                        asm::alu_rr(self.asm, Alu::Or, w, d, TMP);
                     }
                 }
             }
@@ -551,7 +507,7 @@ impl Compiler<'_> {
         let c = self.cmp_prepare(cond, ty, a, b)?;
         let d = self.alloc_reg(0)?;
         self.cmp_emit(&c);
-        asm::setcc(&mut self.asm, c.cc, d);
+        asm::setcc(self.asm, c.cc, d);
         self.bind(dst, d);
         Ok(())
     }
@@ -587,7 +543,7 @@ impl Compiler<'_> {
         avoid |= 1 << rt;
         let d = self.dst_from(f, rf, self.life[i][3], avoid)?;
         self.cmp_emit(&c);
-        asm::cmov(&mut self.asm, c.cc, w, d, rt);
+        asm::cmov(self.asm, c.cc, w, d, rt);
         self.bind(dst, d);
         let _ = DST;
         Ok(())
@@ -602,7 +558,7 @@ impl Compiler<'_> {
         }
         let rs = self.use_reg(src)?;
         let d = self.alloc_reg(0)?;
-        asm::mov_rr(&mut self.asm, true, d, rs);
+        asm::mov_rr(self.asm, true, d, rs);
         let _ = life;
         self.bind(dst, d);
         Ok(())

@@ -1,12 +1,12 @@
 //! Helper calls (SysV): syncing globals per the helper's flags, preserving live values across
 //! the call, passing arguments, and the unwind test after helpers that may raise.
 
-use dynasmrt::{dynasm, DynasmApi};
 use ir::abi::offsets;
 use ir::{Helper, HelperFlags, Temp, TempKind, Type};
 
 use super::asm;
-use super::mem::parallel_move;
+use super::asm::env_mem;
+use super::mem::{parallel_move, Moves};
 use super::Compiler;
 use crate::liveness::{DST, LIVE};
 use crate::regalloc::NONE;
@@ -27,22 +27,27 @@ impl Compiler<'_> {
             self.sync_globals()?;
         }
         if flags.contains(HelperFlags::MAY_RAISE) {
-            let idx = self.insn_index() as i32;
-            let insn = offsets::INSN_INDEX as i32;
-            dynasm!(self.asm ; .arch x64 ; mov DWORD [r14 + insn], idx);
+            let idx = self.insn_index() as u64;
+            asm::store_imm(self.asm, ir::Size::B32, idx, env_mem(offsets::INSN_INDEX));
         }
         // Where each argument is now: register sources are moved in parallel after the live
         // values have been saved (saving only copies, so the sources stay valid).
-        let mut reg_moves = Vec::with_capacity(6);
-        let mut others = Vec::with_capacity(6);
+        let mut reg_moves = Moves::default();
+        let mut others = [(0, Temp::ENV); 6];
+        let mut n_others = 0;
         for (k, &t) in args.iter().enumerate() {
             let dst = ARG_REGS[k];
             match self.kind(t) {
-                TempKind::Env => reg_moves.push((dst, ENV)),
-                TempKind::Const(_) => others.push((dst, t)),
+                TempKind::Env | TempKind::Const(_) => {
+                    others[n_others] = (dst, t);
+                    n_others += 1;
+                }
                 _ => match self.reg_opt(t) {
-                    Some(r) => reg_moves.push((dst, r)),
-                    None => others.push((dst, t)),
+                    Some(r) => reg_moves.push(dst, r),
+                    None => {
+                        others[n_others] = (dst, t);
+                        n_others += 1;
+                    }
                 },
             }
         }
@@ -72,11 +77,11 @@ impl Compiler<'_> {
             }
             self.save_across_call(t, r)?;
         }
-        parallel_move(&mut self.asm, &mut reg_moves);
-        for (dst, t) in others {
+        parallel_move(self.asm, &mut reg_moves);
+        for &(dst, t) in &others[..n_others] {
             self.value_into(t, dst)?;
         }
-        asm::call_abs(&mut self.asm, self.base, helper.func as usize);
+        asm::call_abs(self.asm, helper.func as usize);
         // Caller-saved registers are clobbered; nothing should be bound to them now.
         for r in 0..16u8 {
             if CALLER_SAVED & (1 << r) != 0 && self.rs.owner[r as usize] != NONE {
@@ -89,12 +94,12 @@ impl Compiler<'_> {
         }
         if flags.contains(HelperFlags::MAY_RAISE) {
             let l = self.unwind_label();
-            asm::cmp_mem32_zero(&mut self.asm, ENV, offsets::UNWIND as i32);
-            asm::jcc(&mut self.asm, asm::Cc::Ne, l);
+            asm::cmp_mem32_zero(self.asm, env_mem(offsets::UNWIND));
+            asm::jcc(self.asm, asm::Cc::Ne, l);
         }
         if let Some(t) = ret {
             if self.block.ty(t) == Type::I32 {
-                dynasm!(self.asm ; .arch x64 ; mov eax, eax);
+                asm::mov_rr32(self.asm, RAX, RAX);
             }
             self.rs.locked |= 1 << RAX;
             self.bind(t, RAX);
@@ -112,7 +117,7 @@ impl Compiler<'_> {
         });
         match free {
             Some(x) => {
-                asm::mov_rr(&mut self.asm, true, x, r);
+                asm::mov_rr(self.asm, true, x, r);
                 let in_mem = self.rs.temps[t.index()].in_mem;
                 self.rs.owner[r as usize] = NONE;
                 self.rs.owner[x as usize] = t.0;

@@ -1,11 +1,10 @@
 //! Guest memory accesses (inline softmmu fast path, out-of-line slow path) and CPU-state
 //! field accesses.
 
-use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
 use ir::abi::{offsets, slow_path_info, PAGE_BITS, PAGE_MASK, TLB_ENTRY_BITS};
 use ir::{MemOp, Size, Temp, TempKind, Type};
 
-use super::asm::{self, Alu};
+use super::asm::{self, env_mem, mem, mem_idx, Alu, Sh};
 use super::{Compiler, SlowPath};
 use crate::regalloc::NONE;
 use crate::regs::*;
@@ -41,7 +40,7 @@ impl Compiler<'_> {
             (self.alloc_reg(0)?, self.w64(t))
         };
         // Snapshot for the slow path: dirty globals and live caller-saved registers.
-        let mut globals = Vec::new();
+        let start = self.slow_globals.len() as u32;
         let mut save: RegSet = 0;
         for r in 0..16u8 {
             let o = self.rs.owner[r as usize];
@@ -50,9 +49,9 @@ impl Compiler<'_> {
             }
             if let TempKind::Global { offset, .. } = self.block.temps[o as usize].kind {
                 if !self.rs.temps[o as usize].in_mem {
-                    globals.push((
+                    self.slow_globals.push((
                         r,
-                        offset as i32,
+                        offset,
                         self.block.temps[o as usize].ty == Type::I64,
                     ));
                 }
@@ -61,47 +60,50 @@ impl Compiler<'_> {
                 save |= 1 << r;
             }
         }
-        let slow = self.asm.new_dynamic_label();
-        let done = self.asm.new_dynamic_label();
-        let tlb = offsets::TLB as i32 + mmu_idx as i32 * offsets::TLB_FAST_SIZE as i32;
+        let slow = self.asm.new_label();
+        let done = self.asm.new_label();
+        let globals = (start, self.slow_globals.len() as u32 - start);
+        let tlb = offsets::TLB + mmu_idx as u32 * offsets::TLB_FAST_SIZE;
         let tag_off = if store { 8 } else { 0 };
         let bytes = mop.size.bytes() as i32;
-        let shift = (PAGE_BITS - TLB_ENTRY_BITS) as i8;
-        dynasm!(self.asm ; .arch x64
-            ; mov Rq(t1), Rq(a)
-            ; shr Rq(t1), shift
-            ; and Rq(t1), QWORD [r14 + tlb]
-            ; add Rq(t1), QWORD [r14 + tlb + 8]
-        );
+        let shift = (PAGE_BITS - TLB_ENTRY_BITS) as u8;
+        asm::mov_rr(self.asm, true, t1, a);
+        asm::shift_ri(self.asm, Sh::Shr, true, t1, shift);
+        asm::alu_rm(self.asm, Alu::And, true, t1, env_mem(tlb));
+        asm::alu_rm(self.asm, Alu::Add, true, t1, env_mem(tlb + 8));
         if mop.aligned || bytes == 1 {
             // Keeping the alignment bits makes a misaligned address fail the compare; the
             // ABI's tag flags sit above them (bits 9-11), so no flagged tag can match.
-            asm::mov_rr(&mut self.asm, true, t2, a);
+            asm::mov_rr(self.asm, true, t2, a);
             asm::alu_ri(
-                &mut self.asm,
+                self.asm,
                 Alu::And,
                 true,
                 t2,
                 (PAGE_MASK as i64 as i32) | (bytes - 1),
             );
         } else {
-            dynasm!(self.asm ; .arch x64 ; lea Rq(t2), [Rq(a) + bytes - 1]);
-            asm::alu_ri(&mut self.asm, Alu::And, true, t2, PAGE_MASK as i64 as i32);
+            asm::lea(self.asm, true, t2, mem(a, bytes - 1));
+            asm::alu_ri(self.asm, Alu::And, true, t2, PAGE_MASK as i64 as i32);
         }
-        dynasm!(self.asm ; .arch x64
-            ; cmp Rq(t2), QWORD [Rq(t1) + tag_off]
-            ; jne =>slow
-            ; mov Rq(t1), QWORD [Rq(t1) + 24]
-        );
+        asm::alu_rm(self.asm, Alu::Cmp, true, t2, mem(t1, tag_off));
+        asm::jcc(self.asm, asm::Cc::Ne, slow);
+        asm::load(self.asm, MemOp::unsigned(Size::B64), true, t1, mem(t1, 24));
+        // The host address is a + t1; rbp/r13 as base would need a disp8, so put them second.
+        let m = if a & 7 == 5 {
+            mem_idx(t1, a, 0)
+        } else {
+            mem_idx(a, t1, 0)
+        };
         if store {
             match val {
-                Ok(rv) => asm::store(&mut self.asm, mop.size, rv, a, Some(t1), 0),
-                Err(v) => asm::store_imm(&mut self.asm, mop.size, v, a, Some(t1), 0),
+                Ok(rv) => asm::store(self.asm, mop.size, rv, m),
+                Err(v) => asm::store_imm(self.asm, mop.size, v, m),
             }
         } else {
-            asm::load(&mut self.asm, mop, dst_w64, dst, a, Some(t1), 0);
+            asm::load(self.asm, mop, dst_w64, dst, m);
         }
-        dynasm!(self.asm ; .arch x64 ; =>done);
+        self.asm.bind(done);
         self.slow.push(SlowPath {
             label: slow,
             done,
@@ -126,31 +128,36 @@ impl Compiler<'_> {
     /// The out-of-line slow path of one access: store dirty globals, record the instruction,
     /// call the engine, test for an exception, return to the fast path's end.
     pub(crate) fn emit_slow_path(&mut self, s: &SlowPath) {
-        let a = &mut self.asm;
-        dynasm!(a ; .arch x64 ; =>s.label);
-        for &(r, off, w64) in &s.globals {
+        let a = &mut *self.asm;
+        a.bind(s.label);
+        let (start, len) = s.globals;
+        for &(r, off, w64) in &self.slow_globals[start as usize..(start + len) as usize] {
             let size = if w64 { Size::B64 } else { Size::B32 };
-            asm::store(a, size, r, ENV, None, off);
+            asm::store(a, size, r, env_mem(off));
         }
-        let idx = s.insn_index as i32;
-        let insn = offsets::INSN_INDEX as i32;
-        dynasm!(a ; .arch x64 ; mov DWORD [r14 + insn], idx);
+        asm::store_imm(
+            a,
+            Size::B32,
+            s.insn_index as u64,
+            env_mem(offsets::INSN_INDEX),
+        );
         let mut k = 0;
         for r in 0..16u8 {
             if s.save & (1 << r) != 0 {
-                asm::store(a, Size::B64, r, RSP, None, save_disp(k));
+                asm::store(a, Size::B64, r, mem(RSP, save_disp(k)));
                 k += 1;
             }
         }
         // Arguments: rdi = env, rsi = addr, rdx = value, rcx = info.
-        let mut moves = vec![(RSI, s.addr)];
+        let mut moves = Moves::default();
+        moves.push(RSI, s.addr);
         if let Ok(rv) = s.val {
             if s.store {
-                moves.push((RDX, rv));
+                moves.push(RDX, rv);
             }
         }
         parallel_move(a, &mut moves);
-        asm::mov_rr(a, true, RDI, ENV);
+        asm::env_ptr(a, RDI);
         match s.val {
             Err(v) if s.store => asm::mov_ri(a, RDX, v),
             _ if !s.store => asm::mov_ri(a, RDX, 0),
@@ -165,28 +172,28 @@ impl Compiler<'_> {
             offsets::STORE_SLOW
         } else {
             offsets::LOAD_SLOW
-        } as i32;
-        dynasm!(a ; .arch x64 ; call QWORD [r14 + f]);
+        };
+        asm::call_mem(a, env_mem(f));
         if !s.store {
             if s.dst_w64 {
                 asm::mov_rr(a, true, s.dst, RAX);
             } else {
-                dynasm!(a ; .arch x64 ; mov Rd(s.dst), eax);
+                asm::mov_rr32(a, s.dst, RAX);
             }
         }
         let mut k = 0;
         for r in 0..16u8 {
             if s.save & (1 << r) != 0 {
                 let mop = MemOp::unsigned(Size::B64);
-                asm::load(a, mop, true, r, RSP, None, save_disp(k));
+                asm::load(a, mop, true, r, mem(RSP, save_disp(k)));
                 k += 1;
             }
         }
         let unwind = self
             .unwind
             .expect("unwind label created with the slow path");
-        let a = &mut self.asm;
-        asm::cmp_mem32_zero(a, ENV, offsets::UNWIND as i32);
+        let a = &mut *self.asm;
+        asm::cmp_mem32_zero(a, env_mem(offsets::UNWIND));
         asm::jcc(a, asm::Cc::Ne, unwind);
         asm::jmp(a, s.done);
     }
@@ -194,7 +201,7 @@ impl Compiler<'_> {
     pub(crate) fn lower_env_load(&mut self, dst: Temp, offset: u32, mop: MemOp) -> R {
         let d = self.alloc_reg(0)?;
         let w = self.w64(dst);
-        asm::load(&mut self.asm, mop, w, d, ENV, None, offset as i32);
+        asm::load(self.asm, mop, w, d, env_mem(offset));
         self.bind(dst, d);
         Ok(())
     }
@@ -202,26 +209,46 @@ impl Compiler<'_> {
     pub(crate) fn lower_env_store(&mut self, val: Temp, offset: u32, mop: MemOp) -> R {
         match self.block.const_value(val) {
             Some(v) if mop.size != Size::B64 || asm::fits_imm32(true, v) => {
-                asm::store_imm(&mut self.asm, mop.size, v, ENV, None, offset as i32);
+                asm::store_imm(self.asm, mop.size, v, env_mem(offset));
             }
             _ => {
                 let r = self.use_reg(val)?;
-                asm::store(&mut self.asm, mop.size, r, ENV, None, offset as i32);
+                asm::store(self.asm, mop.size, r, env_mem(offset));
             }
         }
         Ok(())
     }
 }
 
-/// Performs the register moves `(dst, src)` as if in parallel (sources are read before any
-/// destination is written), breaking cycles with `xchg`.
-pub(crate) fn parallel_move(a: &mut asm::Asm, moves: &mut Vec<(Reg, Reg)>) {
-    moves.retain(|&(d, s)| d != s);
-    while !moves.is_empty() {
-        let ready = (0..moves.len()).find(|&k| {
-            let d = moves[k].0;
-            !moves.iter().any(|&(_, s)| s == d)
-        });
+/// Up to six register moves `(dst, src)`, in a fixed array (no allocation).
+#[derive(Default)]
+pub(crate) struct Moves {
+    m: [(Reg, Reg); 6],
+    n: usize,
+}
+
+impl Moves {
+    pub(crate) fn push(&mut self, d: Reg, s: Reg) {
+        if d != s {
+            self.m[self.n] = (d, s);
+            self.n += 1;
+        }
+    }
+
+    fn remove(&mut self, k: usize) -> (Reg, Reg) {
+        let x = self.m[k];
+        self.m.copy_within(k + 1..self.n, k);
+        self.n -= 1;
+        x
+    }
+}
+
+/// Performs the register moves as if in parallel (sources are read before any destination
+/// is written), breaking cycles with `xchg`.
+pub(crate) fn parallel_move(a: &mut asm::Asm, moves: &mut Moves) {
+    while moves.n > 0 {
+        let live = &moves.m[..moves.n];
+        let ready = (0..moves.n).find(|&k| !live.iter().any(|&(_, s)| s == live[k].0));
         match ready {
             Some(k) => {
                 let (d, s) = moves.remove(k);
@@ -231,13 +258,18 @@ pub(crate) fn parallel_move(a: &mut asm::Asm, moves: &mut Vec<(Reg, Reg)>) {
                 // Every destination is still a source: a cycle. Swap the first move's pair;
                 // its destination is done and moves reading it now read the other register.
                 let (d, s) = moves.remove(0);
-                dynasm!(a ; .arch x64 ; xchg Rq(d), Rq(s));
-                for m in moves.iter_mut() {
-                    if m.1 == d {
-                        m.1 = s;
+                asm::xchg(a, d, s);
+                let mut k = 0;
+                while k < moves.n {
+                    if moves.m[k].1 == d {
+                        moves.m[k].1 = s;
+                    }
+                    if moves.m[k].0 == moves.m[k].1 {
+                        moves.remove(k);
+                    } else {
+                        k += 1;
                     }
                 }
-                moves.retain(|&(d, s)| d != s);
             }
         }
     }

@@ -3,7 +3,7 @@
 //!
 //! Code layout of a block:
 //! ```text
-//! entry:  cmp dword [r14 + EXIT_REQUEST], 0 ; jne exit_requested
+//! entry:  cmp dword [r14 - 128], 0 ; jne exit_requested   (EXIT_REQUEST via the biased env)
 //!         body (fast paths inline)
 //! stubs:  exit_requested, unwind, goto_tb slot exits, load/store slow paths
 //! ```
@@ -13,7 +13,6 @@ pub mod asm;
 mod call;
 mod mem;
 
-use dynasmrt::{dynasm, AssemblyOffset, DynamicLabel, DynasmApi, DynasmLabelApi};
 use ir::abi::{offsets, ExitCode, ExitKind};
 use ir::{Block, Op};
 
@@ -21,9 +20,10 @@ use crate::liveness::{self, OpLife, DST};
 use crate::regalloc::RegState;
 use crate::regs::*;
 use crate::{BackendError, HostFeatures};
-use asm::{Alu, Asm, Cc};
+use asm::{env_mem, Alu, Asm, Cc, DynamicLabel};
 
 /// A slow path to emit after the body, with the allocator state it needs.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct SlowPath {
     pub label: DynamicLabel,
     pub done: DynamicLabel,
@@ -37,8 +37,8 @@ pub(crate) struct SlowPath {
     /// Load destination and whether it is 64-bit.
     pub dst: Reg,
     pub dst_w64: bool,
-    /// Dirty globals: (register, offset, 64-bit).
-    pub globals: Vec<(Reg, i32, bool)>,
+    /// Dirty globals: a range of `Compiler::slow_globals`.
+    pub globals: (u32, u32),
     /// Caller-saved registers holding values needed after the op.
     pub save: RegSet,
 }
@@ -53,38 +53,40 @@ pub(crate) struct Cmp {
     pub rb: Result<Reg, i32>,
 }
 
-/// What [`compile`] produces.
-pub(crate) struct Output {
-    pub code: Vec<u8>,
-    /// (offset of the rel32 field, offset of the slot's exit stub) per GotoTb slot.
-    pub goto: [Option<(usize, usize)>; 2],
-}
+/// What [`compile`] produces besides the code (left in `Scratch::asm`): (offset of the rel32
+/// field, offset of the slot's exit stub) per GotoTb slot.
+pub(crate) type Output = [Option<(usize, usize)>; 2];
 
 /// Per-block compiler state.
 pub(crate) struct Compiler<'a> {
-    pub asm: Asm,
+    pub asm: &'a mut Asm,
     pub block: &'a Block,
     pub features: HostFeatures,
     pub block_id: u32,
-    /// Executable address the code will have.
-    pub base: usize,
     pub epilogue: usize,
     pub rs: &'a mut RegState,
     pub life: &'a [OpLife],
-    pub labels: Vec<DynamicLabel>,
-    pub slow: Vec<SlowPath>,
+    pub labels: &'a mut Vec<DynamicLabel>,
+    pub slow: &'a mut Vec<SlowPath>,
+    /// Dirty globals of every slow path: (register, CPU-state offset, 64-bit).
+    pub slow_globals: &'a mut Vec<(Reg, u32, bool)>,
     pub unwind: Option<DynamicLabel>,
     /// InsnStart ops seen so far (the current instruction's index is one less).
     pub insns_seen: u32,
-    pub goto: [Option<(AssemblyOffset, DynamicLabel)>; 2],
+    pub goto: [Option<(usize, DynamicLabel)>; 2],
 }
 
-/// Reusable buffers of the compiler.
+/// Reusable buffers of the compiler: nothing is allocated per block once they have grown.
 #[derive(Default)]
 pub(crate) struct Scratch {
     pub rs: RegState,
     pub life: Vec<OpLife>,
     pub state: Vec<u8>,
+    pub locals: Vec<u32>,
+    pub asm: Asm,
+    pub labels: Vec<DynamicLabel>,
+    pub slow: Vec<SlowPath>,
+    pub slow_globals: Vec<(Reg, u32, bool)>,
 }
 
 /// Compiles `block` for executable address `base`.
@@ -96,23 +98,37 @@ pub(crate) fn compile(
     features: HostFeatures,
     scratch: &mut Scratch,
 ) -> Result<Output, BackendError> {
-    liveness::compute(block, &mut scratch.life, &mut scratch.state);
-    scratch.rs.reset(block)?;
-    let mut asm = Asm::new_with_capacity(base, block.ops.len() * 24 + 64, 0, 0, 16, 0, 16);
-    let labels = (0..block.num_labels)
-        .map(|_| asm.new_dynamic_label())
-        .collect();
+    let Scratch {
+        rs,
+        life,
+        state,
+        locals,
+        asm,
+        labels,
+        slow,
+        slow_globals,
+    } = scratch;
+    liveness::compute(block, life, state, locals);
+    rs.reset(block)?;
+    asm.reset(base);
+    asm.buf.reserve(block.ops.len() * 16 + 256);
+    labels.clear();
+    for _ in 0..block.num_labels {
+        labels.push(asm.new_label());
+    }
+    slow.clear();
+    slow_globals.clear();
     let c = Compiler {
         asm,
         block,
         features,
         block_id,
-        base,
         epilogue,
-        rs: &mut scratch.rs,
-        life: &scratch.life,
+        rs,
+        life,
         labels,
-        slow: Vec::new(),
+        slow,
+        slow_globals,
         unwind: None,
         insns_seen: 0,
         goto: [None, None],
@@ -137,8 +153,8 @@ impl Compiler<'_> {
 
     /// `mov rax, code ; jmp epilogue`
     fn emit_return(&mut self, code: u64) {
-        asm::mov_ri(&mut self.asm, RAX, code);
-        asm::jmp_abs(&mut self.asm, self.base, self.epilogue);
+        asm::mov_ri(self.asm, RAX, code);
+        asm::jmp_abs(self.asm, self.epilogue);
     }
 
     /// The block's unwind exit (created on first use).
@@ -146,7 +162,7 @@ impl Compiler<'_> {
         match self.unwind {
             Some(l) => l,
             None => {
-                let l = self.asm.new_dynamic_label();
+                let l = self.asm.new_label();
                 self.unwind = Some(l);
                 l
             }
@@ -154,43 +170,40 @@ impl Compiler<'_> {
     }
 
     fn run(mut self) -> Result<Output, BackendError> {
-        let exit_req = self.asm.new_dynamic_label();
-        asm::cmp_mem32_zero(&mut self.asm, ENV, offsets::EXIT_REQUEST as i32);
-        asm::jcc(&mut self.asm, Cc::Ne, exit_req);
+        let exit_req = self.asm.new_label();
+        asm::cmp_mem32_zero(self.asm, env_mem(offsets::EXIT_REQUEST));
+        asm::jcc(self.asm, Cc::Ne, exit_req);
         let block = self.block;
         for (i, op) in block.ops.iter().enumerate() {
             self.lower(i, op)?;
         }
         // Stubs.
-        dynasm!(self.asm ; .arch x64 ; =>exit_req);
+        self.asm.bind(exit_req);
         self.emit_return(self.exit_code(ExitKind::ExitRequested, 0));
         if let Some(l) = self.unwind {
-            dynasm!(self.asm ; .arch x64 ; =>l);
+            self.asm.bind(l);
             self.emit_return(self.exit_code(ExitKind::Unwind, 0));
         }
         let mut goto = [None, None];
         for (slot, out) in goto.iter_mut().enumerate() {
             if let Some((field, stub)) = self.goto[slot] {
-                let stub_off = self.asm.offset().0;
-                dynasm!(self.asm ; .arch x64 ; =>stub);
+                let stub_off = self.asm.offset();
+                self.asm.bind(stub);
                 let kind = if slot == 0 {
                     ExitKind::GotoTb0
                 } else {
                     ExitKind::GotoTb1
                 };
                 self.emit_return(self.exit_code(kind, 0));
-                *out = Some((field.0, stub_off));
+                *out = Some((field, stub_off));
             }
         }
-        let slow = std::mem::take(&mut self.slow);
-        for s in &slow {
-            self.emit_slow_path(s);
+        for k in 0..self.slow.len() {
+            let s = self.slow[k];
+            self.emit_slow_path(&s);
         }
-        let code = self
-            .asm
-            .finalize()
-            .map_err(|e| BackendError::TooComplex(format!("relocation: {e}")))?;
-        Ok(Output { code, goto })
+        self.asm.finish();
+        Ok(goto)
     }
 
     /// Unlocks the op's registers and applies the operands' after-op states.
@@ -225,13 +238,13 @@ impl Compiler<'_> {
                 self.sync_boundary()?;
                 self.at_label();
                 let l = self.labels[l.index()];
-                dynasm!(self.asm ; .arch x64 ; =>l);
+                self.asm.bind(l);
                 return Ok(());
             }
             Op::Br(l) => {
                 self.sync_boundary()?;
                 self.forget_all();
-                asm::jmp(&mut self.asm, self.labels[l.index()]);
+                asm::jmp(self.asm, self.labels[l.index()]);
                 return Ok(());
             }
             Op::BrCond {
@@ -244,10 +257,11 @@ impl Compiler<'_> {
             Op::GotoTb { slot } => {
                 self.sync_globals()?;
                 self.forget_all();
-                let stub = self.asm.new_dynamic_label();
-                asm::pad_to(&mut self.asm, self.base, 1, 4);
-                dynasm!(self.asm ; .arch x64 ; jmp =>stub);
-                let field = AssemblyOffset(self.asm.offset().0 - 4);
+                let stub = self.asm.new_label();
+                asm::pad_to(self.asm, 1, 4);
+                // Always rel32 (the stub is a forward label), so the field can be patched.
+                asm::jmp(self.asm, stub);
+                let field = self.asm.offset() - 4;
                 let slot = slot as usize & 1;
                 // A second use of the same slot is a verifier error; the last one wins.
                 self.goto[slot] = Some((field, stub));
@@ -262,19 +276,16 @@ impl Compiler<'_> {
             Op::LookupAndGoto => {
                 self.sync_globals()?;
                 self.forget_all();
-                let lookup = offsets::LOOKUP as i32;
-                dynasm!(self.asm ; .arch x64
-                    ; mov rdi, r14
-                    ; call QWORD [r14 + lookup]
-                );
+                asm::env_ptr(self.asm, RDI);
+                asm::call_mem(self.asm, env_mem(offsets::LOOKUP));
                 // rdx carries this block's Lookup exit code to the shared miss stub.
                 let code = self.exit_code(ExitKind::Lookup, 0);
-                asm::mov_ri(&mut self.asm, RDX, code);
-                dynasm!(self.asm ; .arch x64 ; jmp rax);
+                asm::mov_ri(self.asm, RDX, code);
+                asm::jmp_reg(self.asm, RAX);
                 return Ok(());
             }
             Op::Fence => {
-                dynasm!(self.asm ; .arch x64 ; mfence);
+                self.asm.extend(&[0x0f, 0xae, 0xf0]); // mfence
                 return Ok(());
             }
             Op::Mov { dst, src, .. } => self.lower_mov(i, dst, src)?,
@@ -387,8 +398,8 @@ impl Compiler<'_> {
     /// Emits the comparison prepared by [`Compiler::cmp_prepare`].
     pub(crate) fn cmp_emit(&mut self, c: &Cmp) {
         match c.rb {
-            Ok(rb) => asm::alu_rr(&mut self.asm, c.alu, c.w64, c.ra, rb),
-            Err(imm) => asm::alu_ri(&mut self.asm, c.alu, c.w64, c.ra, imm),
+            Ok(rb) => asm::alu_rr(self.asm, c.alu, c.w64, c.ra, rb),
+            Err(imm) => asm::alu_ri(self.asm, c.alu, c.w64, c.ra, imm),
         }
     }
 
@@ -405,7 +416,7 @@ impl Compiler<'_> {
         if let (Some(x), Some(y)) = (self.block.const_value(a), self.block.const_value(b)) {
             self.sync_boundary()?;
             if cond.eval(ty, x, y) {
-                asm::jmp(&mut self.asm, target);
+                asm::jmp(self.asm, target);
             }
             return Ok(());
         }
@@ -413,7 +424,7 @@ impl Compiler<'_> {
         let c = self.cmp_prepare(cond, ty, a, b)?;
         self.sync_boundary()?;
         self.cmp_emit(&c);
-        asm::jcc(&mut self.asm, c.cc, target);
+        asm::jcc(self.asm, c.cc, target);
         Ok(())
     }
 }

@@ -55,9 +55,10 @@ fn check(build: impl FnOnce(&mut Builder), want: &[&str]) {
     assert_eq!(&got[..n], want, "full listing:\n{}", got.join("\n"));
 }
 
-/// Every block starts with the exit-request test. (dynasm encodes runtime displacements and
-/// immediates as 32-bit fields, hence the long forms.)
-const ENTRY: [&str; 2] = ["4181bc260000000000000000  cmp dword [r14],0", "0f85"];
+/// Every block starts with the exit-request test: `exit_request` is at offset 0 of the state,
+/// -128 from the biased env register, so a disp8 and an imm8 (5 bytes), then a rel32 `jne` to
+/// the block's exit-request stub.
+const ENTRY: [&str; 2] = ["41837e8000  cmp dword [r14-80h],0", "0f85"];
 
 #[test]
 fn block_entry_tests_exit_request() {
@@ -76,15 +77,15 @@ fn add_register_and_immediate() {
             b.exit_tb(0);
         },
         &[
-            "4181bc260000000000000000  cmp dword [r14],0",
-            "0f8531000000  jne entry+67",
-            "498b8426b0000000  mov rax,[r14+0B0h]",
-            "498b8c26c0000000  mov rcx,[r14+0C0h]",
+            "41837e8000  cmp dword [r14-80h],0",
+            "0f8522000000  jne entry+45",
+            "498b4630  mov rax,[r14+30h]",
+            "498b4e40  mov rcx,[r14+40h]",
             "4801c8  add rax,rcx",
-            "4881c010000000  add rax,10h",
-            "49898426b0000000  mov [r14+0B0h],rax",
+            "4883c010  add rax,10h",
+            "49894630  mov [r14+30h],rax",
             "48b80300000001000000  mov rax,100000003h",
-            "e9a3ffffff  jmp entry-26",
+            "e9adffffff  jmp entry-38",
         ],
     );
 }
@@ -98,14 +99,14 @@ fn i32_ops_use_32_bit_forms() {
             b.exit_tb(0);
         },
         &[
-            "4181bc260000000000000000  cmp dword [r14],0",
-            "0f852a000000  jne entry+60",
-            "418b8426b8000000  mov eax,[r14+0B8h]",
-            "418b8c26d0000000  mov ecx,[r14+0D0h]",
-            "4029c8  sub eax,ecx",
-            "41898426b8000000  mov [r14+0B8h],eax",
+            "41837e8000  cmp dword [r14-80h],0",
+            "0f851d000000  jne entry+40",
+            "418b4638  mov eax,[r14+38h]",
+            "418b4e50  mov ecx,[r14+50h]",
+            "29c8  sub eax,ecx",
+            "41894638  mov [r14+38h],eax",
             "48b80300000001000000  mov rax,100000003h",
-            "e9aaffffff  jmp entry-26",
+            "e9b2ffffff  jmp entry-38",
         ],
     );
 }
@@ -119,14 +120,14 @@ fn variable_shift_uses_cl() {
             b.exit_tb(0);
         },
         &[
-            "4181bc260000000000000000  cmp dword [r14],0",
-            "0f852a000000  jne entry+60",
-            "498b8c26c0000000  mov rcx,[r14+0C0h]",
-            "498b8426b0000000  mov rax,[r14+0B0h]",
+            "41837e8000  cmp dword [r14-80h],0",
+            "0f851e000000  jne entry+41",
+            "498b4e40  mov rcx,[r14+40h]",
+            "498b4630  mov rax,[r14+30h]",
             "48d3e0  shl rax,cl",
-            "49898426b0000000  mov [r14+0B0h],rax",
+            "49894630  mov [r14+30h],rax",
             "48b80300000001000000  mov rax,100000003h",
-            "e9aaffffff  jmp entry-26",
+            "e9b1ffffff  jmp entry-38",
         ],
     );
 }
@@ -140,16 +141,16 @@ fn setcond_is_cmp_setcc_movzx() {
             b.exit_tb(0);
         },
         &[
-            "4181bc260000000000000000  cmp dword [r14],0",
-            "0f8532000000  jne entry+68",
-            "498b8426b0000000  mov rax,[r14+0B0h]",
-            "498b8c26c0000000  mov rcx,[r14+0C0h]",
-            "483bc1  cmp rax,rcx",
-            "400f92c2  setb dl",
-            "400fb6d2  movzx edx,dl",
-            "49899426c8000000  mov [r14+0C8h],rdx",
+            "41837e8000  cmp dword [r14-80h],0",
+            "0f8524000000  jne entry+47",
+            "498b4630  mov rax,[r14+30h]",
+            "498b4e40  mov rcx,[r14+40h]",
+            "4839c8  cmp rax,rcx",
+            "0f92c2  setb dl",
+            "0fb6d2  movzx edx,dl",
+            "49895648  mov [r14+48h],rdx",
             "48b80300000001000000  mov rax,100000003h",
-            "e9a2ffffff  jmp entry-26",
+            "e9abffffff  jmp entry-38",
         ],
     );
 }
@@ -163,30 +164,30 @@ fn load_fast_path() {
             b.exit_tb(0);
         },
         &[
-            "4181bc260000000000000000  cmp dword [r14],0",
-            "0f855e000000  jne entry+112",
-            "498b8426b0000000  mov rax,[r14+0B0h]",
+            "41837e8000  cmp dword [r14-80h],0",
+            "0f8541000000  jne entry+76",
+            "498b4630  mov rax,[r14+30h]",
             "4889c1  mov rcx,rax",
             "48c1e907  shr rcx,7",
-            "49238e28000000  and rcx,[r14+28h]",
-            "49038e30000000  add rcx,[r14+30h]",
-            "488d942003000000  lea rdx,[rax+3]",
+            "49234ea8  and rcx,[r14-58h]",
+            "49034eb0  add rcx,[r14-50h]",
+            "488d5003  lea rdx,[rax+3]",
             "4881e200f0ffff  and rdx,0FFFFFFFFFFFFF000h",
-            "483b942100000000  cmp rdx,[rcx]",
-            "0f8542000000  jne entry+142",
-            "488b4c2118  mov rcx,[rcx+18h]",
-            "408bb40800000000  mov esi,[rax+rcx]",
-            "4989b426c0000000  mov [r14+0C0h],rsi",
+            "483b11  cmp rdx,[rcx]",
+            "0f8538000000  jne entry+106",
+            "488b4918  mov rcx,[rcx+18h]",
+            "8b3408  mov esi,[rax+rcx]",
+            "49897640  mov [r14+40h],rsi",
             "48b80300000001000000  mov rax,100000003h",
-            "e976ffffff  jmp entry-26",
+            "e98effffff  jmp entry-38",
         ],
     );
 }
 
 #[test]
 fn goto_tb_jump_field_is_aligned() {
-    // The nops put the jmp's rel32 field (entry+44) on a 4-byte boundary; it targets the
-    // slot's exit stub right after it.
+    // The jmp's rel32 field (entry+24) happens to be on a 4-byte boundary, so no nops; it
+    // targets the slot's exit stub right after it.
     check(
         |b| {
             let g0 = b.global(0);
@@ -194,14 +195,38 @@ fn goto_tb_jump_field_is_aligned() {
             b.goto_tb(0);
         },
         &[
-            "4181bc260000000000000000  cmp dword [r14],0",
-            "0f851e000000  jne entry+48",
-            "498b8426b0000000  mov rax,[r14+0B0h]",
-            "4881c001000000  add rax,1",
-            "49898426b0000000  mov [r14+0B0h],rax",
+            "41837e8000  cmp dword [r14-80h],0",
+            "0f8511000000  jne entry+28",
+            "498b4630  mov rax,[r14+30h]",
+            "4883c001  add rax,1",
+            "49894630  mov [r14+30h],rax",
+            "e90f000000  jmp entry+43",
+            "48b80500000001000000  mov rax,100000005h",
+            "e9afffffff  jmp entry-38",
+        ],
+    );
+}
+
+#[test]
+fn goto_tb_pads_with_nops_to_align_the_jump_field() {
+    // A 32-bit add needs no REX, one byte less than above: a nop puts the field (entry+24)
+    // back on a 4-byte boundary.
+    check(
+        |b| {
+            let g1 = b.global(1);
+            b.addi(g1, g1, 1);
+            b.goto_tb(1);
+        },
+        &[
+            "41837e8000  cmp dword [r14-80h],0",
+            "0f8511000000  jne entry+28",
+            "418b4638  mov eax,[r14+38h]",
+            "83c001  add eax,1",
+            "41894638  mov [r14+38h],eax",
             "90  nop",
-            "90  nop",
-            "e90f000000  jmp entry+63",
+            "e90f000000  jmp entry+43",
+            "48b80500000001000000  mov rax,100000005h",
+            "e9afffffff  jmp entry-38",
         ],
     );
 }

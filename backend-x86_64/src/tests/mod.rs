@@ -2,6 +2,7 @@
 //! memory paths, chaining, and random blocks against the reference interpreter.
 
 mod emit_tests;
+mod encode;
 mod exec;
 mod random;
 mod speed;

@@ -135,12 +135,20 @@ pub(crate) fn riscv_like_block(rng: &mut Rng, globals: &Arc<[GlobalDef]>, insns:
             13 | 14 => {
                 let t = b.scratch(Type::I64);
                 b.addi(t, s1, imm);
-                let size = if rng.below(2) == 0 { Size::B64 } else { Size::B32 };
+                let size = if rng.below(2) == 0 {
+                    Size::B64
+                } else {
+                    Size::B32
+                };
                 b.store(s2, t, MemOp::unsigned(size), 0);
             }
             // slt / sltu
             _ => {
-                let c = if rng.below(2) == 0 { Cond::Lt } else { Cond::Ltu };
+                let c = if rng.below(2) == 0 {
+                    Cond::Lt
+                } else {
+                    Cond::Ltu
+                };
                 b.setcond(c, d, s1, s2);
             }
         }
@@ -191,7 +199,12 @@ pub(crate) fn random_blocks(n: usize) -> Vec<Block> {
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
     (0..n)
-        .map(|_| ir::testing::arb_block().new_tree(&mut runner).unwrap().current())
+        .map(|_| {
+            ir::testing::arb_block()
+                .new_tree(&mut runner)
+                .unwrap()
+                .current()
+        })
         .collect()
 }
 
@@ -216,7 +229,12 @@ fn translation_speed() {
         ("realistic", realistic_blocks(3000)),
     ] {
         let ops: usize = blocks.iter().map(|b| b.ops.len()).sum();
-        let (ns, bytes) = measure(&blocks, 5);
+        // More rounds (TERN_SPEED_ROUNDS) make the compile loop dominate a profile.
+        let rounds = std::env::var("TERN_SPEED_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5);
+        let (ns, bytes) = measure(&blocks, rounds);
         println!(
             "{name:>9}: {} blocks, {ops} ops ({:.0} per block): {ns:.1} ns/op, {bytes:.1} bytes/op",
             blocks.len(),
