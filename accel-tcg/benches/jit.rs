@@ -46,7 +46,14 @@ fn run_once(mode: ExecMode, code: &[u8], config: impl Fn(&mut EngineConfig) + Co
     let mut v = vcpu(mode, code, config);
     let start = Instant::now();
     let ret = v.run().unwrap();
-    assert_eq!(ret, RET_HALT, "pc {:#x} fault {} at {:#x}", v.cpu().pc, v.cpu().fault_kind, v.cpu().fault_addr);
+    assert_eq!(
+        ret,
+        RET_HALT,
+        "pc {:#x} fault {} at {:#x}",
+        v.cpu().pc,
+        v.cpu().fault_kind,
+        v.cpu().fault_addr
+    );
     start.elapsed()
 }
 
@@ -141,8 +148,17 @@ fn translation(c: &mut Criterion) {
     for i in 0..BLOCKS {
         for k in 0..7 {
             // r2..r5 only: r1 holds the data address.
-            insns.push(insn(ADDI, 2 + (k % 4) as u8, 2 + ((k + 1) % 4) as u8, (i * 7 + k) as i32));
-            insns.push(add(2 + ((k + 2) % 4) as u8, 2 + (k % 4) as u8, 2 + ((k + 3) % 4) as u8));
+            insns.push(insn(
+                ADDI,
+                2 + (k % 4) as u8,
+                2 + ((k + 1) % 4) as u8,
+                (i * 7 + k) as i32,
+            ));
+            insns.push(add(
+                2 + ((k + 2) % 4) as u8,
+                2 + (k % 4) as u8,
+                2 + ((k + 3) % 4) as u8,
+            ));
         }
         insns.push(insn(LD, 6, 1, 0));
         insns.push(insn(JMP, 0, 0, 8));
