@@ -38,14 +38,12 @@ pub fn compute(block: &Block, out: &mut Vec<OpLife>, state: &mut Vec<u8>, locals
     // Temps 1..=G are the globals (Block's layout); locals are listed.
     let globals = 1..=block.globals.len();
     locals.clear();
-    locals.extend(
-        block
-            .temps
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.kind == TempKind::Local)
-            .map(|(i, _)| i as u32),
-    );
+    let first = block.globals.len() + 1;
+    for (i, t) in block.temps[first..].iter().enumerate() {
+        if t.kind == TempKind::Local {
+            locals.push((first + i) as u32);
+        }
+    }
     let reset = |state: &mut Vec<u8>, locals: &[u32], local_state: u8| {
         state[globals.clone()].fill(NEEDMEM);
         for &l in locals {

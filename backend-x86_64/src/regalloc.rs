@@ -36,8 +36,11 @@ pub const NO_SLOT: u16 = u16::MAX;
 #[derive(Debug, Default)]
 pub struct RegState {
     pub temps: Vec<TempLoc>,
-    /// Temp owning each register, or [`NONE`].
+    /// Temp owning each register, or [`NONE`]. Change it through [`RegState::set_owner`],
+    /// which keeps `used` in step.
     pub owner: [u32; 16],
+    /// Registers with an owner.
+    pub used: RegSet,
     /// Registers in use by the op being lowered (not evictable).
     pub locked: RegSet,
     pub free_slots: Vec<u16>,
@@ -70,11 +73,44 @@ impl RegState {
             )));
         }
         self.owner = [NONE; 16];
+        self.used = 0;
         self.locked = 0;
         self.free_slots.clear();
         self.next_slot = next;
         Ok(())
     }
+}
+
+impl RegState {
+    #[inline]
+    pub fn set_owner(&mut self, r: Reg, o: u32) {
+        self.owner[r as usize] = o;
+        if o == NONE {
+            self.used &= !(1 << r);
+        } else {
+            self.used |= 1 << r;
+        }
+    }
+}
+
+/// The registers of `set`, lowest first.
+#[inline]
+pub fn regs_of(mut set: RegSet) -> impl Iterator<Item = Reg> {
+    std::iter::from_fn(move || {
+        if set == 0 {
+            return None;
+        }
+        let r = set.trailing_zeros() as Reg;
+        set &= set - 1;
+        Some(r)
+    })
+}
+
+/// The preferred register of a non-empty `set`: caller-saved first (cheap between calls).
+#[inline]
+fn pick(set: RegSet) -> Reg {
+    let c = set & CALLER_SAVED;
+    (if c != 0 { c } else { set }).trailing_zeros() as Reg
 }
 
 impl Compiler<'_> {
@@ -138,7 +174,7 @@ impl Compiler<'_> {
     pub(crate) fn unbind(&mut self, t: Temp) {
         let r = self.rs.temps[t.index()].reg;
         if r != NO_REG {
-            self.rs.owner[r as usize] = NONE;
+            self.rs.set_owner(r, NONE);
             self.rs.temps[t.index()].reg = NO_REG;
         }
     }
@@ -147,13 +183,13 @@ impl Compiler<'_> {
     pub(crate) fn bind(&mut self, t: Temp, r: Reg) {
         let old = self.rs.temps[t.index()].reg;
         if old != NO_REG && old != r {
-            self.rs.owner[old as usize] = NONE;
+            self.rs.set_owner(old, NONE);
         }
         let prev = self.rs.owner[r as usize];
         if prev != NONE && prev != t.0 {
             self.rs.temps[prev as usize].reg = NO_REG;
         }
-        self.rs.owner[r as usize] = t.0;
+        self.rs.set_owner(r, t.0);
         let l = &mut self.rs.temps[t.index()];
         l.reg = r;
         l.in_mem = false;
@@ -168,27 +204,38 @@ impl Compiler<'_> {
         Ok(())
     }
 
-    /// A free register not in `avoid`, evicting a value if needed. The register is locked.
+    /// A free register not in `avoid`, evicting a value if needed (a clean one first). The
+    /// register is locked.
     pub(crate) fn alloc_reg(&mut self, avoid: RegSet) -> Result<Reg, BackendError> {
-        let busy = self.rs.locked | avoid;
-        let mut victim = None;
-        for &r in &ALLOC_ORDER {
-            if busy & (1 << r) != 0 {
-                continue;
-            }
-            let o = self.rs.owner[r as usize];
-            if o == NONE {
-                self.rs.locked |= 1 << r;
-                return Ok(r);
-            }
-            let clean = self.rs.temps[o as usize].in_mem;
-            match victim {
-                None => victim = Some((r, clean)),
-                Some((_, false)) if clean => victim = Some((r, clean)),
-                _ => {}
-            }
+        self.alloc_reg_pref(avoid, CALLER_SAVED)
+    }
+
+    /// [`Compiler::alloc_reg`] choosing in `prefer` first when a register is free there:
+    /// callee-saved registers for values that live long (globals), so that calls and slow
+    /// paths need not save or reload them.
+    pub(crate) fn alloc_reg_pref(
+        &mut self,
+        avoid: RegSet,
+        prefer: RegSet,
+    ) -> Result<Reg, BackendError> {
+        let ok = ALLOCATABLE & !(self.rs.locked | avoid);
+        let free = ok & !self.rs.used;
+        if free != 0 {
+            let p = free & prefer;
+            let r = (if p != 0 { p } else { free }).trailing_zeros() as Reg;
+            self.rs.locked |= 1 << r;
+            return Ok(r);
         }
-        let (r, _) = victim.ok_or_else(|| BackendError::TooComplex("out of registers".into()))?;
+        let mut victim = None;
+        for r in regs_of(ok) {
+            let o = self.rs.owner[r as usize];
+            if self.rs.temps[o as usize].in_mem {
+                victim = Some(r);
+                break;
+            }
+            victim.get_or_insert(r);
+        }
+        let r = victim.ok_or_else(|| BackendError::TooComplex("out of registers".into()))?;
         let o = Temp(self.rs.owner[r as usize]);
         self.spill(o)?;
         self.rs.locked |= 1 << r;
@@ -201,15 +248,14 @@ impl Compiler<'_> {
         let o = self.rs.owner[r as usize];
         if o != NONE {
             let t = Temp(o);
-            let free = ALLOC_ORDER.iter().copied().find(|&x| {
-                self.rs.owner[x as usize] == NONE && (self.rs.locked | 1 << r) & (1 << x) == 0
-            });
+            let free = ALLOCATABLE & !self.rs.used & !(self.rs.locked | 1 << r);
+            let free = (free != 0).then(|| pick(free));
             match free {
                 Some(x) => {
                     asm::mov_rr(self.asm, true, x, r);
                     let in_mem = self.rs.temps[o as usize].in_mem;
-                    self.rs.owner[r as usize] = NONE;
-                    self.rs.owner[x as usize] = o;
+                    self.rs.set_owner(r, NONE);
+                    self.rs.set_owner(x, o);
                     self.rs.temps[o as usize].reg = x;
                     self.rs.temps[o as usize].in_mem = in_mem;
                     if self.rs.locked & (1 << r) != 0 {
@@ -272,8 +318,13 @@ impl Compiler<'_> {
                 asm::mov_ri(self.asm, r, v);
                 Ok(r)
             }
-            _ => {
-                let r = self.alloc_reg(0)?;
+            kind => {
+                let prefer = if matches!(kind, TempKind::Global { .. }) {
+                    CALLEE_SAVED
+                } else {
+                    CALLER_SAVED
+                };
+                let r = self.alloc_reg_pref(0, prefer)?;
                 self.load_mem(t, r)?;
                 let in_mem = self.rs.temps[t.index()].in_mem;
                 self.bind(t, r);
@@ -336,8 +387,8 @@ impl Compiler<'_> {
 
     /// Stores every dirty global (they stay in their registers, clean).
     pub(crate) fn sync_globals(&mut self) -> Result<(), BackendError> {
-        for r in 0..16 {
-            let o = self.rs.owner[r];
+        for r in regs_of(self.rs.used) {
+            let o = self.rs.owner[r as usize];
             if o != NONE
                 && matches!(self.block.temps[o as usize].kind, TempKind::Global { .. })
                 && !self.rs.temps[o as usize].in_mem
@@ -350,8 +401,8 @@ impl Compiler<'_> {
 
     /// Stores every dirty global and local (basic-block boundary).
     pub(crate) fn sync_boundary(&mut self) -> Result<(), BackendError> {
-        for r in 0..16 {
-            let o = self.rs.owner[r];
+        for r in regs_of(self.rs.used) {
+            let o = self.rs.owner[r as usize];
             if o != NONE
                 && matches!(
                     self.block.temps[o as usize].kind,
@@ -369,32 +420,32 @@ impl Compiler<'_> {
     /// a label syncs them first).
     pub(crate) fn at_label(&mut self) {
         self.forget_all();
-        for (l, t) in self.rs.temps.iter_mut().zip(self.block.temps.iter()) {
-            if matches!(t.kind, TempKind::Global { .. } | TempKind::Local) {
-                l.in_mem = true;
-            }
+        for l in &mut self.rs.temps[1..=self.block.globals.len()] {
+            l.in_mem = true;
+        }
+        for &t in self.locals {
+            self.rs.temps[t as usize].in_mem = true;
         }
     }
 
     /// Forgets every register binding (after a sync: values are in memory or dead).
     pub(crate) fn forget_all(&mut self) {
-        for r in 0..16 {
-            let o = self.rs.owner[r];
-            if o != NONE {
-                self.rs.temps[o as usize].reg = NO_REG;
-                self.rs.owner[r] = NONE;
-            }
+        for r in regs_of(self.rs.used) {
+            let o = self.rs.owner[r as usize];
+            self.rs.temps[o as usize].reg = NO_REG;
+            self.rs.owner[r as usize] = NONE;
         }
+        self.rs.used = 0;
     }
 
     /// Forgets the registers of globals (after a helper that writes globals).
     pub(crate) fn forget_globals(&mut self) {
-        for r in 0..16 {
-            let o = self.rs.owner[r];
-            if o != NONE && matches!(self.block.temps[o as usize].kind, TempKind::Global { .. }) {
+        for r in regs_of(self.rs.used) {
+            let o = self.rs.owner[r as usize];
+            if matches!(self.block.temps[o as usize].kind, TempKind::Global { .. }) {
                 self.rs.temps[o as usize].reg = NO_REG;
                 self.rs.temps[o as usize].in_mem = true;
-                self.rs.owner[r] = NONE;
+                self.rs.set_owner(r, NONE);
             }
         }
     }

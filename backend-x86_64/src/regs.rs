@@ -42,10 +42,13 @@ pub const TMP: Reg = R11;
 /// A set of registers as a bit mask.
 pub type RegSet = u16;
 
-/// Allocation order: caller-saved first (cheap to use between calls), callee-saved last.
+/// Allocation order: caller-saved first (cheap to use between calls), callee-saved last; within
+/// each group the lowest number first (the allocator works on bit sets).
 pub const ALLOC_ORDER: [Reg; 13] = [
-    RAX, RCX, RDX, RSI, RDI, R8, R9, R10, RBX, R12, R13, R15, RBP,
+    RAX, RCX, RDX, RSI, RDI, R8, R9, R10, RBX, RBP, R12, R13, R15,
 ];
+/// Every allocatable register (the set form of [`ALLOC_ORDER`]).
+pub const ALLOCATABLE: RegSet = CALLER_SAVED | CALLEE_SAVED;
 /// Registers a call clobbers (SysV), excluding the reserved TMP.
 pub const CALLER_SAVED: RegSet =
     1 << RAX | 1 << RCX | 1 << RDX | 1 << RSI | 1 << RDI | 1 << R8 | 1 << R9 | 1 << R10;

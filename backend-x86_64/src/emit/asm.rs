@@ -140,55 +140,65 @@ impl Asm {
         self.fixups.clear();
     }
 
+    /// Encodes one instruction (at most 15 bytes) with `f`.
+    #[inline]
+    fn insn(&mut self, f: impl FnOnce(&mut Insn)) {
+        let len = self.buf.len();
+        self.buf.resize(len + 16, 0);
+        let b: &mut [u8; 16] = (&mut self.buf[len..len + 16]).try_into().unwrap();
+        let mut i = Insn { b, n: 0 };
+        f(&mut i);
+        let n = i.n;
+        self.buf.truncate(len + n);
+    }
+
     /// Optional mandatory prefix, then REX if any bit is set or `force`.
     #[inline]
     fn prefix_rex(&mut self, pfx: u8, w: bool, reg: Reg, index: Reg, rm: Reg, force: bool) {
-        if pfx != 0 {
-            self.buf.push(pfx);
-        }
-        let rex = (w as u8) << 3 | (reg >> 3 & 1) << 2 | (index >> 3 & 1) << 1 | (rm >> 3 & 1);
-        if rex != 0 || force {
-            self.buf.push(0x40 | rex);
-        }
+        self.insn(|i| i.prefix_rex(pfx, w, reg, index, rm, force));
     }
 
     /// `op reg, rm` with a register `rm` (ModRM mod = 11). `force_rex` for byte registers.
     #[inline]
     pub fn op_rr(&mut self, pfx: u8, w: bool, op: &[u8], reg: Reg, rm: Reg, force_rex: bool) {
-        self.prefix_rex(pfx, w, reg, 0, rm, force_rex);
-        self.buf.extend_from_slice(op);
-        self.buf.push(0xc0 | (reg & 7) << 3 | (rm & 7));
+        self.insn(|i| {
+            i.prefix_rex(pfx, w, reg, 0, rm, force_rex);
+            i.extend(op);
+            i.push(0xc0 | (reg & 7) << 3 | (rm & 7));
+        });
     }
 
     /// `op reg, [mem]` with the shortest displacement.
     #[inline]
     pub fn op_rm(&mut self, pfx: u8, w: bool, op: &[u8], reg: Reg, m: Mem, force_rex: bool) {
-        let index = if m.index == NOREG { 0 } else { m.index };
-        self.prefix_rex(pfx, w, reg, index, m.base, force_rex);
-        self.buf.extend_from_slice(op);
-        let r = (reg & 7) << 3;
-        let b = m.base & 7;
-        // rbp/r13 as base have no disp-less form (that encoding means rip-relative).
-        let md = if m.disp == 0 && b != 5 {
-            0x00
-        } else if fits_i8(m.disp) {
-            0x40
-        } else {
-            0x80
-        };
-        if m.index == NOREG && b != 4 {
-            self.buf.push(md | r | b);
-        } else {
-            debug_assert!(m.index != RSP, "rsp cannot be an index");
-            let idx = if m.index == NOREG { 4 } else { m.index & 7 };
-            self.buf.push(md | r | 4);
-            self.buf.push(idx << 3 | b);
-        }
-        match md {
-            0x40 => self.buf.push(m.disp as i8 as u8),
-            0x80 => self.imm32(m.disp),
-            _ => {}
-        }
+        self.insn(|i| {
+            let index = if m.index == NOREG { 0 } else { m.index };
+            i.prefix_rex(pfx, w, reg, index, m.base, force_rex);
+            i.extend(op);
+            let r = (reg & 7) << 3;
+            let b = m.base & 7;
+            // rbp/r13 as base have no disp-less form (that encoding means rip-relative).
+            let md = if m.disp == 0 && b != 5 {
+                0x00
+            } else if fits_i8(m.disp) {
+                0x40
+            } else {
+                0x80
+            };
+            if m.index == NOREG && b != 4 {
+                i.push(md | r | b);
+            } else {
+                debug_assert!(m.index != RSP, "rsp cannot be an index");
+                let idx = if m.index == NOREG { 4 } else { m.index & 7 };
+                i.push(md | r | 4);
+                i.push(idx << 3 | b);
+            }
+            match md {
+                0x40 => i.push(m.disp as i8 as u8),
+                0x80 => i.extend(&m.disp.to_le_bytes()),
+                _ => {}
+            }
+        });
     }
 
     /// `jcc`/`jmp` to a label: rel8 backward when it reaches, else rel32 (fixed up later).
@@ -209,6 +219,40 @@ impl Asm {
         self.buf.extend_from_slice(near);
         self.fixups.push((self.buf.len() as u32, l.0));
         self.imm32(0);
+    }
+}
+
+/// One instruction being encoded straight into a 16-byte window at the end of the code
+/// vector (zero-filled by one store, cut back to the instruction's length afterwards): no
+/// per-byte capacity checks or length updates, and no copy.
+struct Insn<'a> {
+    b: &'a mut [u8; 16],
+    n: usize,
+}
+
+impl Insn<'_> {
+    #[inline]
+    fn push(&mut self, x: u8) {
+        self.b[self.n & 15] = x;
+        self.n += 1;
+    }
+
+    #[inline]
+    fn extend(&mut self, xs: &[u8]) {
+        for &x in xs {
+            self.push(x);
+        }
+    }
+
+    #[inline]
+    fn prefix_rex(&mut self, pfx: u8, w: bool, reg: Reg, index: Reg, rm: Reg, force: bool) {
+        if pfx != 0 {
+            self.push(pfx);
+        }
+        let rex = (w as u8) << 3 | (reg >> 3 & 1) << 2 | (index >> 3 & 1) << 1 | (rm >> 3 & 1);
+        if rex != 0 || force {
+            self.push(0x40 | rex);
+        }
     }
 }
 

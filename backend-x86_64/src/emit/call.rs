@@ -110,17 +110,14 @@ impl Compiler<'_> {
 
     /// Moves `t` out of caller-saved `r` into a free callee-saved register, or to memory.
     fn save_across_call(&mut self, t: Temp, r: Reg) -> Result<(), BackendError> {
-        let free = ALLOC_ORDER.iter().copied().find(|&x| {
-            CALLEE_SAVED & (1 << x) != 0
-                && self.rs.owner[x as usize] == NONE
-                && self.rs.locked & (1 << x) == 0
-        });
+        let free = CALLEE_SAVED & !self.rs.used & !self.rs.locked;
+        let free = (free != 0).then(|| free.trailing_zeros() as Reg);
         match free {
             Some(x) => {
                 asm::mov_rr(self.asm, true, x, r);
                 let in_mem = self.rs.temps[t.index()].in_mem;
-                self.rs.owner[r as usize] = NONE;
-                self.rs.owner[x as usize] = t.0;
+                self.rs.set_owner(r, NONE);
+                self.rs.set_owner(x, t.0);
                 self.rs.temps[t.index()].reg = x;
                 self.rs.temps[t.index()].in_mem = in_mem;
             }

@@ -6,17 +6,22 @@ use ir::{MemOp, Size, Temp, TempKind, Type};
 
 use super::asm::{self, env_mem, mem, mem_idx, Alu, Sh};
 use super::{Compiler, SlowPath};
-use crate::regalloc::NONE;
+use crate::liveness::DEAD;
 use crate::regs::*;
 use crate::BackendError;
 
 type R = Result<(), BackendError>;
 
+/// `Compiler::slow_globals` flags: store the global before the slow-path call...
+pub(crate) const SLOW_STORE: u8 = 1;
+/// ...reload it after the call (it is in a caller-saved register).
+pub(crate) const SLOW_RELOAD: u8 = 2;
+
 impl Compiler<'_> {
     /// `Load` (`store == false`, `t` = destination) or `Store` (`t` = value).
     pub(crate) fn lower_guest_mem(
         &mut self,
-        _i: usize,
+        i: usize,
         store: bool,
         t: Temp,
         addr: Temp,
@@ -39,24 +44,32 @@ impl Compiler<'_> {
         } else {
             (self.alloc_reg(0)?, self.w64(t))
         };
-        // Snapshot for the slow path: dirty globals and live caller-saved registers.
+        // Snapshot for the slow path. Globals: dirty ones are stored before the call, and those
+        // in caller-saved registers are reloaded from the CPU state after it (cheaper than a
+        // save and a restore). Other values in caller-saved registers are saved and restored,
+        // except operands that die here (nothing reads their register afterwards).
         let start = self.slow_globals.len() as u32;
         let mut save: RegSet = 0;
-        for r in 0..16u8 {
+        let life = self.life[i];
+        let (dead_a, dead_b) = if store {
+            (
+                (life[0] == DEAD).then_some(t.0),
+                (life[1] == DEAD).then_some(addr.0),
+            )
+        } else {
+            ((life[0] == DEAD).then_some(addr.0), None)
+        };
+        for r in crate::regalloc::regs_of(self.rs.used) {
             let o = self.rs.owner[r as usize];
-            if o == NONE {
-                continue;
-            }
+            let caller = CALLER_SAVED & (1 << r) != 0;
             if let TempKind::Global { offset, .. } = self.block.temps[o as usize].kind {
-                if !self.rs.temps[o as usize].in_mem {
-                    self.slow_globals.push((
-                        r,
-                        offset,
-                        self.block.temps[o as usize].ty == Type::I64,
-                    ));
+                let dirty = !self.rs.temps[o as usize].in_mem;
+                if dirty || caller {
+                    let w64 = self.block.temps[o as usize].ty == Type::I64;
+                    let flags = (dirty as u8 * SLOW_STORE) | (caller as u8 * SLOW_RELOAD);
+                    self.slow_globals.push((r, offset, w64, flags));
                 }
-            }
-            if CALLER_SAVED & (1 << r) != 0 {
+            } else if caller && Some(o) != dead_a && Some(o) != dead_b {
                 save |= 1 << r;
             }
         }
@@ -131,9 +144,12 @@ impl Compiler<'_> {
         let a = &mut *self.asm;
         a.bind(s.label);
         let (start, len) = s.globals;
-        for &(r, off, w64) in &self.slow_globals[start as usize..(start + len) as usize] {
-            let size = if w64 { Size::B64 } else { Size::B32 };
-            asm::store(a, size, r, env_mem(off));
+        let globals = &self.slow_globals[start as usize..(start + len) as usize];
+        for &(r, off, w64, flags) in globals {
+            if flags & SLOW_STORE != 0 {
+                let size = if w64 { Size::B64 } else { Size::B32 };
+                asm::store(a, size, r, env_mem(off));
+            }
         }
         asm::store_imm(
             a,
@@ -160,7 +176,7 @@ impl Compiler<'_> {
         asm::env_ptr(a, RDI);
         match s.val {
             Err(v) if s.store => asm::mov_ri(a, RDX, v),
-            _ if !s.store => asm::mov_ri(a, RDX, 0),
+            _ if !s.store => asm::mov_ri_flags(a, RDX, 0),
             _ => {}
         }
         asm::mov_ri(
@@ -187,6 +203,12 @@ impl Compiler<'_> {
                 let mop = MemOp::unsigned(Size::B64);
                 asm::load(a, mop, true, r, mem(RSP, save_disp(k)));
                 k += 1;
+            }
+        }
+        for &(r, off, w64, flags) in globals {
+            if flags & SLOW_RELOAD != 0 {
+                let size = if w64 { Size::B64 } else { Size::B32 };
+                asm::load(a, MemOp::unsigned(size), w64, r, env_mem(off));
             }
         }
         let unwind = self

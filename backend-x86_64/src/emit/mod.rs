@@ -37,7 +37,7 @@ pub(crate) struct SlowPath {
     /// Load destination and whether it is 64-bit.
     pub dst: Reg,
     pub dst_w64: bool,
-    /// Dirty globals: a range of `Compiler::slow_globals`.
+    /// Globals to store before / reload after the call: a range of `Compiler::slow_globals`.
     pub globals: (u32, u32),
     /// Caller-saved registers holding values needed after the op.
     pub save: RegSet,
@@ -66,10 +66,12 @@ pub(crate) struct Compiler<'a> {
     pub epilogue: usize,
     pub rs: &'a mut RegState,
     pub life: &'a [OpLife],
+    /// The block's local temps.
+    pub locals: &'a [u32],
     pub labels: &'a mut Vec<DynamicLabel>,
     pub slow: &'a mut Vec<SlowPath>,
-    /// Dirty globals of every slow path: (register, CPU-state offset, 64-bit).
-    pub slow_globals: &'a mut Vec<(Reg, u32, bool)>,
+    /// Globals of every slow path: (register, CPU-state offset, 64-bit, `SLOW_*` flags).
+    pub slow_globals: &'a mut Vec<(Reg, u32, bool, u8)>,
     pub unwind: Option<DynamicLabel>,
     /// InsnStart ops seen so far (the current instruction's index is one less).
     pub insns_seen: u32,
@@ -86,7 +88,7 @@ pub(crate) struct Scratch {
     pub asm: Asm,
     pub labels: Vec<DynamicLabel>,
     pub slow: Vec<SlowPath>,
-    pub slow_globals: Vec<(Reg, u32, bool)>,
+    pub slow_globals: Vec<(Reg, u32, bool, u8)>,
 }
 
 /// Compiles `block` for executable address `base`.
@@ -126,6 +128,7 @@ pub(crate) fn compile(
         epilogue,
         rs,
         life,
+        locals,
         labels,
         slow,
         slow_globals,

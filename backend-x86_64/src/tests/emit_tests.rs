@@ -79,11 +79,11 @@ fn add_register_and_immediate() {
         &[
             "41837e8000  cmp dword [r14-80h],0",
             "0f8522000000  jne entry+45",
-            "498b4630  mov rax,[r14+30h]",
-            "498b4e40  mov rcx,[r14+40h]",
-            "4801c8  add rax,rcx",
-            "4883c010  add rax,10h",
-            "49894630  mov [r14+30h],rax",
+            "498b5e30  mov rbx,[r14+30h]",
+            "498b6e40  mov rbp,[r14+40h]",
+            "4801eb  add rbx,rbp",
+            "4883c310  add rbx,10h",
+            "49895e30  mov [r14+30h],rbx",
             "48b80300000001000000  mov rax,100000003h",
             "e9adffffff  jmp entry-38",
         ],
@@ -101,10 +101,10 @@ fn i32_ops_use_32_bit_forms() {
         &[
             "41837e8000  cmp dword [r14-80h],0",
             "0f851d000000  jne entry+40",
-            "418b4638  mov eax,[r14+38h]",
-            "418b4e50  mov ecx,[r14+50h]",
-            "29c8  sub eax,ecx",
-            "41894638  mov [r14+38h],eax",
+            "418b5e38  mov ebx,[r14+38h]",
+            "418b6e50  mov ebp,[r14+50h]",
+            "29eb  sub ebx,ebp",
+            "41895e38  mov [r14+38h],ebx",
             "48b80300000001000000  mov rax,100000003h",
             "e9b2ffffff  jmp entry-38",
         ],
@@ -123,9 +123,9 @@ fn variable_shift_uses_cl() {
             "41837e8000  cmp dword [r14-80h],0",
             "0f851e000000  jne entry+41",
             "498b4e40  mov rcx,[r14+40h]",
-            "498b4630  mov rax,[r14+30h]",
-            "48d3e0  shl rax,cl",
-            "49894630  mov [r14+30h],rax",
+            "498b5e30  mov rbx,[r14+30h]",
+            "48d3e3  shl rbx,cl",
+            "49895e30  mov [r14+30h],rbx",
             "48b80300000001000000  mov rax,100000003h",
             "e9b1ffffff  jmp entry-38",
         ],
@@ -143,12 +143,12 @@ fn setcond_is_cmp_setcc_movzx() {
         &[
             "41837e8000  cmp dword [r14-80h],0",
             "0f8524000000  jne entry+47",
-            "498b4630  mov rax,[r14+30h]",
-            "498b4e40  mov rcx,[r14+40h]",
-            "4839c8  cmp rax,rcx",
-            "0f92c2  setb dl",
-            "0fb6d2  movzx edx,dl",
-            "49895648  mov [r14+48h],rdx",
+            "498b5e30  mov rbx,[r14+30h]",
+            "498b6e40  mov rbp,[r14+40h]",
+            "4839eb  cmp rbx,rbp",
+            "0f92c0  setb al",
+            "0fb6c0  movzx eax,al",
+            "49894648  mov [r14+48h],rax",
             "48b80300000001000000  mov rax,100000003h",
             "e9abffffff  jmp entry-38",
         ],
@@ -166,18 +166,18 @@ fn load_fast_path() {
         &[
             "41837e8000  cmp dword [r14-80h],0",
             "0f8541000000  jne entry+76",
-            "498b4630  mov rax,[r14+30h]",
-            "4889c1  mov rcx,rax",
-            "48c1e907  shr rcx,7",
-            "49234ea8  and rcx,[r14-58h]",
-            "49034eb0  add rcx,[r14-50h]",
-            "488d5003  lea rdx,[rax+3]",
-            "4881e200f0ffff  and rdx,0FFFFFFFFFFFFF000h",
-            "483b11  cmp rdx,[rcx]",
+            "498b5e30  mov rbx,[r14+30h]",
+            "4889d8  mov rax,rbx",
+            "48c1e807  shr rax,7",
+            "492346a8  and rax,[r14-58h]",
+            "490346b0  add rax,[r14-50h]",
+            "488d4b03  lea rcx,[rbx+3]",
+            "4881e100f0ffff  and rcx,0FFFFFFFFFFFFF000h",
+            "483b08  cmp rcx,[rax]",
             "0f8538000000  jne entry+106",
-            "488b4918  mov rcx,[rcx+18h]",
-            "8b3408  mov esi,[rax+rcx]",
-            "49897640  mov [r14+40h],rsi",
+            "488b4018  mov rax,[rax+18h]",
+            "8b1403  mov edx,[rbx+rax]",
+            "49895640  mov [r14+40h],rdx",
             "48b80300000001000000  mov rax,100000003h",
             "e98effffff  jmp entry-38",
         ],
@@ -197,9 +197,9 @@ fn goto_tb_jump_field_is_aligned() {
         &[
             "41837e8000  cmp dword [r14-80h],0",
             "0f8511000000  jne entry+28",
-            "498b4630  mov rax,[r14+30h]",
-            "4883c001  add rax,1",
-            "49894630  mov [r14+30h],rax",
+            "498b5e30  mov rbx,[r14+30h]",
+            "4883c301  add rbx,1",
+            "49895e30  mov [r14+30h],rbx",
             "e90f000000  jmp entry+43",
             "48b80500000001000000  mov rax,100000005h",
             "e9afffffff  jmp entry-38",
@@ -220,9 +220,9 @@ fn goto_tb_pads_with_nops_to_align_the_jump_field() {
         &[
             "41837e8000  cmp dword [r14-80h],0",
             "0f8511000000  jne entry+28",
-            "418b4638  mov eax,[r14+38h]",
-            "83c001  add eax,1",
-            "41894638  mov [r14+38h],eax",
+            "418b5e38  mov ebx,[r14+38h]",
+            "83c301  add ebx,1",
+            "41895e38  mov [r14+38h],ebx",
             "90  nop",
             "e90f000000  jmp entry+43",
             "48b80500000001000000  mov rax,100000005h",
@@ -230,3 +230,41 @@ fn goto_tb_pads_with_nops_to_align_the_jump_field() {
         ],
     );
 }
+
+#[test]
+fn load_slow_path_stores_dirty_globals_and_saves_nothing() {
+    // g0 is dirty in a callee-saved register: the stub stores it (the slow path may raise,
+    // and the engine must see it) and keeps it; the address g2 goes to rsi; nothing else is
+    // in a caller-saved register, so nothing is saved or reloaded around the call.
+    let got = listing(|b| {
+        let (g0, g2, g3) = (b.global(0), b.global(2), b.global(3));
+        b.addi(g0, g0, 1);
+        b.load(g3, g2, MemOp::unsigned(Size::B64), 0);
+        b.add(g3, g3, g0);
+        b.exit_tb(0);
+    });
+    if std::env::var("BLESS").is_ok() {
+        println!("BLESS-BEGIN\n{}\nBLESS-END", got.join("\n"));
+    }
+    // The stub is the code after the three exit stubs (exit_request, unwind, this exit).
+    let stub: Vec<&str> = got[got.len() - SLOW.len()..]
+        .iter()
+        .map(|l| l.as_str())
+        .collect();
+    assert_eq!(stub, SLOW, "full listing:\n{}", got.join("\n"));
+    assert!(got[got.len() - SLOW.len() - 1].contains("jmp entry-38"));
+}
+
+const SLOW: &[&str] = &[
+    "49895e30  mov [r14+30h],rbx",
+    "41c7468800000000  mov dword [r14-78h],0",
+    "4889ee  mov rsi,rbp",
+    "498d7e80  lea rdi,[r14-80h]",
+    "31d2  xor edx,edx",
+    "48b90300000001000000  mov rcx,100000003h",
+    "41ff5690  call qword [r14-70h]",
+    "4889c2  mov rdx,rax",
+    "41837e8400  cmp dword [r14-7Ch],0",
+    "75c4  jne entry+107",
+    "eb99  jmp entry+66",
+];

@@ -224,10 +224,14 @@ fn realistic_blocks_are_valid() {
 #[test]
 #[ignore = "measurement: cargo test --release -p backend-x86_64 translation_speed -- --ignored --nocapture"]
 fn translation_speed() {
-    for (name, blocks) in [
-        ("random", random_blocks(3000)),
-        ("realistic", realistic_blocks(3000)),
-    ] {
+    type Make = fn(usize) -> Vec<Block>;
+    let workloads: [(&str, Make); 2] = [("random", random_blocks), ("realistic", realistic_blocks)];
+    for (name, make) in workloads {
+        // TERN_SPEED_ONLY=random|realistic measures one workload (for profiles).
+        if std::env::var("TERN_SPEED_ONLY").is_ok_and(|w| w != name) {
+            continue;
+        }
+        let blocks = make(3000);
         let ops: usize = blocks.iter().map(|b| b.ops.len()).sum();
         // More rounds (TERN_SPEED_ROUNDS) make the compile loop dominate a profile.
         let rounds = std::env::var("TERN_SPEED_ROUNDS")
@@ -240,5 +244,27 @@ fn translation_speed() {
             blocks.len(),
             ops as f64 / blocks.len() as f64
         );
+    }
+}
+
+/// Prints one realistic block and its code (`-- --ignored --nocapture`).
+#[test]
+#[ignore = "listing for inspection"]
+fn listing_of_a_realistic_block() {
+    use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, NasmFormatter};
+    let blocks = realistic_blocks(1);
+    let mut be = Backend::new(BackendConfig::default()).unwrap();
+    let cb = be.compile(&blocks[0], 1).unwrap();
+    let code = be.code(&cb).to_vec();
+    let mut dec = Decoder::with_ip(64, &code, 0, DecoderOptions::NONE);
+    let mut fmt = NasmFormatter::new();
+    let mut ins = Instruction::default();
+    println!("{}", ir::testing::print_block(&blocks[0]));
+    while dec.can_decode() {
+        let off = dec.position();
+        dec.decode_out(&mut ins);
+        let mut t = String::new();
+        fmt.format(&ins, &mut t);
+        println!("{off:5} {:2} {t}", ins.len());
     }
 }
