@@ -15,7 +15,7 @@
 //! encoding. Quadrant 0 funct3 100 and `c.subw`/`c.addw`'s two neighbours (Zcb in newer
 //! specs) are reserved here and return `None`.
 
-use super::decode::{overlap, pattern, subset};
+use super::decode::pattern;
 use super::insn::{Insn, Opcode};
 
 /// How a compressed row expands.
@@ -343,6 +343,7 @@ pub fn decode_compressed(raw: u16) -> Option<Insn> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::riscv64::decode::{overlap, subset};
     use Opcode as O;
 
     fn d(raw: u16) -> Insn {

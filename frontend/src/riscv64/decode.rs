@@ -576,11 +576,13 @@ pub fn decode_at(bytes: &[u8]) -> Option<Insn> {
 }
 
 /// Whether two patterns can match the same word.
+#[cfg(test)]
 pub(crate) const fn overlap(m1: u32, b1: u32, m2: u32, b2: u32) -> bool {
     (b1 ^ b2) & m1 & m2 == 0
 }
 
 /// Whether pattern 1 matches a subset of what pattern 2 matches.
+#[cfg(test)]
 pub(crate) const fn subset(m1: u32, b1: u32, m2: u32, b2: u32) -> bool {
     m1 & m2 == m2 && b1 & m2 == b2
 }

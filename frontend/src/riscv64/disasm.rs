@@ -236,6 +236,7 @@ fn rs1_is_x(op: Opcode) -> bool {
             | O::FcvtSL
             | O::FcvtSLu
             | O::FmvWX
+            | O::FmvDX
             | O::FcvtDW
             | O::FcvtDWu
             | O::FcvtDL
