@@ -78,6 +78,16 @@ impl Riscv64Cpu {
     }
 }
 
+// SAFETY: repr(C) with the EnvHeader as its first field; every global lies inside the struct.
+unsafe impl accel_tcg::CpuState for Riscv64Cpu {
+    fn header(&self) -> &EnvHeader {
+        &self.header
+    }
+    fn header_mut(&mut self) -> &mut EnvHeader {
+        &mut self.header
+    }
+}
+
 /// Placeholder until an engine installs its slow paths; never called by a correctly set up
 /// vCPU.
 unsafe extern "C" fn unset_slow_path(_: u64, _: u64, _: u64, _: u64) -> u64 {
