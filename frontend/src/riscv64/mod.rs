@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod decode;
 pub mod disasm;
 pub mod insn;
+pub mod translate;
 
 pub use cpu::Riscv64Cpu;
 pub use insn::{Insn, Opcode};
