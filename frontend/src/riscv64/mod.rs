@@ -5,6 +5,7 @@ pub mod compressed;
 pub mod cpu;
 pub mod decode;
 pub mod disasm;
+pub mod fpu;
 pub mod insn;
 pub mod translate;
 
