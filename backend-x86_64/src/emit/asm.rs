@@ -140,65 +140,66 @@ impl Asm {
         self.fixups.clear();
     }
 
-    /// Encodes one instruction (at most 15 bytes) with `f`.
-    #[inline]
-    fn insn(&mut self, f: impl FnOnce(&mut Insn)) {
+    /// Appends the `n` low bytes of `head` (n <= 8): one 8-byte store, then the length is
+    /// cut back. Pushing byte by byte would reload and store the vector's length per byte
+    /// (a `u8` store may alias it).
+    #[inline(always)]
+    fn put(&mut self, head: Head) {
         let len = self.buf.len();
-        self.buf.resize(len + 16, 0);
-        let b: &mut [u8; 16] = (&mut self.buf[len..len + 16]).try_into().unwrap();
-        let mut i = Insn { b, n: 0 };
-        f(&mut i);
-        let n = i.n;
-        self.buf.truncate(len + n);
+        self.buf.extend_from_slice(&head.v.to_le_bytes());
+        self.buf.truncate(len + head.n as usize);
     }
 
     /// Optional mandatory prefix, then REX if any bit is set or `force`.
     #[inline]
     fn prefix_rex(&mut self, pfx: u8, w: bool, reg: Reg, index: Reg, rm: Reg, force: bool) {
-        self.insn(|i| i.prefix_rex(pfx, w, reg, index, rm, force));
+        let mut h = Head::default();
+        h.prefix_rex(pfx, w, reg, index, rm, force);
+        self.put(h);
     }
 
     /// `op reg, rm` with a register `rm` (ModRM mod = 11). `force_rex` for byte registers.
-    #[inline]
+    #[inline(always)]
     pub fn op_rr(&mut self, pfx: u8, w: bool, op: &[u8], reg: Reg, rm: Reg, force_rex: bool) {
-        self.insn(|i| {
-            i.prefix_rex(pfx, w, reg, 0, rm, force_rex);
-            i.extend(op);
-            i.push(0xc0 | (reg & 7) << 3 | (rm & 7));
-        });
+        let mut h = Head::default();
+        h.prefix_rex(pfx, w, reg, 0, rm, force_rex);
+        h.extend(op);
+        h.push(0xc0 | (reg & 7) << 3 | (rm & 7));
+        self.put(h);
     }
 
     /// `op reg, [mem]` with the shortest displacement.
-    #[inline]
+    #[inline(always)]
     pub fn op_rm(&mut self, pfx: u8, w: bool, op: &[u8], reg: Reg, m: Mem, force_rex: bool) {
-        self.insn(|i| {
-            let index = if m.index == NOREG { 0 } else { m.index };
-            i.prefix_rex(pfx, w, reg, index, m.base, force_rex);
-            i.extend(op);
-            let r = (reg & 7) << 3;
-            let b = m.base & 7;
-            // rbp/r13 as base have no disp-less form (that encoding means rip-relative).
-            let md = if m.disp == 0 && b != 5 {
-                0x00
-            } else if fits_i8(m.disp) {
-                0x40
-            } else {
-                0x80
-            };
-            if m.index == NOREG && b != 4 {
-                i.push(md | r | b);
-            } else {
-                debug_assert!(m.index != RSP, "rsp cannot be an index");
-                let idx = if m.index == NOREG { 4 } else { m.index & 7 };
-                i.push(md | r | 4);
-                i.push(idx << 3 | b);
-            }
-            match md {
-                0x40 => i.push(m.disp as i8 as u8),
-                0x80 => i.extend(&m.disp.to_le_bytes()),
-                _ => {}
-            }
-        });
+        let mut h = Head::default();
+        let index = if m.index == NOREG { 0 } else { m.index };
+        h.prefix_rex(pfx, w, reg, index, m.base, force_rex);
+        h.extend(op);
+        let r = (reg & 7) << 3;
+        let b = m.base & 7;
+        // rbp/r13 as base have no disp-less form (that encoding means rip-relative).
+        let md = if m.disp == 0 && b != 5 {
+            0x00
+        } else if fits_i8(m.disp) {
+            0x40
+        } else {
+            0x80
+        };
+        if m.index == NOREG && b != 4 {
+            h.push(md | r | b);
+        } else {
+            debug_assert!(m.index != RSP, "rsp cannot be an index");
+            let idx = if m.index == NOREG { 4 } else { m.index & 7 };
+            h.push(md | r | 4);
+            h.push(idx << 3 | b);
+        }
+        if md == 0x40 {
+            h.push(m.disp as i8 as u8);
+        }
+        self.put(h);
+        if md == 0x80 {
+            self.imm32(m.disp);
+        }
     }
 
     /// `jcc`/`jmp` to a label: rel8 backward when it reaches, else rel32 (fixed up later).
@@ -222,22 +223,22 @@ impl Asm {
     }
 }
 
-/// One instruction being encoded straight into a 16-byte window at the end of the code
-/// vector (zero-filled by one store, cut back to the instruction's length afterwards): no
-/// per-byte capacity checks or length updates, and no copy.
-struct Insn<'a> {
-    b: &'a mut [u8; 16],
-    n: usize,
+/// The first bytes of one instruction (at most 8: prefix, REX, opcode, ModRM, SIB, disp8)
+/// gathered in an integer, so they reach the code vector in one store.
+#[derive(Default, Clone, Copy)]
+struct Head {
+    v: u64,
+    n: u32,
 }
 
-impl Insn<'_> {
-    #[inline]
+impl Head {
+    #[inline(always)]
     fn push(&mut self, x: u8) {
-        self.b[self.n & 15] = x;
+        self.v |= (x as u64) << (8 * self.n);
         self.n += 1;
     }
 
-    #[inline]
+    #[inline(always)]
     fn extend(&mut self, xs: &[u8]) {
         for &x in xs {
             self.push(x);
