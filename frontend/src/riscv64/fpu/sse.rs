@@ -203,3 +203,56 @@ fmaop!(
     /// vfmadd231sd: `a * b + c` rounded once.
     fma_d, "vfmadd231sd", f64, u64
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_mxcsr() -> u32 {
+        let mut m = 0u32;
+        // SAFETY: stmxcsr writes the four bytes of `m`.
+        unsafe { asm!("stmxcsr [{}]", in(reg) &mut m as *mut u32, options(nostack)) };
+        m
+    }
+
+    fn write_mxcsr(m: u32) {
+        // SAFETY: ldmxcsr reads the four bytes of `m`; callers pass masked-exception values
+        // and restore the previous one, and only this test thread's MXCSR changes.
+        unsafe { asm!("ldmxcsr [{}]", in(reg) &m as *const u32, options(nostack)) };
+    }
+
+    #[test]
+    fn operations_use_their_own_mode_and_flags_and_leave_the_host_mxcsr_alone() {
+        let saved = read_mxcsr();
+        // A host in round-down with a stale inexact flag.
+        let host = control(RC_DOWN) | PE;
+        write_mxcsr(host);
+        let third = div_d(1f64.to_bits(), 3f64.to_bits(), RC_NEAREST);
+        let third_up = div_d(1f64.to_bits(), 3f64.to_bits(), RC_UP);
+        let exact = add_d(1f64.to_bits(), 1f64.to_bits(), RC_ZERO);
+        let fused = has_fma().then(|| fma_d(1f64.to_bits(), 1f64.to_bits(), 1f64.to_bits(), 0));
+        let after = read_mxcsr();
+        write_mxcsr(saved);
+        assert_eq!(after, host, "host MXCSR restored, flags included");
+        assert_eq!(third, (0x3fd5_5555_5555_5555, PE));
+        assert_eq!(third_up, (0x3fd5_5555_5555_5556, PE));
+        assert_eq!(exact, (2f64.to_bits(), 0), "no stale flags from the host");
+        if let Some(fused) = fused {
+            assert_eq!(fused, (2f64.to_bits(), 0));
+        }
+    }
+
+    #[test]
+    fn flags_map_one_to_one() {
+        assert_eq!(
+            div_d(1f64.to_bits(), 0, RC_NEAREST),
+            (f64::INFINITY.to_bits(), ZE)
+        );
+        assert_eq!(mul_d(f64::MAX.to_bits(), 2f64.to_bits(), 0).1, OE | PE);
+        // (2 is DE: the operand is subnormal.)
+        assert_eq!(mul_d(1, 0.5f64.to_bits(), 0), (0, UE | PE | 2));
+        assert_eq!(sqrt_s((-1f32).to_bits() as u64, 0).1, IE);
+        // Subnormal operands raise DE, which the caller drops; nothing else here.
+        assert_eq!(add_d(1, 1, 0), (2, 2));
+    }
+}
