@@ -41,6 +41,8 @@ pub struct UserOptions {
     pub strace: bool,
     /// JIT or interpreter.
     pub exec_mode: ExecMode,
+    /// What the engine logs about each translated block (`--log in_asm,op,...`).
+    pub log: accel_tcg::LogConfig,
     /// Forward SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to this process to
     /// the guest (installs process-wide host handlers; leave it on for the `tern` binary).
     pub forward_host_signals: bool,
@@ -51,6 +53,7 @@ impl Default for UserOptions {
         UserOptions {
             strace: false,
             exec_mode: ExecMode::Jit,
+            log: accel_tcg::LogConfig::default(),
             forward_host_signals: true,
         }
     }
@@ -167,6 +170,7 @@ pub fn run(
         EngineConfig {
             mode: options.exec_mode,
             system: false,
+            log: options.log.clone(),
             ..EngineConfig::default()
         },
     )?;
