@@ -114,20 +114,24 @@ fn pick(set: RegSet) -> Reg {
 }
 
 impl Compiler<'_> {
+    #[inline]
     pub(crate) fn kind(&self, t: Temp) -> TempKind {
         self.block.temps[t.index()].kind
     }
 
+    #[inline]
     pub(crate) fn w64(&self, t: Temp) -> bool {
         self.block.temps[t.index()].ty == Type::I64
     }
 
     /// The temp's register, if it has one.
+    #[inline]
     pub(crate) fn reg_opt(&self, t: Temp) -> Option<Reg> {
         let r = self.rs.temps[t.index()].reg;
         (r != NO_REG).then_some(r)
     }
 
+    #[inline]
     fn dirty(&self, t: Temp) -> bool {
         let l = self.rs.temps[t.index()];
         l.reg != NO_REG && !l.in_mem
@@ -171,6 +175,7 @@ impl Compiler<'_> {
     }
 
     /// Drops the binding between `t` and its register (no store).
+    #[inline]
     pub(crate) fn unbind(&mut self, t: Temp) {
         let r = self.rs.temps[t.index()].reg;
         if r != NO_REG {
@@ -180,6 +185,7 @@ impl Compiler<'_> {
     }
 
     /// Makes `t` (whose value is being replaced) own `r`, dirty.
+    #[inline]
     pub(crate) fn bind(&mut self, t: Temp, r: Reg) {
         let old = self.rs.temps[t.index()].reg;
         if old != NO_REG && old != r {
@@ -196,6 +202,7 @@ impl Compiler<'_> {
     }
 
     /// Stores `t` if dirty, then drops its register.
+    #[inline]
     pub(crate) fn spill(&mut self, t: Temp) -> Result<(), BackendError> {
         if self.dirty(t) {
             self.store_temp(t)?;
@@ -206,6 +213,7 @@ impl Compiler<'_> {
 
     /// A free register not in `avoid`, evicting a value if needed (a clean one first). The
     /// register is locked.
+    #[inline]
     pub(crate) fn alloc_reg(&mut self, avoid: RegSet) -> Result<Reg, BackendError> {
         self.alloc_reg_pref(avoid, CALLER_SAVED)
     }
@@ -213,6 +221,7 @@ impl Compiler<'_> {
     /// [`Compiler::alloc_reg`] choosing in `prefer` first when a register is free there:
     /// callee-saved registers for values that live long (globals), so that calls and slow
     /// paths need not save or reload them.
+    #[inline]
     pub(crate) fn alloc_reg_pref(
         &mut self,
         avoid: RegSet,
@@ -226,6 +235,12 @@ impl Compiler<'_> {
             self.rs.locked |= 1 << r;
             return Ok(r);
         }
+        self.evict(ok)
+    }
+
+    /// Frees a register of `ok` (all in use), a clean one if any, and locks it.
+    #[inline(never)]
+    fn evict(&mut self, ok: RegSet) -> Result<Reg, BackendError> {
         let mut victim = None;
         for r in regs_of(ok) {
             let o = self.rs.owner[r as usize];
@@ -301,6 +316,7 @@ impl Compiler<'_> {
 
     /// `t` in a register (loaded and bound if needed), locked for the current op. Constants
     /// get a temporary register.
+    #[inline]
     pub(crate) fn use_reg(&mut self, t: Temp) -> Result<Reg, BackendError> {
         if let Some(r) = self.reg_opt(t) {
             self.rs.locked |= 1 << r;
@@ -362,6 +378,7 @@ impl Compiler<'_> {
     }
 
     /// Applies an operand's after-op state.
+    #[inline]
     pub(crate) fn retire(&mut self, t: Temp, after: u8) -> Result<(), BackendError> {
         match self.kind(t) {
             TempKind::Env | TempKind::Const(_) => return Ok(()),

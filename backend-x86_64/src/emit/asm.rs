@@ -234,6 +234,7 @@ struct Head {
 impl Head {
     #[inline(always)]
     fn push(&mut self, x: u8) {
+        debug_assert!(self.n < 8, "instruction head longer than 8 bytes");
         self.v |= (x as u64) << (8 * self.n);
         self.n += 1;
     }

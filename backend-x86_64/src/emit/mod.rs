@@ -265,6 +265,7 @@ impl Compiler<'_> {
                 // Always rel32 (the stub is a forward label), so the field can be patched.
                 asm::jmp(self.asm, stub);
                 let field = self.asm.offset() - 4;
+                debug_assert!(self.asm.buf[field - 1] == 0xe9 && (self.asm.base + field) % 4 == 0);
                 let slot = slot as usize & 1;
                 // A second use of the same slot is a verifier error; the last one wins.
                 self.goto[slot] = Some((field, stub));
