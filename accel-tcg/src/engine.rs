@@ -20,6 +20,49 @@ pub enum ExecMode {
     Interpreter,
 }
 
+/// What to log about each translated block (QEMU's `-d in_asm,op,op_opt,out_asm`), as `info`
+/// records with target `tern::log`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogConfig {
+    /// The guest instructions (through the frontend's disassembler).
+    pub in_asm: bool,
+    /// The IR as translated.
+    pub op: bool,
+    /// The IR after optimization.
+    pub op_opt: bool,
+    /// The host code.
+    pub out_asm: bool,
+    /// Only blocks starting in `[start, end)`.
+    pub range: Option<(u64, u64)>,
+}
+
+impl LogConfig {
+    /// Whether anything is logged for a block at `pc`.
+    pub fn wants(&self, pc: u64) -> bool {
+        (self.in_asm || self.op || self.op_opt || self.out_asm)
+            && self.range.is_none_or(|(s, e)| (s..e).contains(&pc))
+    }
+
+    /// Parses QEMU-style `-d` items: `in_asm,op,op_opt,out_asm`.
+    pub fn parse(items: &str) -> Result<LogConfig, String> {
+        let mut log = LogConfig::default();
+        for item in items.split(',').filter(|s| !s.is_empty()) {
+            match item {
+                "in_asm" => log.in_asm = true,
+                "op" => log.op = true,
+                "op_opt" => log.op_opt = true,
+                "out_asm" => log.out_asm = true,
+                other => {
+                    return Err(format!(
+                        "unknown log item {other:?} (in_asm, op, op_opt, out_asm)"
+                    ))
+                }
+            }
+        }
+        Ok(log)
+    }
+}
+
 /// Engine settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -35,6 +78,8 @@ pub struct EngineConfig {
     pub optimize: bool,
     /// Link blocks directly to each other (off only to measure what chaining buys).
     pub chain: bool,
+    /// Per-block logs.
+    pub log: LogConfig,
 }
 
 impl Default for EngineConfig {
@@ -46,6 +91,7 @@ impl Default for EngineConfig {
             system: true,
             optimize: true,
             chain: true,
+            log: LogConfig::default(),
         }
     }
 }

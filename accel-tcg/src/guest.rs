@@ -142,6 +142,12 @@ pub trait Guest: Send + Sync + 'static {
 
     /// `exit_request` was seen (interrupts, stop requests): check what is pending.
     fn on_exit_request(&self, cpu: &mut Self::Cpu) -> Action;
+
+    /// The instruction at `pc` as text and its length, for `in_asm` logs; `None` when it
+    /// cannot be read or decoded.
+    fn disassemble(&self, _pc: u64, _code: &mut dyn CodeReader) -> Option<(String, u64)> {
+        None
+    }
 }
 
 /// Guest code as the translator reads it.

@@ -19,12 +19,13 @@ mod engine;
 pub mod guest;
 mod host_mem;
 pub mod jump_cache;
+mod log_block;
 pub mod memory;
 mod softmmu;
 pub mod tlb;
 mod vcpu;
 
-pub use engine::{Engine, EngineConfig, EngineStats, ExecMode};
+pub use engine::{Engine, EngineConfig, EngineStats, ExecMode, LogConfig};
 pub use guest::{Access, Action, CodeReader, CpuState, Guest, MemFault, PageMapping, PageProt};
 pub use memory::{PhysMemory, RamAndBus};
 pub use vcpu::{helper_flush_tlb, helper_flush_tlb_page, ExitRequester, Vcpu, VcpuStats};

@@ -366,8 +366,15 @@ impl<G: Guest> Vcpu<G> {
                 .raise(fetch.cpu, fault, key.pc, Access::Execute);
             return Ok(None);
         }
-        let ranges = fetch.ranges;
         let mut block = self.builder.finish();
+        let logging = engine.config.log.wants(key.pc);
+        if logging && engine.config.log.in_asm {
+            crate::log_block::in_asm(&engine.guest, key.pc, &block.insn_starts(), &mut fetch);
+        }
+        if logging && engine.config.log.op {
+            crate::log_block::ops("OP", key.pc, &block);
+        }
+        let ranges = fetch.ranges;
         if cfg!(debug_assertions) {
             if let Err(e) = ir::verify::verify(&block) {
                 return Err(TcgError::InvalidBlock {
@@ -378,6 +385,9 @@ impl<G: Guest> Vcpu<G> {
         }
         if engine.config.optimize {
             ir::opt::optimize(&mut block);
+        }
+        if logging && engine.config.log.op_opt {
+            crate::log_block::ops("OP after optimization", key.pc, &block);
         }
         let insn_starts = block.insn_starts().into_boxed_slice();
         engine.stats.translations.fetch_add(1, Ordering::Relaxed);
@@ -403,6 +413,11 @@ impl<G: Guest> Vcpu<G> {
                 }
             }
         };
+        if let (true, Some(backend), BlockCode::Jit(compiled)) =
+            (logging && engine.config.log.out_asm, jit.as_ref(), &code)
+        {
+            crate::log_block::out_asm(key.pc, compiled.entry, backend.code(compiled));
+        }
         let (tb, new_pages) =
             engine
                 .cache

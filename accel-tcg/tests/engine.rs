@@ -327,7 +327,7 @@ fn many_distinct_blocks_of_register_arithmetic_agree_between_jit_and_interpreter
                 ADDI,
                 2 + (k % 4) as u8,
                 2 + ((k + 1) % 4) as u8,
-                (i * 7 + k) as i32,
+                i * 7 + k,
             ));
             insns.push(add(
                 2 + ((k + 2) % 4) as u8,
