@@ -26,6 +26,37 @@ struct Cli {
 enum Command {
     /// Boot a guest kernel on a virtual machine.
     Run(RunArgs),
+    /// Run a static Linux program of another architecture (riscv64) through the JIT.
+    User(UserArgs),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum UserArch {
+    Riscv64,
+}
+
+#[derive(clap::Args)]
+struct UserArgs {
+    /// Guest architecture; read from the ELF header when omitted.
+    #[arg(long, value_enum)]
+    arch: Option<UserArch>,
+    /// Print each system call with its arguments and result to stderr.
+    #[arg(long)]
+    strace: bool,
+    /// Run translated code with the IR interpreter instead of the JIT.
+    #[arg(long)]
+    interpreter: bool,
+    /// Log each translated block to stderr: any of in_asm,op,op_opt,out_asm (QEMU's -d words).
+    #[arg(long, value_name = "ITEMS")]
+    log: Option<String>,
+    /// Only log blocks that start in START..END (hexadecimal guest addresses).
+    #[arg(long, value_name = "START..END")]
+    log_range: Option<String>,
+    /// The program.
+    program: PathBuf,
+    /// Its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -132,12 +163,33 @@ struct Failure {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .format_timestamp_millis()
-        .init();
     let cli = Cli::parse();
+    let block_log = matches!(&cli.command, Command::User(u) if u.log.is_some());
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"));
+    logger.format(|buf, record| {
+        use std::io::Write;
+        // Block logs (--log) are printed as they are, like QEMU's -d output.
+        if record.target() == "tern::log" {
+            writeln!(buf, "{}", record.args())
+        } else {
+            writeln!(
+                buf,
+                "[{} {} {}] {}",
+                buf.timestamp_millis(),
+                record.level(),
+                record.target(),
+                record.args()
+            )
+        }
+    });
+    if block_log {
+        logger.filter_module("tern::log", log::LevelFilter::Info);
+    }
+    logger.init();
     let result = match cli.command {
         Command::Run(args) => run(args),
+        Command::User(args) => user(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -146,6 +198,65 @@ fn main() -> ExitCode {
             ExitCode::from(if failure.usage { EXIT_USAGE } else { 1 })
         }
     }
+}
+
+/// `tern user`: the guest's exit status becomes tern's (128 + signal for a fatal signal).
+fn user(args: UserArgs) -> Result<u8, Failure> {
+    let UserArch::Riscv64 = args.arch.unwrap_or(UserArch::Riscv64);
+    let mut log = match &args.log {
+        Some(items) => {
+            accel_tcg::LogConfig::parse(items).map_err(|e| usage(anyhow::anyhow!("--log: {e}")))?
+        }
+        None => accel_tcg::LogConfig::default(),
+    };
+    if let Some(range) = &args.log_range {
+        log.range = Some(parse_range(range).map_err(usage)?);
+    }
+    let options = linux_user::UserOptions {
+        log,
+        strace: args.strace,
+        exec_mode: if args.interpreter {
+            accel_tcg::ExecMode::Interpreter
+        } else {
+            accel_tcg::ExecMode::Jit
+        },
+        ..linux_user::UserOptions::default()
+    };
+    let env = linux_user::host_env();
+    match linux_user::run(&args.program, &args.args, &env, &options) {
+        Ok(status) => Ok(status as u8),
+        Err(e) => {
+            let is_input = matches!(
+                e,
+                linux_user::UserError::Read { .. } | linux_user::UserError::Elf { .. }
+            );
+            let error = anyhow::Error::new(e);
+            Err(if is_input {
+                usage(error)
+            } else {
+                Failure {
+                    usage: false,
+                    error,
+                }
+            })
+        }
+    }
+}
+
+/// Parses `START..END` with hexadecimal (optionally 0x-prefixed) addresses.
+fn parse_range(text: &str) -> anyhow::Result<(u64, u64)> {
+    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16);
+    let (start, end) = text
+        .split_once("..")
+        .context("--log-range: expected START..END")?;
+    let (start, end) = (
+        hex(start).context("--log-range start")?,
+        hex(end).context("--log-range end")?,
+    );
+    if start >= end {
+        bail!("--log-range {text}: empty range");
+    }
+    Ok((start, end))
 }
 
 fn usage(error: anyhow::Error) -> Failure {

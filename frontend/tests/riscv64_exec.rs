@@ -498,3 +498,66 @@ fn a_fault_leaves_the_registers_of_earlier_instructions() {
     assert_eq!((r.x("a0"), r.x("a1"), r.x("a2")), (1, 2, 0));
     assert_eq!(r.cpu.tval, 0x200000);
 }
+
+#[test]
+fn floating_point_through_the_helpers() {
+    let r = run(
+        "fp",
+        "li t0, 0x3ff8000000000000; fmv.d.x ft0, t0; fadd.d ft1, ft0, ft0; fmv.x.d a0, ft1
+         li t1, 0x40490fdb; fmv.w.x ft2, t1; fmv.x.d a1, ft2; fcvt.w.s a2, ft2, rtz
+         fcvt.d.s ft3, ft2; fcvt.l.d a3, ft3, rup
+         fmv.d.x ft4, t0; fcvt.s.d ft5, ft4; fmv.x.w a4, ft5
+         li t2, 0x7ff0000000000000; fmv.d.x ft6, t2; fsub.d ft7, ft6, ft6; fmv.x.d a5, ft7; csrr a6, fflags
+         fdiv.d ft8, ft0, fa7; csrr a7, fflags
+         fcvt.w.d s2, ft6, rtz; fclass.d s3, ft6; feq.d s4, ft0, ft0; flt.d s5, ft7, ft0
+         li t3, 5; fcvt.d.w ft9, t3; fsqrt.d ft10, ft9; fmul.d ft11, ft10, ft10; fmv.x.d s6, ft11
+         ecall",
+    );
+    assert_eq!(r.ret, RET_ECALL);
+    assert_eq!(r.x("a0"), 0x4008_0000_0000_0000, "1.5 + 1.5 = 3.0");
+    assert_eq!(r.x("a1"), 0xffff_ffff_4049_0fdb, "fmv.w.x NaN-boxes");
+    assert_eq!(r.x("a2"), 3);
+    assert_eq!(r.x("a3"), 4, "pi rounded up");
+    assert_eq!(
+        r.x("a4"),
+        0x3fc0_0000,
+        "fmv.x.w sign-extends the single's bits"
+    );
+    assert_eq!(
+        r.x("a5"),
+        0x7ff8_0000_0000_0000,
+        "inf - inf is the canonical NaN"
+    );
+    assert_eq!(
+        r.x("a6"),
+        0x11,
+        "and raises NV (NX accrued from the inexact conversions before)"
+    );
+    assert_eq!(r.x("a7"), 0x19, "1.5 / +0 raises DZ (fa7 is +0)");
+    assert_eq!(r.x("s2"), 0x7fff_ffff, "fcvt.w.d of +inf saturates");
+    assert_eq!(r.x("s3"), 1 << 7, "fclass: +inf");
+    assert_eq!((r.x("s4"), r.x("s5")), (1, 0));
+    assert_eq!(
+        r.x("s6"),
+        0x4014_0000_0000_0001,
+        "sqrt(5)^2 rounds just above 5"
+    );
+}
+
+#[test]
+fn a_reserved_or_invalid_rounding_mode_is_an_illegal_instruction() {
+    // rm = 5 in the instruction: fadd.d ft0, ft0, ft0 with funct3 101.
+    let r = run("rm5", "li a0, 1; .word 0x02005053");
+    assert_eq!((r.ret, r.cpu.pc), (RET_ILLEGAL, CODE + 4));
+    // Dynamic rm with frm = 5.
+    let r = run(
+        "frm5",
+        "li t0, 5; csrw frm, t0; fadd.d ft0, ft0, ft0, dyn; li a0, 1",
+    );
+    assert_eq!((r.ret, r.cpu.pc, r.x("a0")), (RET_ILLEGAL, CODE + 8, 0));
+    let r = run(
+        "frm_ok",
+        "li t0, 4; csrw frm, t0; fadd.d ft0, ft0, ft0, dyn; li a0, 1; ecall",
+    );
+    assert_eq!((r.ret, r.x("a0")), (RET_ECALL, 1));
+}

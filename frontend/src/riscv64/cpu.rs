@@ -139,9 +139,9 @@ pub const fn f_global(i: usize) -> usize {
 /// The globals: x1..x31, pc, f0..f31, all I64.
 pub fn globals() -> Arc<[GlobalDef]> {
     let mut g = Vec::with_capacity(64);
-    for i in 1..32 {
+    for (i, name) in XREG_NAMES.iter().enumerate().skip(1) {
         g.push(GlobalDef {
-            name: XREG_NAMES[i],
+            name,
             ty: Type::I64,
             offset: x_offset(i),
         });

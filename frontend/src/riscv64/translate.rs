@@ -53,6 +53,8 @@ struct Translator<'a> {
     b: &'a mut Builder,
     pc: u64,
     mmu_idx: u8,
+    /// `frm` was found valid earlier in this block and not written since.
+    frm_checked: bool,
 }
 
 /// Translates the block at `pc` into `b`: at most `max_insns` instructions, fetched through
@@ -65,7 +67,12 @@ pub fn translate(
     mmu_idx: u8,
 ) -> Result<(), MemFault> {
     let page = pc & PAGE_MASK;
-    let mut t = Translator { b, pc, mmu_idx };
+    let mut t = Translator {
+        b,
+        pc,
+        mmu_idx,
+        frm_checked: false,
+    };
     for n in 0..max_insns.max(1) {
         if n > 0 && t.pc & PAGE_MASK != page {
             break;

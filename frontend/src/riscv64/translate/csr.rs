@@ -90,6 +90,9 @@ impl Translator<'_> {
     }
 
     fn write_fp_csr(&mut self, csr: u16, value: Temp) {
+        if csr != CSR_FFLAGS {
+            self.frm_checked = false;
+        }
         let flags = self.tmp();
         match csr {
             CSR_FFLAGS => {
