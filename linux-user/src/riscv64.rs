@@ -159,6 +159,10 @@ impl Guest for RiscvUser {
             Action::Continue
         }
     }
+
+    fn disassemble(&self, pc: u64, code: &mut dyn CodeReader) -> Option<(String, u64)> {
+        frontend::riscv64::disasm::read_and_disassemble(pc, code)
+    }
 }
 
 #[cfg(test)]
