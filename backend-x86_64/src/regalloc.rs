@@ -15,6 +15,28 @@ use crate::liveness::{DEAD, LIVE, NEEDMEM};
 use crate::regs::*;
 use crate::BackendError;
 
+/// Why a block cannot be compiled. A small `Copy` type, so that the allocator's results stay
+/// in registers on hot paths; it becomes [`BackendError::TooComplex`] at the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fail {
+    /// More locals than spill slots.
+    Locals(u32),
+    /// More values to spill than spill slots.
+    SpillSlots,
+    /// More values needed at once by one op than allocatable registers.
+    Registers,
+}
+
+impl From<Fail> for BackendError {
+    fn from(f: Fail) -> BackendError {
+        BackendError::TooComplex(match f {
+            Fail::Locals(n) => format!("{n} locals, more than {SPILL_SLOTS} spill slots"),
+            Fail::SpillSlots => format!("more than {SPILL_SLOTS} spill slots"),
+            Fail::Registers => "out of registers".into(),
+        })
+    }
+}
+
 /// No register / no owner / no slot.
 pub const NONE: u32 = u32::MAX;
 
@@ -51,7 +73,7 @@ impl RegState {
     /// Fresh state for `block`. Locals get their slots up front: a label may be reached from
     /// code emitted later (a backward branch), so a local's home must not depend on the order
     /// of emission.
-    pub fn reset(&mut self, block: &ir::Block) -> Result<(), BackendError> {
+    pub fn reset(&mut self, block: &ir::Block) -> Result<(), Fail> {
         let mut next = 0u16;
         self.temps.clear();
         for t in &block.temps {
@@ -68,9 +90,7 @@ impl RegState {
             });
         }
         if next as usize > SPILL_SLOTS {
-            return Err(BackendError::TooComplex(format!(
-                "{next} locals, more than {SPILL_SLOTS} spill slots"
-            )));
+            return Err(Fail::Locals(next as u32));
         }
         self.owner = [NONE; 16];
         self.used = 0;
@@ -138,7 +158,7 @@ impl Compiler<'_> {
     }
 
     /// The canonical memory of `t`: (operand, 64-bit field).
-    fn mem_of(&mut self, t: Temp) -> Result<(asm::Mem, bool), BackendError> {
+    fn mem_of(&mut self, t: Temp) -> Result<(asm::Mem, bool), Fail> {
         match self.kind(t) {
             TempKind::Global { offset, .. } => Ok((asm::env_mem(offset), self.w64(t))),
             TempKind::Local | TempKind::Scratch => {
@@ -148,9 +168,7 @@ impl Compiler<'_> {
                         Some(s) => s,
                         None => {
                             if self.rs.next_slot as usize >= SPILL_SLOTS {
-                                return Err(BackendError::TooComplex(format!(
-                                    "more than {SPILL_SLOTS} spill slots"
-                                )));
+                                return Err(Fail::SpillSlots);
                             }
                             self.rs.next_slot += 1;
                             self.rs.next_slot - 1
@@ -165,7 +183,7 @@ impl Compiler<'_> {
     }
 
     /// Stores `t`'s register to its canonical memory; it becomes clean.
-    pub(crate) fn store_temp(&mut self, t: Temp) -> Result<(), BackendError> {
+    pub(crate) fn store_temp(&mut self, t: Temp) -> Result<(), Fail> {
         let r = self.rs.temps[t.index()].reg;
         let (m, w64) = self.mem_of(t)?;
         let size = if w64 { ir::Size::B64 } else { ir::Size::B32 };
@@ -203,7 +221,7 @@ impl Compiler<'_> {
 
     /// Stores `t` if dirty, then drops its register.
     #[inline]
-    pub(crate) fn spill(&mut self, t: Temp) -> Result<(), BackendError> {
+    pub(crate) fn spill(&mut self, t: Temp) -> Result<(), Fail> {
         if self.dirty(t) {
             self.store_temp(t)?;
         }
@@ -214,7 +232,7 @@ impl Compiler<'_> {
     /// A free register not in `avoid`, evicting a value if needed (a clean one first). The
     /// register is locked.
     #[inline]
-    pub(crate) fn alloc_reg(&mut self, avoid: RegSet) -> Result<Reg, BackendError> {
+    pub(crate) fn alloc_reg(&mut self, avoid: RegSet) -> Result<Reg, Fail> {
         self.alloc_reg_pref(avoid, CALLER_SAVED)
     }
 
@@ -222,11 +240,7 @@ impl Compiler<'_> {
     /// callee-saved registers for values that live long (globals), so that calls and slow
     /// paths need not save or reload them.
     #[inline]
-    pub(crate) fn alloc_reg_pref(
-        &mut self,
-        avoid: RegSet,
-        prefer: RegSet,
-    ) -> Result<Reg, BackendError> {
+    pub(crate) fn alloc_reg_pref(&mut self, avoid: RegSet, prefer: RegSet) -> Result<Reg, Fail> {
         let ok = ALLOCATABLE & !(self.rs.locked | avoid);
         let free = ok & !self.rs.used;
         if free != 0 {
@@ -240,7 +254,7 @@ impl Compiler<'_> {
 
     /// Frees a register of `ok` (all in use), a clean one if any, and locks it.
     #[inline(never)]
-    fn evict(&mut self, ok: RegSet) -> Result<Reg, BackendError> {
+    fn evict(&mut self, ok: RegSet) -> Result<Reg, Fail> {
         let mut victim = None;
         for r in regs_of(ok) {
             let o = self.rs.owner[r as usize];
@@ -250,7 +264,7 @@ impl Compiler<'_> {
             }
             victim.get_or_insert(r);
         }
-        let r = victim.ok_or_else(|| BackendError::TooComplex("out of registers".into()))?;
+        let r = victim.ok_or(Fail::Registers)?;
         let o = Temp(self.rs.owner[r as usize]);
         self.spill(o)?;
         self.rs.locked |= 1 << r;
@@ -259,7 +273,7 @@ impl Compiler<'_> {
 
     /// Frees physical register `r` for the current op (moving its owner to another register
     /// when one is free, else spilling it) and locks it.
-    pub(crate) fn reserve(&mut self, r: Reg) -> Result<(), BackendError> {
+    pub(crate) fn reserve(&mut self, r: Reg) -> Result<(), Fail> {
         let o = self.rs.owner[r as usize];
         if o != NONE {
             let t = Temp(o);
@@ -286,7 +300,7 @@ impl Compiler<'_> {
     }
 
     /// Emits code putting `t`'s value in physical register `r` without binding it.
-    pub(crate) fn value_into(&mut self, t: Temp, r: Reg) -> Result<(), BackendError> {
+    pub(crate) fn value_into(&mut self, t: Temp, r: Reg) -> Result<(), Fail> {
         match self.kind(t) {
             TempKind::Env => asm::env_ptr(self.asm, r),
             TempKind::Const(v) => asm::mov_ri(self.asm, r, v),
@@ -301,7 +315,7 @@ impl Compiler<'_> {
         Ok(())
     }
 
-    fn load_mem(&mut self, t: Temp, r: Reg) -> Result<(), BackendError> {
+    fn load_mem(&mut self, t: Temp, r: Reg) -> Result<(), Fail> {
         let l = self.rs.temps[t.index()];
         if !l.in_mem {
             // Read before any write (the verifier rejects this for scratch temps): zero.
@@ -317,7 +331,7 @@ impl Compiler<'_> {
     /// `t` in a register (loaded and bound if needed), locked for the current op. Constants
     /// get a temporary register.
     #[inline]
-    pub(crate) fn use_reg(&mut self, t: Temp) -> Result<Reg, BackendError> {
+    pub(crate) fn use_reg(&mut self, t: Temp) -> Result<Reg, Fail> {
         if let Some(r) = self.reg_opt(t) {
             self.rs.locked |= 1 << r;
             return Ok(r);
@@ -358,7 +372,7 @@ impl Compiler<'_> {
         ra: Reg,
         a_after: u8,
         avoid: RegSet,
-    ) -> Result<Reg, BackendError> {
+    ) -> Result<Reg, Fail> {
         let owned = self.rs.owner[ra as usize] == a.0;
         let owner_ok = owned || self.rs.owner[ra as usize] == NONE;
         let is_const = matches!(self.kind(a), TempKind::Const(_));
@@ -379,7 +393,7 @@ impl Compiler<'_> {
 
     /// Applies an operand's after-op state.
     #[inline]
-    pub(crate) fn retire(&mut self, t: Temp, after: u8) -> Result<(), BackendError> {
+    pub(crate) fn retire(&mut self, t: Temp, after: u8) -> Result<(), Fail> {
         match self.kind(t) {
             TempKind::Env | TempKind::Const(_) => return Ok(()),
             _ => {}
@@ -403,7 +417,7 @@ impl Compiler<'_> {
     }
 
     /// Stores every dirty global (they stay in their registers, clean).
-    pub(crate) fn sync_globals(&mut self) -> Result<(), BackendError> {
+    pub(crate) fn sync_globals(&mut self) -> Result<(), Fail> {
         for r in regs_of(self.rs.used) {
             let o = self.rs.owner[r as usize];
             if o != NONE
@@ -417,7 +431,7 @@ impl Compiler<'_> {
     }
 
     /// Stores every dirty global and local (basic-block boundary).
-    pub(crate) fn sync_boundary(&mut self) -> Result<(), BackendError> {
+    pub(crate) fn sync_boundary(&mut self) -> Result<(), Fail> {
         for r in regs_of(self.rs.used) {
             let o = self.rs.owner[r as usize];
             if o != NONE

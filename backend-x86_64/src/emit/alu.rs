@@ -5,22 +5,16 @@ use ir::{BinOp, Cond, ExtFrom, Temp, Type, UnOp};
 use super::asm::{self, Alu, Sh};
 use super::Compiler;
 use crate::liveness::{DST, LIVE};
+use crate::regalloc::Fail;
 use crate::regalloc::NONE;
 use crate::regs::*;
-use crate::BackendError;
 
-type R = Result<(), BackendError>;
+type R = Result<(), Fail>;
 
 impl Compiler<'_> {
     /// A register for a result computed from scratch: `ra` when `a` dies here (and is not in
     /// `avoid`), else a fresh one. No copy is made.
-    fn dst_any(
-        &mut self,
-        a: Temp,
-        ra: Reg,
-        a_after: u8,
-        avoid: RegSet,
-    ) -> Result<Reg, BackendError> {
+    fn dst_any(&mut self, a: Temp, ra: Reg, a_after: u8, avoid: RegSet) -> Result<Reg, Fail> {
         let o = self.rs.owner[ra as usize];
         if a_after != LIVE && ra != ENV && avoid & (1 << ra) == 0 && (o == a.0 || o == NONE) {
             return self.dst_from(a, ra, a_after, avoid);

@@ -9,9 +9,9 @@ use super::asm::env_mem;
 use super::mem::{parallel_move, Moves};
 use super::Compiler;
 use crate::liveness::{DST, LIVE};
+use crate::regalloc::Fail;
 use crate::regalloc::NONE;
 use crate::regs::*;
-use crate::BackendError;
 
 impl Compiler<'_> {
     pub(crate) fn lower_call(
@@ -20,7 +20,7 @@ impl Compiler<'_> {
         helper: &'static Helper,
         args: &[Temp],
         ret: Option<Temp>,
-    ) -> Result<(), BackendError> {
+    ) -> Result<(), Fail> {
         let flags = helper.flags;
         let life = self.life[i];
         if flags.syncs_globals() || flags.contains(HelperFlags::WRITES_GLOBALS) {
@@ -109,7 +109,7 @@ impl Compiler<'_> {
     }
 
     /// Moves `t` out of caller-saved `r` into a free callee-saved register, or to memory.
-    fn save_across_call(&mut self, t: Temp, r: Reg) -> Result<(), BackendError> {
+    fn save_across_call(&mut self, t: Temp, r: Reg) -> Result<(), Fail> {
         let free = CALLEE_SAVED & !self.rs.used & !self.rs.locked;
         let free = (free != 0).then(|| free.trailing_zeros() as Reg);
         match free {

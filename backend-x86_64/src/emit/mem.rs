@@ -7,10 +7,10 @@ use ir::{MemOp, Size, Temp, TempKind, Type};
 use super::asm::{self, env_mem, mem, mem_idx, Alu, Sh};
 use super::{Compiler, SlowPath};
 use crate::liveness::DEAD;
+use crate::regalloc::Fail;
 use crate::regs::*;
-use crate::BackendError;
 
-type R = Result<(), BackendError>;
+type R = Result<(), Fail>;
 
 /// `Compiler::slow_globals` flags: store the global before the slow-path call...
 pub(crate) const SLOW_STORE: u8 = 1;

@@ -17,6 +17,7 @@ use ir::abi::{offsets, ExitCode, ExitKind};
 use ir::{Block, Op};
 
 use crate::liveness::{self, OpLife, DST};
+use crate::regalloc::Fail;
 use crate::regalloc::RegState;
 use crate::regs::*;
 use crate::{BackendError, HostFeatures};
@@ -136,7 +137,7 @@ pub(crate) fn compile(
         insns_seen: 0,
         goto: [None, None],
     };
-    c.run()
+    Ok(c.run()?)
 }
 
 impl Compiler<'_> {
@@ -172,7 +173,7 @@ impl Compiler<'_> {
         }
     }
 
-    fn run(mut self) -> Result<Output, BackendError> {
+    fn run(mut self) -> Result<Output, Fail> {
         let exit_req = self.asm.new_label();
         asm::cmp_mem32_zero(self.asm, env_mem(offsets::EXIT_REQUEST));
         asm::jcc(self.asm, Cc::Ne, exit_req);
@@ -210,7 +211,7 @@ impl Compiler<'_> {
     }
 
     /// Unlocks the op's registers and applies the operands' after-op states.
-    fn end_op(&mut self, i: usize, op: &Op) -> Result<(), BackendError> {
+    fn end_op(&mut self, i: usize, op: &Op) -> Result<(), Fail> {
         let life = self.life[i];
         let dst = op.def();
         let mut uses = [ir::Temp(0); 6];
@@ -231,7 +232,7 @@ impl Compiler<'_> {
         Ok(())
     }
 
-    fn lower(&mut self, i: usize, op: &Op) -> Result<(), BackendError> {
+    fn lower(&mut self, i: usize, op: &Op) -> Result<(), Fail> {
         match *op {
             Op::InsnStart { .. } => {
                 self.insns_seen += 1;
@@ -375,7 +376,7 @@ impl Compiler<'_> {
         ty: ir::Type,
         a: ir::Temp,
         b: ir::Temp,
-    ) -> Result<Cmp, BackendError> {
+    ) -> Result<Cmp, Fail> {
         let w64 = ty == ir::Type::I64;
         let tst = matches!(cond, ir::Cond::TstEq | ir::Cond::TstNe);
         let alu = if tst { Alu::Test } else { Alu::Cmp };
@@ -415,7 +416,7 @@ impl Compiler<'_> {
         a: ir::Temp,
         b: ir::Temp,
         label: ir::Label,
-    ) -> Result<(), BackendError> {
+    ) -> Result<(), Fail> {
         let target = self.labels[label.index()];
         if let (Some(x), Some(y)) = (self.block.const_value(a), self.block.const_value(b)) {
             self.sync_boundary()?;
