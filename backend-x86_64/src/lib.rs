@@ -4,14 +4,23 @@
 //! - [`liveness`] and [`regalloc`]: a backward liveness pass, then a local linear allocator
 //!   (QEMU-style) that keeps globals in registers while live and syncs them at block exits,
 //!   helper calls and slow paths.
-//! - `emit`: lowering per op, the softmmu fast path inline and its slow path out of line,
-//!   terminals with patchable `goto_tb` jumps.
+//! - `emit`: lowering per op, the softmmu fast path inline and its slow path out of line
+//!   (dirty globals stored, globals in caller-saved registers reloaded after the call, other
+//!   live caller-saved values saved), terminals with patchable `goto_tb` jumps.
+//! - `emit::asm`: a small encoder emitting the shortest form of every instruction (REX only
+//!   when needed, disp8/imm8, rel8 backward branches) into a vector reused across blocks.
 //!
-//! **Register conventions** (see [`regs`]): `r14` = CPU state + 128 (so the header and the
-//! first globals are in disp8 reach), `rsp` = the frame the entry
-//! trampoline built (256 spill slots + 16 save slots, 16-byte aligned), `r11` = scratch;
-//! the 13 other registers are allocated. Blocks have no prologue: the trampoline saves every
+//! **Register conventions** (see [`regs`]): `r14` = CPU state + 128 (so the whole header and
+//! the first 80 bytes of globals are in disp8 reach), `rsp` = the frame the entry trampoline
+//! built (256 spill slots + 16 save slots, 16-byte aligned), `r11` = scratch; the 13 other
+//! registers are allocated, globals preferably to callee-saved ones (they then survive calls
+//! and slow paths untouched). Blocks have no prologue: the trampoline saves every
 //! callee-saved register once, so chained blocks jump straight into each other.
+//!
+//! **Translation cost** (`cargo test --release -p backend-x86_64 translation_speed --
+//! --ignored --nocapture`): about 65-70 ns per IR op on RISC-V-shaped blocks and 80-90 on
+//! random ones (thread CPU time, on the shared 2-core development VM), 25 and 17.5 bytes of
+//! code per op.
 
 pub mod code_buffer;
 mod emit;

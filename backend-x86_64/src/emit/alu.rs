@@ -78,10 +78,10 @@ impl Compiler<'_> {
         }
         let life = self.life[i];
         // Put a constant second where the operation allows it.
-        let (a, b, ca, cb, a_after) = if ca.is_some() && op.is_commutative() {
-            (b, a, cb, ca, life[1])
+        let (a, b, ca, cb, a_after, b_after) = if ca.is_some() && op.is_commutative() {
+            (b, a, cb, ca, life[1], life[0])
         } else {
-            (a, b, ca, cb, life[0])
+            (a, b, ca, cb, life[0], life[1])
         };
         let _ = ca;
         let imm = cb.filter(|&v| asm::fits_imm32(w, v)).map(|v| v as i32);
@@ -107,9 +107,22 @@ impl Compiler<'_> {
                     self.bind(dst, d);
                 } else {
                     let rb = self.use_reg(b)?;
-                    let d = self.dst_from(a, ra, a_after, 0)?;
-                    asm::alu_rr(self.asm, alu, w, d, rb);
-                    self.bind(dst, d);
+                    let b_dies = b_after != LIVE && b != a && cb.is_none();
+                    if a_after == LIVE && b_dies && op != BinOp::Sub {
+                        // Commutative: overwrite b's register instead of copying a.
+                        let d = self.dst_from(b, rb, b_after, 0)?;
+                        asm::alu_rr(self.asm, alu, w, d, ra);
+                        self.bind(dst, d);
+                    } else if a_after == LIVE && op == BinOp::Add {
+                        // Both stay live: one lea instead of a copy and an add.
+                        let d = self.alloc_reg(0)?;
+                        asm::lea(self.asm, w, d, asm::mem_idx(ra, rb, 0));
+                        self.bind(dst, d);
+                    } else {
+                        let d = self.dst_from(a, ra, a_after, 0)?;
+                        asm::alu_rr(self.asm, alu, w, d, rb);
+                        self.bind(dst, d);
+                    }
                 }
             }
             BinOp::AndNot => {
