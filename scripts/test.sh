@@ -6,9 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=()
-for tool in gcc:gcc make:make ld:binutils as:binutils cpio:cpio xz:xz-utils; do
+# tool:package; riscv64 user-mode tests build static programs with Debian's cross compiler and
+# compare floating point with Debian's qemu-riscv64.
+for tool in gcc:gcc make:make ld:binutils as:binutils cpio:cpio xz:xz-utils \
+    riscv64-linux-gnu-gcc:gcc-riscv64-linux-gnu riscv64-linux-gnu-as:binutils-riscv64-linux-gnu \
+    qemu-riscv64:qemu-user; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need_pkgs+=("${tool##*:}")
 done
+# Static linking needs the cross libc (not always pulled in by the compiler package).
+[ -e /usr/riscv64-linux-gnu/lib/libc.a ] || need_pkgs+=(libc6-dev-riscv64-cross linux-libc-dev-riscv64-cross)
 if ((${#need_pkgs[@]})); then
     echo "== installing ${need_pkgs[*]}"
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

@@ -398,6 +398,31 @@ pub fn disassemble(insn: &Insn, pc: u64) -> String {
     At(insn, Some(pc)).to_string()
 }
 
+/// Reads the instruction at `pc` through `code` and disassembles it; `(text, length)`.
+/// Encodings that do not decode print as `.insn` with their bits.
+pub fn read_and_disassemble(
+    pc: u64,
+    code: &mut dyn accel_tcg::CodeReader,
+) -> Option<(String, u64)> {
+    let mut bytes = [0u8; 4];
+    code.read(pc, &mut bytes[..2]).ok()?;
+    let low = u16::from_le_bytes([bytes[0], bytes[1]]);
+    if low & 3 != 3 {
+        let text = match super::compressed::decode_compressed(low) {
+            Some(insn) => disassemble(&insn, pc),
+            None => format!(".insn 2, {low:#06x}"),
+        };
+        return Some((text, 2));
+    }
+    code.read(pc.wrapping_add(2), &mut bytes[2..]).ok()?;
+    let raw = u32::from_le_bytes(bytes);
+    let text = match super::decode::decode(raw) {
+        Some(insn) => disassemble(&insn, pc),
+        None => format!(".insn 4, {raw:#010x}"),
+    };
+    Some((text, 4))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -484,29 +509,4 @@ mod tests {
             assert!(seen.insert(mnemonic(*op)), "{op:?}");
         }
     }
-}
-
-/// Reads the instruction at `pc` through `code` and disassembles it; `(text, length)`.
-/// Encodings that do not decode print as `.insn` with their bits.
-pub fn read_and_disassemble(
-    pc: u64,
-    code: &mut dyn accel_tcg::CodeReader,
-) -> Option<(String, u64)> {
-    let mut bytes = [0u8; 4];
-    code.read(pc, &mut bytes[..2]).ok()?;
-    let low = u16::from_le_bytes([bytes[0], bytes[1]]);
-    if low & 3 != 3 {
-        let text = match super::compressed::decode_compressed(low) {
-            Some(insn) => disassemble(&insn, pc),
-            None => format!(".insn 2, {low:#06x}"),
-        };
-        return Some((text, 2));
-    }
-    code.read(pc.wrapping_add(2), &mut bytes[2..]).ok()?;
-    let raw = u32::from_le_bytes(bytes);
-    let text = match super::decode::decode(raw) {
-        Some(insn) => disassemble(&insn, pc),
-        None => format!(".insn 4, {raw:#010x}"),
-    };
-    Some((text, 4))
 }
