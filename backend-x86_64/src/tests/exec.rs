@@ -413,3 +413,49 @@ fn a_full_buffer_reports_buffer_full_and_flush_recovers() {
     run(&mut be, &block, &mut s);
     assert_eq!(s.env().globals[0], 40 * 0x1234_5678);
 }
+
+/// Every global in a register (the caller-saved ones too, 12 globals for 5 callee-saved
+/// registers), most of them dirty, across slow-path accesses (MMIO page, another MMU mode)
+/// and one that raises: the stub stores the dirty ones, reloads those in caller-saved
+/// registers after the call, and the results match the interpreter's.
+#[test]
+fn slow_paths_keep_globals_held_in_caller_saved_registers() {
+    let mut be = backend(HostFeatures::detect());
+    for (mmu, page) in [
+        (0u8, testing::MMIO_PAGE as u64),
+        (2, 1),
+        (0, testing::FAULT_PAGE as u64),
+    ] {
+        let mut b = Builder::new(globals(), Type::I64);
+        let g: Vec<_> = (0..12).map(|i| b.global(i)).collect();
+        b.insn_start(0x1000, 0);
+        for (i, &x) in g.iter().enumerate() {
+            b.addi(x, x, i as u64 * 3 + 1);
+        }
+        let addr = b.scratch(Type::I64);
+        b.movi(addr, WINDOW_BASE + page * 4096 + 64);
+        b.insn_start(0x1004, 0);
+        let v = b.scratch(Type::I64);
+        b.load(v, addr, MemOp::unsigned(Size::B64), mmu);
+        b.store(g[5], addr, MemOp::unsigned(Size::B32), mmu);
+        b.insn_start(0x1008, 0);
+        for &x in &g[6..] {
+            b.add(x, x, g[0]);
+        }
+        b.xor(g[3], g[3], v);
+        b.exit_tb(0);
+        let block = b.finish();
+        let mut init = TestEnvInit::default();
+        for (i, x) in init.globals.iter_mut().enumerate() {
+            *x = 0x0101_0101_0101_0101u64.wrapping_mul(i as u64 + 1);
+        }
+        let mut want = TestState::new(&init);
+        let w = want.run_interp(&mut ir::interp::Interpreter::new(), &block, 1);
+        let mut s = TestState::new(&init);
+        let exit = run(&mut be, &block, &mut s);
+        let got = s.outcome(exit);
+        assert_eq!(testing::diff(&w, &got), None, "mmu {mmu} page {page}");
+        let raises = page == testing::FAULT_PAGE as u64;
+        assert_eq!(exit.kind == ExitKind::Unwind, raises);
+    }
+}
