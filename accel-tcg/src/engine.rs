@@ -129,6 +129,9 @@ impl<G: Guest> Engine<G> {
         memory: Arc<dyn PhysMemory>,
         config: EngineConfig,
     ) -> Result<Arc<Engine<G>>, TcgError> {
+        if config.mode == ExecMode::Jit && !cfg!(target_arch = "x86_64") {
+            return Err(TcgError::JitUnavailable);
+        }
         let backend = match config.mode {
             ExecMode::Jit => Some(Backend::new(BackendConfig {
                 code_size: config.code_size,

@@ -47,6 +47,9 @@ pub enum TcgError {
     /// Generated code returned an exit code that means nothing.
     #[error("generated code returned an unknown exit code {0:#x}")]
     BadExitCode(u64),
+    /// The JIT emits x86_64 code; on other hosts only the interpreter runs guest code.
+    #[error("the JIT needs an x86_64 host; use the interpreter")]
+    JitUnavailable,
     /// An exit named a block the cache does not know.
     #[error("exit from unknown block {0}")]
     UnknownBlock(u32),

@@ -17,7 +17,15 @@ pub struct HostFeatures {
 }
 
 impl HostFeatures {
+    /// What the host CPU supports (the baseline on hosts that are not x86_64, where the
+    /// backend's code cannot run anyway: engines use the IR interpreter there).
+    #[cfg(not(target_arch = "x86_64"))]
+    pub fn detect() -> Self {
+        Self::baseline()
+    }
+
     /// What the host CPU supports.
+    #[cfg(target_arch = "x86_64")]
     pub fn detect() -> Self {
         HostFeatures {
             lzcnt: std::arch::is_x86_feature_detected!("lzcnt"),
