@@ -12,6 +12,7 @@ pub mod debug_exit;
 pub mod exit;
 pub mod i8042;
 pub mod irq;
+pub mod riscv;
 pub mod rtc;
 pub mod serial;
 pub mod virtio;
