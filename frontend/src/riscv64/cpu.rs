@@ -1,5 +1,6 @@
 //! The RISC-V 64 CPU state that translated code runs on, and its IR globals.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use ir::abi::{EnvHeader, TlbFast, MMU_MODES};
@@ -45,6 +46,26 @@ pub struct Riscv64Cpu {
     pub cause: u64,
     /// The faulting address or instruction bits for `cause`.
     pub tval: u64,
+    // --- System mode (privileged architecture, see `super::system`). A user-mode hart leaves
+    // these at their `new` values and never reads them.
+    /// Current privilege level: 0 U, 1 S, 3 M ([`super::system::PRIV_U`] etc.).
+    pub priv_level: u64,
+    /// The machine- and supervisor-level CSRs.
+    pub csrs: super::system::Csrs,
+    /// The interrupt lines devices drive: `mip` bits MSIP, MTIP, SEIP and MEIP, set and cleared
+    /// from device threads (the machine hands clones of this `Arc` to the ACLINT and PLIC, and
+    /// sets `header.exit_request` after raising a line so the hart looks at it).
+    pub irq_lines: Arc<AtomicU64>,
+    /// The `time` CSR source: mtime in timebase ticks, set by the machine; `None` reads 0.
+    pub time_source: Option<Arc<dyn Fn() -> u64 + Send + Sync>>,
+    /// Called to flush this hart's softmmu TLB (`None`: everything, `Some(vaddr)`: that page),
+    /// with the CPU-state pointer as `env`; set by the machine (typically to
+    /// `accel_tcg::helper_flush_tlb`/`helper_flush_tlb_page`). Only ever called from helpers
+    /// that the engine runs on this hart's state.
+    pub flush_tlb: Option<unsafe fn(env: u64, page: Option<u64>)>,
+    /// Virtual-address span covered by superpage mappings handed to the TLB since the last
+    /// full flush, so `sfence.vma addr` knows when flushing one 4 KiB entry is not enough.
+    pub superpages: super::system::mmu::SuperpageSpan,
 }
 
 impl Riscv64Cpu {
@@ -74,6 +95,12 @@ impl Riscv64Cpu {
             reservation_value: 0,
             cause: 0,
             tval: 0,
+            priv_level: super::system::PRIV_U,
+            csrs: super::system::Csrs::new(0),
+            irq_lines: Arc::new(AtomicU64::new(0)),
+            time_source: None,
+            flush_tlb: None,
+            superpages: super::system::mmu::SuperpageSpan::EMPTY,
         })
     }
 }
@@ -124,6 +151,16 @@ pub const RESERVATION_VALUE_OFFSET: u32 =
 pub const CAUSE_OFFSET: u32 = std::mem::offset_of!(Riscv64Cpu, cause) as u32;
 /// Byte offset of `tval`.
 pub const TVAL_OFFSET: u32 = std::mem::offset_of!(Riscv64Cpu, tval) as u32;
+
+/// Byte offset of the privilege level.
+pub const PRIV_LEVEL_OFFSET: u32 = std::mem::offset_of!(Riscv64Cpu, priv_level) as u32;
+/// Byte offset of the CSR block.
+pub const CSRS_OFFSET: u32 = std::mem::offset_of!(Riscv64Cpu, csrs) as u32;
+/// Byte offset of `mstatus` (inside the CSR block).
+pub const MSTATUS_OFFSET: u32 =
+    CSRS_OFFSET + std::mem::offset_of!(super::system::Csrs, mstatus) as u32;
+/// Byte offset of `satp` (inside the CSR block).
+pub const SATP_OFFSET: u32 = CSRS_OFFSET + std::mem::offset_of!(super::system::Csrs, satp) as u32;
 
 /// Global index of `x[i]` for `i` in 1..32 (x0 is not a global: it reads as a constant).
 pub const fn x_global(i: usize) -> usize {

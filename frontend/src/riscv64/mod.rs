@@ -7,6 +7,7 @@ pub mod decode;
 pub mod disasm;
 pub mod fpu;
 pub mod insn;
+pub mod system;
 pub mod translate;
 
 pub use cpu::Riscv64Cpu;

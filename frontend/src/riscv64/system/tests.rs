@@ -1,0 +1,1 @@
+//! Tests of the privileged architecture, written as the spec states the rules.
