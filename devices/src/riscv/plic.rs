@@ -674,6 +674,53 @@ mod tests {
         assert_eq!(read(&mut plic.lock().unwrap(), claim(1)), 10);
     }
 
+    /// A device that raises its PLIC line while the bus holds its lock, as a UART does when
+    /// a hart writes its IER.
+    struct Raiser {
+        line: Arc<dyn IrqLine>,
+    }
+
+    impl BusDevice for Raiser {
+        fn read(&mut self, _base: u64, _offset: u64, data: &mut [u8]) {
+            data.fill(0);
+        }
+        fn write(&mut self, _base: u64, _offset: u64, data: &[u8]) {
+            self.line.set_level(data[0] != 0);
+        }
+    }
+
+    #[test]
+    fn harts_using_a_device_and_the_plic_at_once_do_not_deadlock() {
+        use crate::bus::Bus;
+        let harts = Arc::new(RecordingHarts::default());
+        let plic = Arc::new(Mutex::new(Plic::new(2, VIRT_NDEV, harts).unwrap()));
+        route(&mut plic.lock().unwrap(), 10, 1, 1);
+        let raiser = Arc::new(Mutex::new(Raiser {
+            line: Plic::irq_line(&plic, 10).unwrap(),
+        }));
+        let mut bus = Bus::new();
+        bus.insert(plic.clone(), PLIC_BASE, PLIC_LEN).unwrap();
+        bus.insert(raiser, 0x1000_0000, 0x100).unwrap();
+        let device_hart = {
+            let bus = bus.clone();
+            std::thread::spawn(move || {
+                for i in 0..20_000u32 {
+                    bus.write(0x1000_0000, &[(i % 2) as u8]).unwrap();
+                }
+            })
+        };
+        let mut buf = [0u8; 4];
+        for _ in 0..20_000 {
+            bus.read(PLIC_BASE + claim(1), &mut buf).unwrap();
+            let id = u32::from_le_bytes(buf);
+            assert!(id == 0 || id == 10);
+            if id == 10 {
+                bus.write(PLIC_BASE + claim(1), &buf).unwrap();
+            }
+        }
+        device_hart.join().unwrap();
+    }
+
     #[test]
     fn outputs_change_only_when_their_level_does() {
         let (mut plic, harts) = plic(1);
