@@ -33,16 +33,25 @@
 //! | `FSGNJ_S FSGNJN_S FSGNJX_S`, `_D` likewise | `(rs1, rs2)` — no env | PURE |
 //! | `FRM_VALID` | `(env)` | NONE |
 //!
-//! # Host SSE or software
-//! On x86_64 hosts add, sub, mul, div, sqrt and fcvt.s.d run on SSE with MXCSR set to the
+//! # Host arithmetic or software
+//! **Round to nearest, ties to even** (static, or dynamic with `frm` = RNE), the mode nearly
+//! all code runs in, first tries module `fast`: the host's plain `f32`/`f64` arithmetic in
+//! its default environment (which is RNE) with the flags derived from the values by exact
+//! error terms, never touching MXCSR. It covers add, sub, mul, div, sqrt, the fused
+//! multiply-adds (doubles only on hosts with FMA3), fcvt.s.d, fcvt.d.s and the integer to
+//! float conversions, for finite operands and results away from the underflow range; NaN or
+//! infinite operands, division by zero and tiny results fall through to the paths below.
+//!
+//! Otherwise, on x86_64 hosts add, sub, mul, div, sqrt and fcvt.s.d run on SSE with MXCSR set to the
 //! instruction's rounding mode (module `sse`), and the fused multiply-adds on FMA3 when the
 //! host has it; their flags are read back from MXCSR and NaN results replaced by the canonical
 //! NaN. SSE detects tininess after rounding, as RISC-V does, so its underflow flag is used as
 //! is. RMM (no SSE equivalent), FMA on hosts without FMA3, every conversion involving an
-//! integer, fcvt.d.s, and everything on other hosts use [`soft`], a small exact softfloat.
+//! integer, fcvt.d.s, and everything else on other hosts use [`soft`], a small exact
+//! softfloat.
 //! fmin/fmax, comparisons, fclass and sign injection never round and are plain bit logic.
-//! The [`software`] module offers the rounding operations forced onto the software path, so
-//! both paths can be checked against each other on an x86_64 host.
+//! The [`software`] module offers the rounding operations forced onto the software path (no
+//! fast path, no SSE), so the paths can be checked against each other.
 //!
 //! NaN-boxing: a single operand whose upper 32 bits are not all ones reads as the canonical
 //! NaN (quiet: no NV), and single results are written with the upper 32 bits all ones.
@@ -50,6 +59,7 @@
 use std::fmt;
 use std::ops::{BitOr, BitOrAssign};
 
+mod fast;
 pub mod helpers;
 pub mod soft;
 #[cfg(target_arch = "x86_64")]
@@ -234,8 +244,26 @@ enum Arith {
     Div,
 }
 
-/// `a op b` in format `f` (singles unboxed), on SSE when `hw` and the mode allow.
+/// `a op b` in format `f` (singles unboxed): the RNE fast path, else SSE, when `hw` and the
+/// mode allow.
+#[inline(always)]
 fn arith(f: Fmt, op: Arith, a: u64, b: u64, rm: RoundingMode, hw: bool) -> (u64, Flags) {
+    if hw && rm == RoundingMode::Rne {
+        let single = f == S;
+        let fast = match (op, single) {
+            (Arith::Add, true) => fast::add_s(a, b),
+            (Arith::Sub, true) => fast::sub_s(a, b),
+            (Arith::Mul, true) => fast::mul_s(a, b),
+            (Arith::Div, true) => fast::div_s(a, b),
+            (Arith::Add, false) => fast::add_d(a, b),
+            (Arith::Sub, false) => fast::sub_d(a, b),
+            (Arith::Mul, false) => fast::mul_d(a, b),
+            (Arith::Div, false) => fast::div_d(a, b),
+        };
+        if let Some(r) = fast {
+            return r;
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     if hw {
         if let Some(rc) = rm.mxcsr_rc() {
@@ -253,7 +281,6 @@ fn arith(f: Fmt, op: Arith, a: u64, b: u64, rm: RoundingMode, hw: bool) -> (u64,
             return from_host(f, r, m);
         }
     }
-    let _ = hw;
     match op {
         Arith::Add => soft::add(f, a, b, rm),
         Arith::Sub => soft::add(f, a, b ^ f.sign_bit(), rm),
@@ -262,7 +289,18 @@ fn arith(f: Fmt, op: Arith, a: u64, b: u64, rm: RoundingMode, hw: bool) -> (u64,
     }
 }
 
+#[inline(always)]
 fn sqrt(f: Fmt, a: u64, rm: RoundingMode, hw: bool) -> (u64, Flags) {
+    if hw && rm == RoundingMode::Rne {
+        let fast = if f == S {
+            fast::sqrt_s(a)
+        } else {
+            fast::sqrt_d(a)
+        };
+        if let Some(r) = fast {
+            return r;
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     if hw {
         if let Some(rc) = rm.mxcsr_rc() {
@@ -274,13 +312,13 @@ fn sqrt(f: Fmt, a: u64, rm: RoundingMode, hw: bool) -> (u64, Flags) {
             return from_host(f, r, m);
         }
     }
-    let _ = hw;
     soft::sqrt(f, a, rm)
 }
 
 /// The fused multiply-adds. NaN operands always take the software path, which knows that
 /// `inf * 0 + qNaN` is invalid on RISC-V; the host instruction sees only non-NaN operands.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn fma(
     f: Fmt,
     a: u64,
@@ -291,6 +329,18 @@ fn fma(
     rm: RoundingMode,
     hw: bool,
 ) -> (u64, Flags) {
+    if hw && rm == RoundingMode::Rne {
+        let a = if np { a ^ f.sign_bit() } else { a };
+        let c = if na { c ^ f.sign_bit() } else { c };
+        let fast = if f == S {
+            fast::fma_s(a, b, c)
+        } else {
+            fast::fma_d(a, b, c)
+        };
+        if let Some(r) = fast {
+            return r;
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     if hw && !f.is_nan(a) && !f.is_nan(b) && !f.is_nan(c) && sse::has_fma() {
         if let Some(rc) = rm.mxcsr_rc() {
@@ -304,11 +354,16 @@ fn fma(
             return from_host(f, r, m);
         }
     }
-    let _ = hw;
     soft::fma(f, a, b, c, np, na, rm)
 }
 
+#[inline(always)]
 fn cvt_s_d(a: u64, rm: RoundingMode, hw: bool) -> (u64, Flags) {
+    if hw && rm == RoundingMode::Rne {
+        if let Some(r) = fast::cvt_s_d(a) {
+            return boxed(r);
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     if hw {
         if let Some(rc) = rm.mxcsr_rc() {
@@ -316,12 +371,12 @@ fn cvt_s_d(a: u64, rm: RoundingMode, hw: bool) -> (u64, Flags) {
             return boxed(from_host(S, r, m));
         }
     }
-    let _ = hw;
     boxed(soft::convert(D, S, a, rm))
 }
 
-/// Use the host's SSE where it is exact.
-const HW: bool = cfg!(target_arch = "x86_64");
+/// Use the host's arithmetic where it is exact: the RNE fast path on every host, SSE on
+/// x86_64.
+const HW: bool = true;
 
 /// Defines each rounding operation twice: the public one (SSE where exact) and the one in
 /// [`software`] (always the portable path), from one body taking `hw`.
@@ -392,7 +447,32 @@ rounding_ops! {
 
 /// fcvt.d.s (exact: `rm` is ignored).
 pub fn fcvt_d_s(a: u64, rm: RoundingMode) -> (u64, Flags) {
-    soft::convert(S, D, unbox_s(a), rm)
+    let a = unbox_s(a);
+    if HW {
+        if let Some(r) = fast::cvt_d_s(a) {
+            return r;
+        }
+    }
+    soft::convert(S, D, a, rm)
+}
+
+/// The integer to float conversions on the host: the exact fcvt.d.w and fcvt.d.wu in every
+/// mode, the others in RNE; `None` for the software path.
+fn from_int_fast(f: Fmt, x: u64, kind: IntKind, rm: RoundingMode) -> Option<(u64, Flags)> {
+    if !HW {
+        return None;
+    }
+    match (f == S, kind) {
+        (false, IntKind::W) => Some(fast::cvt_d_w(x)),
+        (false, IntKind::Wu) => Some(fast::cvt_d_wu(x)),
+        _ if rm != RoundingMode::Rne => None,
+        (false, IntKind::L) => Some(fast::cvt_d_l(x)),
+        (false, IntKind::Lu) => Some(fast::cvt_d_lu(x)),
+        (true, IntKind::W) => Some(fast::cvt_s_w(x)),
+        (true, IntKind::Wu) => Some(fast::cvt_s_wu(x)),
+        (true, IntKind::L) => Some(fast::cvt_s_l(x)),
+        (true, IntKind::Lu) => Some(fast::cvt_s_lu(x)),
+    }
 }
 
 macro_rules! int_conversions {
@@ -410,7 +490,8 @@ macro_rules! int_conversions {
         $(
             /// The conversion back: the integer register `x` rounded to the format.
             pub fn $from(x: u64, rm: RoundingMode) -> (u64, Flags) {
-                let (r, f) = soft::from_int($fmt, x, $kind, rm);
+                let (r, f) = from_int_fast($fmt, x, $kind, rm)
+                    .unwrap_or_else(|| soft::from_int($fmt, x, $kind, rm));
                 if $fmt == S { boxed((r, f)) } else { (r, f) }
             }
         )*

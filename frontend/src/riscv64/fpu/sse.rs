@@ -204,6 +204,30 @@ fmaop!(
     fma_d, "vfmadd231sd", f64, u64
 );
 
+/// `a * b + c` rounded once under the host's own MXCSR — Rust's default: round to nearest,
+/// every exception masked — without saving or switching it; `None` when the host has no FMA3.
+/// For the round-to-nearest fast path, which finds its flags from values, not from MXCSR.
+pub fn fused_d(a: f64, b: f64, c: f64) -> Option<f64> {
+    if !has_fma() {
+        return None;
+    }
+    let mut acc = c;
+    // SAFETY: the host has FMA3 (checked above) and the OS enabled its VEX state; the
+    // instruction reads and writes only the three registers, and with every exception masked
+    // in the host MXCSR it cannot trap. It only sets sticky MXCSR flags, which Rust code
+    // never reads.
+    unsafe {
+        asm!(
+            "vfmadd231sd {acc}, {x}, {y}",
+            x = in(xmm_reg) a,
+            y = in(xmm_reg) b,
+            acc = inout(xmm_reg) acc,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    Some(acc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -594,3 +594,295 @@ fn sse_and_software_paths_agree() {
         }
     }
 }
+
+// --- The round-to-nearest fast path against software ---
+
+impl Rng {
+    /// Operands for the fast path's edges, often related to `near` (the other operand): raw
+    /// bit patterns, the edge operands above, short significands (exact products and ties),
+    /// the extremes of the exponent range and the fast path's own thresholds, values a few
+    /// binades from `near` or a few ulps from it (cancellation, ties in sums), and ordinary
+    /// magnitudes.
+    fn fast_operand(&mut self, f: soft::Fmt, near: u64) -> u64 {
+        let r = self.next();
+        let width = f.exp_bits + f.frac_bits;
+        let sign = (r & 1) << width;
+        let emax = (1u64 << f.exp_bits) - 1;
+        let frac_mask = (1u64 << f.frac_bits) - 1;
+        let pick = |x: u64, n: u64| x % n;
+        let with_exp = |exp: u64, frac: u64| sign | (exp.min(emax) << f.frac_bits) | frac;
+        let near_exp = (near >> f.frac_bits) & emax;
+        match pick(r >> 1, 9) {
+            0 => self.operand(f),
+            1 => self.next() & (sign.wrapping_mul(2).wrapping_sub(1) | sign),
+            2 => {
+                // An odd integer of 1..=28 bits (1..=24 for singles), placed at a random
+                // normal exponent.
+                let bits = 1 + pick(r >> 8, 28.min(f.frac_bits as u64 + 1)) as u32;
+                let sig = (self.next() & ((1u64 << bits) - 1)) | 1 | (1 << (bits - 1));
+                let frac = (sig << (f.frac_bits + 1 - bits)) & frac_mask;
+                with_exp(1 + pick(r >> 16, emax - 1), frac)
+            }
+            3 => with_exp(emax - 1 - pick(r >> 8, 4), self.next() & frac_mask),
+            4 => {
+                // Near the underflow range and near the fast path's 2^-895 threshold (biased
+                // exponent 128 in binary64).
+                let exp = if pick(r >> 8, 2) == 0 || f.exp_bits == 8 {
+                    pick(r >> 12, 30)
+                } else {
+                    100 + pick(r >> 12, 56)
+                };
+                with_exp(exp, self.next() & frac_mask)
+            }
+            5 => {
+                // A few binades from `near`, up to just past the width of the significand.
+                let d = pick(r >> 8, f.frac_bits as u64 + 4);
+                let exp = if r >> 20 & 1 == 0 {
+                    near_exp.saturating_sub(d)
+                } else {
+                    near_exp + d
+                };
+                let frac = if r >> 21 & 1 == 0 {
+                    self.next() & frac_mask
+                } else {
+                    1 << pick(r >> 24, f.frac_bits as u64)
+                };
+                with_exp(exp, frac)
+            }
+            6 => (near ^ pick(r >> 8, 8)) ^ ((r >> 12 & 1) << width),
+            _ => {
+                let bias = emax / 2;
+                with_exp(bias - 40 + pick(r >> 8, 80), self.next() & frac_mask)
+            }
+        }
+    }
+}
+
+/// The fast path, where it answers, gives exactly the software path's bits and flags in RNE;
+/// where it does not, the public functions still agree with software. Each operation must
+/// take the fast path for a good share of the operands, or the comparison would prove little.
+#[test]
+fn round_to_nearest_fast_path_matches_software() {
+    type Fast2 = fn(u64, u64) -> Option<(u64, Flags)>;
+    type Op2 = fn(u64, u64, RoundingMode) -> (u64, Flags);
+    type Fast3 = fn(u64, u64, u64) -> Option<(u64, Flags)>;
+    type Op3 = fn(u64, u64, u64, RoundingMode) -> (u64, Flags);
+    let binary: [(&str, Fast2, Op2, Op2, bool); 8] = [
+        ("add_s", fast::add_s, fadd_s, software::fadd_s, true),
+        ("sub_s", fast::sub_s, fsub_s, software::fsub_s, true),
+        ("mul_s", fast::mul_s, fmul_s, software::fmul_s, true),
+        ("div_s", fast::div_s, fdiv_s, software::fdiv_s, true),
+        ("add_d", fast::add_d, fadd_d, software::fadd_d, false),
+        ("sub_d", fast::sub_d, fsub_d, software::fsub_d, false),
+        ("mul_d", fast::mul_d, fmul_d, software::fmul_d, false),
+        ("div_d", fast::div_d, fdiv_d, software::fdiv_d, false),
+    ];
+    // The fast fma takes the product's and the addend's signs already applied: fmadd.
+    let ternary: [(&str, Fast3, Op3, Op3, bool); 2] = [
+        ("fma_s", fast::fma_s, fmadd_s, software::fmadd_s, true),
+        ("fma_d", fast::fma_d, fmadd_d, software::fmadd_d, false),
+    ];
+    let fmt = |single: bool| if single { soft::S } else { soft::D };
+    let reg = |single: bool, x: u64| if single { box_s(x) } else { x };
+    let unreg = |single: bool, x: u64| if single { x & 0xffff_ffff } else { x };
+    let mut rng = Rng(0x0dd_ba11_cafe_f00d);
+    let mut hits = std::collections::BTreeMap::<&str, u32>::new();
+    const N: u32 = 300_000;
+    let mut checked = 0u64;
+    for _ in 0..N {
+        for (name, fast, public, sw, single) in binary {
+            let a = rng.fast_operand(fmt(single), rng.0 & 0x7fff_ffff);
+            let b = rng.fast_operand(fmt(single), a);
+            let (a, b) = if rng.next() & 1 == 0 { (a, b) } else { (b, a) };
+            let want = sw(reg(single, a), reg(single, b), Rne);
+            if let Some(got) = fast(a, b) {
+                *hits.entry(name).or_default() += 1;
+                assert_eq!(
+                    reg(single, got.0),
+                    want.0,
+                    "{name}({a:#x}, {b:#x}): {:?} vs {:?}",
+                    got.1,
+                    want.1
+                );
+                assert_eq!(got.1, want.1, "{name}({a:#x}, {b:#x}) flags");
+            }
+            let got = public(reg(single, a), reg(single, b), Rne);
+            assert_eq!(got, want, "public {name}({a:#x}, {b:#x})");
+            checked += 2;
+        }
+        for (name, fast, public, sw, single) in ternary {
+            let f = fmt(single);
+            let a = rng.fast_operand(f, rng.0 & 0x7fff_ffff);
+            let b = rng.fast_operand(f, a);
+            // Addends near minus the product make deep cancellation and exact results likely.
+            let c = if rng.next() % 2 == 0 {
+                let p = unreg(
+                    single,
+                    software::fmul_s(reg(single, a), reg(single, b), Rne).0,
+                );
+                let p = if single {
+                    p
+                } else {
+                    software::fmul_d(a, b, Rne).0
+                };
+                rng.fast_operand(f, p ^ f.sign_bit())
+            } else {
+                rng.fast_operand(f, b)
+            };
+            let want = sw(reg(single, a), reg(single, b), reg(single, c), Rne);
+            if let Some(got) = fast(a, b, c) {
+                *hits.entry(name).or_default() += 1;
+                assert_eq!(
+                    (reg(single, got.0), got.1),
+                    want,
+                    "{name}({a:#x}, {b:#x}, {c:#x})"
+                );
+            }
+            let got = public(reg(single, a), reg(single, b), reg(single, c), Rne);
+            assert_eq!(got, want, "public {name}({a:#x}, {b:#x}, {c:#x})");
+            checked += 2;
+        }
+        // Square roots and fcvt.s.d.
+        let a = rng.fast_operand(soft::D, rng.0);
+        let want = software::fsqrt_d(a, Rne);
+        if let Some(got) = fast::sqrt_d(a) {
+            *hits.entry("sqrt_d").or_default() += 1;
+            assert_eq!(got, want, "sqrt_d({a:#x})");
+        }
+        assert_eq!(fsqrt_d(a, Rne), want, "public sqrt_d({a:#x})");
+        let want = software::fcvt_s_d(a, Rne);
+        if let Some(got) = fast::cvt_s_d(a) {
+            *hits.entry("cvt_s_d").or_default() += 1;
+            assert_eq!(boxed(got), want, "cvt_s_d({a:#x})");
+        }
+        assert_eq!(fcvt_s_d(a, Rne), want, "public cvt_s_d({a:#x})");
+        let a = rng.fast_operand(soft::S, rng.0);
+        let want = software::fsqrt_s(box_s(a), Rne);
+        if let Some(got) = fast::sqrt_s(a) {
+            *hits.entry("sqrt_s").or_default() += 1;
+            assert_eq!(boxed(got), want, "sqrt_s({a:#x})");
+        }
+        assert_eq!(fsqrt_s(box_s(a), Rne), want, "public sqrt_s({a:#x})");
+        assert_eq!(
+            fcvt_d_s(box_s(a), Rne),
+            soft::convert(soft::S, soft::D, a, Rne),
+            "fcvt_d_s({a:#x})"
+        );
+        checked += 7;
+    }
+    println!("{checked} comparisons; fast path taken: {hits:?}");
+    for (name, n) in &hits {
+        assert!(*n > N / 4, "{name}: fast path taken only {n} times of {N}");
+    }
+    assert_eq!(
+        hits.len(),
+        13,
+        "every operation took the fast path: {hits:?}"
+    );
+}
+
+/// The integer to float conversions on the host, against software, over integers of every
+/// width and the rounding boundaries of single and double.
+#[test]
+fn integer_conversions_on_the_host_match_software() {
+    type Conv = fn(u64, RoundingMode) -> (u64, Flags);
+    let ops: [(&str, Conv, soft::Fmt, soft::IntKind); 8] = [
+        ("fcvt_d_w", fcvt_d_w, soft::D, soft::IntKind::W),
+        ("fcvt_d_wu", fcvt_d_wu, soft::D, soft::IntKind::Wu),
+        ("fcvt_d_l", fcvt_d_l, soft::D, soft::IntKind::L),
+        ("fcvt_d_lu", fcvt_d_lu, soft::D, soft::IntKind::Lu),
+        ("fcvt_s_w", fcvt_s_w, soft::S, soft::IntKind::W),
+        ("fcvt_s_wu", fcvt_s_wu, soft::S, soft::IntKind::Wu),
+        ("fcvt_s_l", fcvt_s_l, soft::S, soft::IntKind::L),
+        ("fcvt_s_lu", fcvt_s_lu, soft::S, soft::IntKind::Lu),
+    ];
+    let mut rng = Rng(0x5eed_1234_8765_4321);
+    for i in 0..200_000u32 {
+        let r = rng.next();
+        // Random widths, then values around the 24- and 53-bit boundaries (ties included).
+        let x = match i % 4 {
+            0 => r,
+            1 => r >> (r % 64),
+            2 => (1u64 << (24 + r % 40)).wrapping_add(r >> 40) ^ (r & 1) << 63,
+            _ => (r >> (r % 64)).wrapping_neg(),
+        };
+        for (name, op, f, kind) in ops {
+            for rm in [Rne, Rtz, Rdn, Rup, Rmm] {
+                let (want, flags) = soft::from_int(f, x, kind, rm);
+                let want = if f == soft::S { box_s(want) } else { want };
+                assert_eq!(op(x, rm), (want, flags), "{name}({x:#x}) {rm:?}");
+            }
+        }
+    }
+}
+
+/// Dekker's product (the path for hosts without FMA) decides exactness as software does.
+#[test]
+fn dekker_exactness_checks_match_software() {
+    let mut rng = Rng(0xdec0_de00_1234_5678);
+    let mut answered = 0u32;
+    const N: u32 = 300_000;
+    for _ in 0..N {
+        let a = rng.fast_operand(soft::D, rng.0);
+        let b = rng.fast_operand(soft::D, a);
+        let (x, y) = (f64::from_bits(a), f64::from_bits(b));
+        let p = x * y;
+        if p.is_finite() {
+            if let Some(exact) = fast::product_is_dekker(x, y, p) {
+                answered += 1;
+                let nx = software::fmul_d(a, b, Rne).1.bits() & NX.bits() != 0;
+                assert_eq!(exact, !nx, "{a:#x} * {b:#x}");
+            }
+        }
+        let q = x / y;
+        if q.is_finite() && q != 0.0 && y != 0.0 {
+            if let Some(exact) = fast::product_is_dekker(q, y, x) {
+                let nx = software::fdiv_d(a, b, Rne).1.bits() & NX.bits() != 0;
+                assert_eq!(exact, !nx, "{a:#x} / {b:#x}");
+            }
+        }
+        let s = x.abs().sqrt();
+        if let Some(exact) = fast::product_is_dekker(s, s, x.abs()) {
+            let nx = software::fsqrt_d(a & !(1 << 63), Rne).1.bits() & NX.bits() != 0;
+            assert_eq!(exact, !nx, "sqrt {a:#x}");
+        }
+    }
+    assert!(
+        answered > N / 4,
+        "Dekker's check answered {answered} of {N}"
+    );
+}
+
+#[test]
+fn fast_path_leaves_special_operands_and_tiny_results_to_the_exact_path() {
+    let one = 1f64.to_bits();
+    let third = 0x3fd5_5555_5555_5555;
+    // Common cases are answered.
+    assert_eq!(fast::add_d(one, one), Some((d(2.0), NONE)));
+    assert_eq!(fast::div_d(one, d(3.0)), Some((third, NX)));
+    assert_eq!(fast::mul_d(MAX_D, d(2.0)), Some((INF_D, OF | NX)));
+    assert_eq!(
+        fast::add_d(d(1.0), 0x3ca0_0000_0000_0000),
+        Some((one, NX)),
+        "a tie"
+    );
+    assert_eq!(fast::sqrt_d(d(4.0)), Some((d(2.0), NONE)));
+    assert_eq!(
+        fast::mul_s(0x3f80_0000, 0x4000_0000),
+        Some((0x4000_0000, NONE))
+    );
+    // NaN and infinite operands, division by zero, negative square roots: not answered.
+    assert_eq!(fast::add_d(QNAN_D, one), None);
+    assert_eq!(fast::mul_d(INF_D, one), None);
+    assert_eq!(fast::div_d(one, 0), None);
+    assert_eq!(fast::sqrt_d(d(-1.0)), None);
+    assert_eq!(fast::add_s(S.canonical_nan(), 0x3f80_0000), None);
+    // Tiny or nearly tiny results are not answered, except exact zeros.
+    assert_eq!(fast::mul_d(1, d(0.5)), None);
+    assert_eq!(fast::mul_d(MIN_NORMAL_D, d(1.5)), None);
+    assert_eq!(fast::mul_d(0, d(-3.0)), Some((d(-0.0), NONE)));
+    assert_eq!(fast::mul_s(0x0080_0000, 0x3f7f_ffff), None);
+    assert_eq!(fast::cvt_s_d(0x380f_ffff_f000_0000), None);
+    // Sums never underflow: a subnormal sum is exact.
+    assert_eq!(fast::add_d(1, 1), Some((2, NONE)));
+}
