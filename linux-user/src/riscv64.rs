@@ -93,16 +93,14 @@ impl Guest for RiscvUser {
         _mmu_idx: u8,
     ) -> Result<PageMapping, MemFault> {
         let page = page_down(vaddr);
-        if page >= self.space.size() {
-            return Err(MemFault::Page(si::SEGV_MAPERR as u64));
-        }
-        let Some((_, vma)) = self.space.layout().find(page) else {
+        // The per-page copy of the VMA table: no lock and no tree search per TLB refill.
+        let Some(vma_prot) = self.space.page_prot(page) else {
             return Err(MemFault::Page(si::SEGV_MAPERR as u64));
         };
         let prot = PageProt {
-            read: Need::Read.allowed_by(vma.prot),
-            write: Need::Write.allowed_by(vma.prot),
-            execute: Need::Exec.allowed_by(vma.prot),
+            read: Need::Read.allowed_by(vma_prot),
+            write: Need::Write.allowed_by(vma_prot),
+            execute: Need::Exec.allowed_by(vma_prot),
         };
         let ok = match access {
             Access::Read => prot.read,

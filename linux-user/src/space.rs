@@ -14,7 +14,8 @@
 
 use std::collections::BTreeMap;
 use std::ptr::NonNull;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use accel_tcg::PhysMemory;
 
@@ -194,6 +195,68 @@ impl Layout {
     }
 }
 
+/// Guest pages per leaf of [`PageProts`] (a leaf covers 128 MiB of guest space).
+const LEAF_PAGES: u64 = 1 << 15;
+
+/// Page-table byte: the page is mapped; the low bits are its `PROT_*`.
+const PAGE_MAPPED: u8 = 0x80;
+
+/// The VMA table flattened to one byte per guest page, for the softmmu's TLB refills: a page
+/// walk is then two loads instead of a lock and a B-tree search. Leaves are allocated when a
+/// mapping first touches their range and live as long as the address space; writers hold the
+/// layout's write lock and bring the bytes in line with the VMA table after every change.
+struct PageProts {
+    leaves: Box<[OnceLock<Box<[AtomicU8]>>]>,
+}
+
+impl PageProts {
+    fn new(size: u64) -> PageProts {
+        let pages = size / PAGE_SIZE;
+        PageProts {
+            leaves: (0..pages.div_ceil(LEAF_PAGES))
+                .map(|_| OnceLock::new())
+                .collect(),
+        }
+    }
+
+    /// The byte of guest page number `page` (0 when unmapped or outside the space).
+    fn get(&self, page: u64) -> u8 {
+        let Some(leaf) = usize::try_from(page / LEAF_PAGES)
+            .ok()
+            .and_then(|i| self.leaves.get(i))
+            .and_then(OnceLock::get)
+        else {
+            return 0;
+        };
+        leaf[(page % LEAF_PAGES) as usize].load(Ordering::Acquire)
+    }
+
+    /// Sets the bytes of pages `[first, end)` (which lie inside the space) to `value`.
+    fn set(&self, first: u64, end: u64, value: u8) {
+        let mut page = first;
+        while page < end {
+            let leaf_end = ((page / LEAF_PAGES) + 1) * LEAF_PAGES;
+            let stop = leaf_end.min(end);
+            let slot = &self.leaves[(page / LEAF_PAGES) as usize];
+            let leaf = match slot.get() {
+                Some(leaf) => Some(leaf),
+                // Unmapping pages no leaf covers: they already read as unmapped.
+                None if value == 0 => None,
+                None => {
+                    Some(slot.get_or_init(|| (0..LEAF_PAGES).map(|_| AtomicU8::new(0)).collect()))
+                }
+            };
+            if let Some(leaf) = leaf {
+                let from = page % LEAF_PAGES;
+                for i in from..from + (stop - page) {
+                    leaf[i as usize].store(value, Ordering::Release);
+                }
+            }
+            page = stop;
+        }
+    }
+}
+
 /// The guest address space.
 pub struct AddressSpace {
     /// Host address of guest address 0.
@@ -201,6 +264,8 @@ pub struct AddressSpace {
     /// Bytes reserved: guest addresses are `0..size`.
     size: u64,
     layout: RwLock<Layout>,
+    /// The VMA table's permissions per page, readable without the lock.
+    pages: PageProts,
 }
 
 impl std::fmt::Debug for AddressSpace {
@@ -243,7 +308,33 @@ impl AddressSpace {
                 mmap_base: size - (128 << 20),
                 ..Layout::default()
             }),
+            pages: PageProts::new(size),
         })
+    }
+
+    /// The `PROT_*` bits of the mapping that holds guest address `addr`, `None` when the page
+    /// is unmapped. Lock-free (this is what page walks use); agrees with [`Layout::find`].
+    pub fn page_prot(&self, addr: u64) -> Option<u32> {
+        let b = self.pages.get(addr / PAGE_SIZE);
+        (b & PAGE_MAPPED != 0).then_some(u32::from(b & !PAGE_MAPPED))
+    }
+
+    /// Brings the per-page permissions of `[start, end)` (page-aligned, inside the space) in
+    /// line with `layout`, which the caller holds for writing. Each page is written once with
+    /// its final value, so a lock-free reader never sees a page that stays mapped as unmapped.
+    fn sync_pages(&self, layout: &Layout, start: u64, end: u64) {
+        let mut at = start;
+        while at < end {
+            let (stop, value) = match layout.find(at) {
+                Some((_, v)) => (v.end.min(end), PAGE_MAPPED | (v.prot & 0x7) as u8),
+                None => {
+                    let next = layout.vmas.range(at..end).next().map_or(end, |(&s, _)| s);
+                    (next, 0)
+                }
+            };
+            self.pages.set(at / PAGE_SIZE, stop / PAGE_SIZE, value);
+            at = stop;
+        }
     }
 
     /// Guest addresses are `0..size()`.
@@ -340,6 +431,7 @@ impl AddressSpace {
                 return Err(SpaceError::Exists);
             }
             layout.carve(addr, end);
+            self.sync_pages(&layout, addr, end);
             addr
         } else {
             let hint = page_down(addr);
@@ -362,6 +454,7 @@ impl AddressSpace {
             }
         }
         layout.vmas.insert(start, Vma { end, prot });
+        self.sync_pages(&layout, start, end);
         log::debug!("mmap {start:#x}..{end:#x} prot {prot:#x} flags {flags:#x}");
         Ok(start)
     }
@@ -407,6 +500,7 @@ impl AddressSpace {
         }
         let mut layout = self.layout_mut();
         layout.carve(addr, end);
+        self.sync_pages(&layout, addr, end);
         self.remap_host(addr, end, false)?;
         log::debug!("munmap {addr:#x}..{end:#x}");
         Ok(())
@@ -431,6 +525,7 @@ impl AddressSpace {
         // Re-insert the range with its new permissions, one VMA per former piece is not
         // needed: the range is contiguous and uniform now.
         layout.vmas.insert(addr, Vma { end, prot });
+        self.sync_pages(&layout, addr, end);
         Ok(())
     }
 
@@ -487,8 +582,10 @@ impl AddressSpace {
                     );
                 }
             }
+            self.sync_pages(&layout, old_end, new_end);
         } else if new_end < old_end {
             layout.carve(new_end, old_end);
+            self.sync_pages(&layout, new_end, old_end);
             if self.remap_host(new_end, old_end, false).is_err() {
                 return cur;
             }
@@ -596,7 +693,7 @@ impl PhysMemory for AddressSpace {
         if page >= self.size {
             return None;
         }
-        self.layout().find(page)?;
+        self.page_prot(page)?;
         NonNull::new(self.host(page))
     }
 
@@ -753,6 +850,49 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(e.errno(), libc::ENOMEM);
+    }
+
+    /// Every page of `[from, to)`: the lock-free per-page permissions equal the VMA table's.
+    fn assert_pages_agree(s: &AddressSpace, from: u64, to: u64) {
+        let layout = s.layout();
+        for page in (from..to).step_by(PAGE_SIZE as usize) {
+            assert_eq!(
+                s.page_prot(page + 0x10),
+                layout.find(page).map(|(_, v)| v.prot),
+                "page {page:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn per_page_permissions_follow_every_change_of_the_vma_table() {
+        let s = space();
+        // Straddles a leaf boundary of the page table (128 MiB).
+        let a = 0x800_0000 - 0x3000;
+        s.mmap(a, 0x8000, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, None)
+            .unwrap();
+        assert_pages_agree(&s, a - 0x2000, a + 0xa000);
+        s.mprotect(a + 0x1000, 0x3000, PROT_READ | PROT_EXEC)
+            .unwrap();
+        s.mmap(
+            a + 0x5000,
+            0x1000,
+            0,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.page_prot(a + 0x5000), Some(0), "PROT_NONE is mapped");
+        s.munmap(a + 0x2000, 0x1000).unwrap();
+        assert_eq!(s.page_prot(a + 0x2000), None);
+        assert_pages_agree(&s, a - 0x2000, a + 0xa000);
+        s.set_brk_start(0x4000_0000);
+        s.brk(0x4000_5000);
+        assert_pages_agree(&s, 0x4000_0000, 0x4000_8000);
+        s.brk(0x4000_1000);
+        assert_pages_agree(&s, 0x4000_0000, 0x4000_8000);
+        assert_eq!(s.page_prot(SIZE), None, "outside the space");
+        assert_eq!(s.page_prot(u64::MAX), None);
     }
 
     #[test]
