@@ -12,11 +12,11 @@
 //! Lock order: the backend's lock (compile, link, unlink) is taken before this cache's lock.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use backend_x86_64::{CompiledBlock, GotoSlot};
-use ir::abi::PAGE_MASK;
+use ir::abi::{PAGE_BITS, PAGE_MASK};
 
 use crate::block_table::BlockTable;
 
@@ -155,12 +155,26 @@ impl Linker for backend_x86_64::Backend {
     }
 }
 
+/// log2 of the number of counters in the code-page filter.
+const CODE_FILTER_BITS: u32 = 16;
+
+/// The filter counter of physical page `page`.
+fn code_filter_slot(page: u64) -> usize {
+    ((page >> PAGE_BITS).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - CODE_FILTER_BITS)) as usize
+}
+
 /// The shared block cache.
 pub struct BlockCache {
-    /// Bookkeeping; its write lock also serialises every update of `table`.
+    /// Bookkeeping; its write lock also serialises every update of `table` and
+    /// `code_filter`.
     inner: RwLock<Inner>,
     /// Lookup by key, lock-free for readers.
     table: BlockTable,
+    /// A counting filter over the pages that hold code: counter `code_filter_slot(p)` is the
+    /// number of code pages hashing to it. Every TLB refill asks whether its page holds code,
+    /// and nearly all the answers are "no": a zero counter gives that answer with one load and
+    /// no lock; a nonzero one (a code page or a collision) falls back to the exact map.
+    code_filter: Box<[AtomicU32]>,
 }
 
 impl Default for BlockCache {
@@ -175,6 +189,9 @@ impl BlockCache {
         BlockCache {
             inner: RwLock::default(),
             table: BlockTable::new(),
+            code_filter: (0..1usize << CODE_FILTER_BITS)
+                .map(|_| AtomicU32::new(0))
+                .collect(),
         }
     }
 
@@ -203,8 +220,19 @@ impl BlockCache {
         self.len() == 0
     }
 
-    /// Whether some valid block was translated from `phys_page`.
+    /// Whether some valid block was translated from `phys_page`. Lock-free for pages that hold
+    /// no code (the common case: it is asked on every TLB refill).
+    #[inline]
     pub fn is_code_page(&self, phys_page: u64) -> bool {
+        let page = phys_page & PAGE_MASK;
+        if self.code_filter[code_filter_slot(page)].load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        self.is_code_page_locked(page)
+    }
+
+    #[cold]
+    fn is_code_page_locked(&self, phys_page: u64) -> bool {
         self.inner
             .read()
             .unwrap()
@@ -228,6 +256,8 @@ impl BlockCache {
             let list = inner.by_page.entry(start & PAGE_MASK).or_default();
             if list.is_empty() {
                 new_pages.push(start & PAGE_MASK);
+                self.code_filter[code_filter_slot(start & PAGE_MASK)]
+                    .fetch_add(1, Ordering::AcqRel);
             }
             list.push(tb.id);
         }
@@ -313,6 +343,8 @@ impl BlockCache {
                 list.retain(|&x| x != id);
                 if list.is_empty() {
                     inner.by_page.remove(&(start & PAGE_MASK));
+                    self.code_filter[code_filter_slot(start & PAGE_MASK)]
+                        .fetch_sub(1, Ordering::AcqRel);
                 }
             }
         }
@@ -354,6 +386,9 @@ impl BlockCache {
             tb.valid.store(false, Ordering::Release);
         }
         *inner = Inner::default();
+        for counter in self.code_filter.iter() {
+            counter.store(0, Ordering::Release);
+        }
         // SAFETY: under the write lock.
         unsafe { self.table.clear() };
     }
@@ -545,6 +580,47 @@ mod tests {
         );
         assert!(before.is_valid() && after.is_valid());
         assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn code_pages_are_known_exactly_while_they_hold_valid_blocks() {
+        let cache = BlockCache::new();
+        // Many pages, so some share a filter counter with a page that holds no code.
+        let blocks: Vec<_> = (0..2000u64)
+            .map(|i| block(&cache, 0x10_0000 + i * 0x2000, 16))
+            .collect();
+        for i in 0..2000u64 {
+            assert!(cache.is_code_page(0x10_0000 + i * 0x2000 + 0x123));
+            assert!(
+                !cache.is_code_page(0x10_1000 + i * 0x2000),
+                "the odd pages hold no code, whatever their filter counter says"
+            );
+        }
+        cache.invalidate_range(None, 0x10_0000, 0x10_0001);
+        assert!(!cache.is_code_page(0x10_0000));
+        assert!(cache.is_code_page(0x10_2000));
+        cache.flush();
+        assert!(!cache.is_code_page(0x10_2000));
+        assert!(cache
+            .code_filter
+            .iter()
+            .all(|c| c.load(Ordering::Relaxed) == 0));
+        drop(blocks);
+    }
+
+    #[test]
+    fn two_blocks_on_a_page_keep_it_code_until_both_are_gone() {
+        let cache = BlockCache::new();
+        block(&cache, 0x3000, 16);
+        block(&cache, 0x3800, 16);
+        cache.invalidate_range(None, 0x3000, 0x3001);
+        assert!(cache.is_code_page(0x3000));
+        cache.invalidate_range(None, 0x3800, 0x3801);
+        assert!(!cache.is_code_page(0x3000));
+        assert_eq!(
+            cache.code_filter[code_filter_slot(0x3000)].load(Ordering::Relaxed),
+            0
+        );
     }
 
     #[test]
