@@ -26,7 +26,20 @@ impl<G: Guest> Context<G> {
         if let Some(hit) = self.tlb.lookup(mmu_idx, vaddr, access) {
             return Ok(hit);
         }
-        let engine = self.engine.clone();
+        self.refill(cpu, vaddr, access, mmu_idx)
+    }
+
+    /// The miss path of [`Context::lookup_or_walk`]: walk, fill, look up again.
+    #[inline(never)]
+    fn refill(
+        &mut self,
+        cpu: &mut G::Cpu,
+        vaddr: u64,
+        access: Access,
+        mmu_idx: u8,
+    ) -> Result<TlbHit, MemFault> {
+        // Borrowed beside `self.tlb`, not cloned: no reference-count traffic per refill.
+        let engine = &*self.engine;
         let mapping = engine.guest.page_walk(cpu, vaddr, access, mmu_idx)?;
         let phys_page = mapping.phys_page & PAGE_MASK;
         let host = engine.memory.ram_page(phys_page);

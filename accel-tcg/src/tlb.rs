@@ -16,8 +16,13 @@ use ir::abi::{
 
 use crate::guest::{Access, PageProt};
 
-/// Entries per MMU mode (a power of two).
-pub const TLB_ENTRIES: usize = 512;
+/// Entries per MMU mode (a power of two): 8192 pages, 32 MiB of reach, so a working set of a
+/// few tens of MiB refills only on conflicts. Flushes stay cheap however big the table is:
+/// they invalidate only the entries filled since the previous flush (see [`SoftTlb::flush`]).
+pub const TLB_ENTRIES: usize = 8192;
+
+/// Fills per MMU mode a flush undoes one by one; past that it rewrites the mode's table.
+const DIRTY_LOG: usize = 256;
 
 /// What the slow path learns from a TLB entry that matches an address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +37,17 @@ pub struct TlbHit {
 
 /// The software TLB of one vCPU.
 pub struct SoftTlb {
-    entries: Box<[[TlbEntry; TLB_ENTRIES]; MMU_MODES]>,
-    phys: Box<[[u64; TLB_ENTRIES]; MMU_MODES]>,
+    /// `MMU_MODES` tables of `TLB_ENTRIES` entries, one after the other. Never reallocated:
+    /// the header points generated code at them.
+    entries: Box<[TlbEntry]>,
+    /// The physical page of each entry, same indexing.
+    phys: Box<[u64]>,
+    /// Bit `m`: MMU mode `m` was filled since the last full flush.
+    used: u8,
+    /// Bit `m`: mode `m` had more than [`DIRTY_LOG`] fills since the last flush.
+    overflowed: u8,
+    /// Per mode, the indexes filled since the last flush (up to [`DIRTY_LOG`]).
+    dirty: [Vec<u16>; MMU_MODES],
 }
 
 impl Default for SoftTlb {
@@ -46,15 +60,22 @@ impl SoftTlb {
     /// A TLB with every entry invalid.
     pub fn new() -> SoftTlb {
         SoftTlb {
-            entries: Box::new([[TlbEntry::INVALID; TLB_ENTRIES]; MMU_MODES]),
-            phys: Box::new([[0; TLB_ENTRIES]; MMU_MODES]),
+            entries: vec![TlbEntry::INVALID; MMU_MODES * TLB_ENTRIES].into_boxed_slice(),
+            phys: vec![0; MMU_MODES * TLB_ENTRIES].into_boxed_slice(),
+            used: 0,
+            overflowed: 0,
+            dirty: std::array::from_fn(|_| Vec::with_capacity(DIRTY_LOG)),
         }
     }
 
     /// Points the header's fast-path descriptors at this TLB's tables. The tables never move,
     /// so this is done once per vCPU.
     pub fn install(&mut self, header: &mut EnvHeader) {
-        for (fast, table) in header.tlb.iter_mut().zip(self.entries.iter_mut()) {
+        for (fast, table) in header
+            .tlb
+            .iter_mut()
+            .zip(self.entries.chunks_exact_mut(TLB_ENTRIES))
+        {
             *fast = TlbFast {
                 mask: ((TLB_ENTRIES - 1) as u64) << TLB_ENTRY_BITS,
                 table: table.as_mut_ptr(),
@@ -67,16 +88,21 @@ impl SoftTlb {
         ((vaddr >> PAGE_BITS) as usize) & (TLB_ENTRIES - 1)
     }
 
+    /// Position in `entries`/`phys` of `vaddr`'s entry in mode `mmu`.
+    fn slot(mmu: usize, vaddr: u64) -> usize {
+        mmu * TLB_ENTRIES + Self::index(vaddr)
+    }
+
     /// The entry for `vaddr` in MMU mode `mmu_idx`, whatever page it holds.
     pub fn entry(&self, mmu_idx: u8, vaddr: u64) -> &TlbEntry {
-        &self.entries[mmu_idx as usize % MMU_MODES][Self::index(vaddr)]
+        &self.entries[Self::slot(mmu_idx as usize % MMU_MODES, vaddr)]
     }
 
     /// Looks `vaddr` up for `access`; `None` on a miss.
+    #[inline]
     pub fn lookup(&self, mmu_idx: u8, vaddr: u64, access: Access) -> Option<TlbHit> {
-        let mmu = mmu_idx as usize % MMU_MODES;
-        let idx = Self::index(vaddr);
-        let e = &self.entries[mmu][idx];
+        let slot = Self::slot(mmu_idx as usize % MMU_MODES, vaddr);
+        let e = &self.entries[slot];
         let tag = match access {
             Access::Read => e.addr_read,
             Access::Write => e.addr_write,
@@ -91,7 +117,7 @@ impl SoftTlb {
             NonNull::new(e.addend.wrapping_add(vaddr & PAGE_MASK) as *mut u8)
         };
         Some(TlbHit {
-            phys_page: self.phys[mmu][idx],
+            phys_page: self.phys[slot],
             host_page,
             watched: tag & TLB_WATCH != 0,
         })
@@ -109,7 +135,7 @@ impl SoftTlb {
         watched: bool,
     ) {
         let mmu = mmu_idx as usize % MMU_MODES;
-        let idx = Self::index(vaddr);
+        let slot = Self::slot(mmu, vaddr);
         let vpage = vaddr & PAGE_MASK;
         let mmio = if host_page.is_none() { TLB_MMIO } else { 0 };
         let tag = |allowed: bool, extra: u64| {
@@ -119,28 +145,63 @@ impl SoftTlb {
                 u64::MAX
             }
         };
-        self.entries[mmu][idx] = TlbEntry {
+        self.entries[slot] = TlbEntry {
             addr_read: tag(prot.read, 0),
             addr_write: tag(prot.write, if watched { TLB_WATCH } else { 0 }),
             addr_code: tag(prot.execute, 0),
             addend: host_page.map_or(0, |h| (h.as_ptr() as u64).wrapping_sub(vpage)),
         };
-        self.phys[mmu][idx] = phys_page;
+        self.phys[slot] = phys_page;
+        self.note_fill(mmu, slot - mmu * TLB_ENTRIES);
+    }
+
+    /// Remembers that entry `index` of mode `mmu` may be valid, for the next flush.
+    fn note_fill(&mut self, mmu: usize, index: usize) {
+        let bit = 1u8 << mmu;
+        self.used |= bit;
+        if self.overflowed & bit == 0 {
+            let log = &mut self.dirty[mmu];
+            if log.len() < DIRTY_LOG {
+                log.push(index as u16);
+            } else {
+                self.overflowed |= bit;
+            }
+        }
     }
 
     /// Invalidates every entry of every MMU mode.
+    ///
+    /// Costs what was filled since the last flush, not the table size: modes never filled are
+    /// skipped, a mode with few fills has just those entries invalidated, and only a mode with
+    /// more than [`DIRTY_LOG`] fills has its whole table rewritten.
     pub fn flush(&mut self) {
-        for table in self.entries.iter_mut() {
-            table.fill(TlbEntry::INVALID);
+        for mmu in 0..MMU_MODES {
+            let bit = 1u8 << mmu;
+            if self.used & bit == 0 {
+                continue;
+            }
+            let table = &mut self.entries[mmu * TLB_ENTRIES..(mmu + 1) * TLB_ENTRIES];
+            if self.overflowed & bit != 0 {
+                table.fill(TlbEntry::INVALID);
+            } else {
+                for &i in &self.dirty[mmu] {
+                    table[i as usize] = TlbEntry::INVALID;
+                }
+            }
+            self.dirty[mmu].clear();
         }
+        self.used = 0;
+        self.overflowed = 0;
     }
 
     /// Invalidates the entries that map the virtual page of `vaddr`, in every MMU mode.
     pub fn flush_page(&mut self, vaddr: u64) {
-        let idx = Self::index(vaddr);
         let vpage = vaddr & PAGE_MASK;
-        for table in self.entries.iter_mut() {
-            let e = &mut table[idx];
+        for mmu in 0..MMU_MODES {
+            if self.used & (1 << mmu) == 0 {
+                continue;
+            }
+            let e = &mut self.entries[Self::slot(mmu, vaddr)];
             let maps = [e.addr_read, e.addr_write, e.addr_code]
                 .iter()
                 .any(|&t| t & TLB_INVALID == 0 && t & PAGE_MASK == vpage);
@@ -151,10 +212,18 @@ impl SoftTlb {
     }
 
     /// Marks the write tags of entries that map `phys_page` as watched: the page now holds
-    /// translated code, so stores to it must take the slow path.
+    /// translated code, so stores to it must take the slow path. Scans only the modes filled
+    /// since the last flush.
     pub fn watch_phys_page(&mut self, phys_page: u64) {
-        for (table, phys) in self.entries.iter_mut().zip(self.phys.iter()) {
-            for (e, &p) in table.iter_mut().zip(phys.iter()) {
+        for mmu in 0..MMU_MODES {
+            if self.used & (1 << mmu) == 0 {
+                continue;
+            }
+            let range = mmu * TLB_ENTRIES..(mmu + 1) * TLB_ENTRIES;
+            for (e, &p) in self.entries[range.clone()]
+                .iter_mut()
+                .zip(&self.phys[range])
+            {
                 if p == phys_page && e.addr_write & TLB_INVALID == 0 {
                     e.addr_write |= TLB_WATCH;
                 }
@@ -237,5 +306,70 @@ mod tests {
         assert!(tlb.lookup(2, 0x2000, Access::Read).is_some());
         tlb.flush();
         assert!(tlb.lookup(2, 0x2000, Access::Read).is_none());
+    }
+
+    #[test]
+    fn a_flush_after_more_fills_than_it_logs_still_invalidates_everything() {
+        let mut tlb = SoftTlb::new();
+        let pages = (DIRTY_LOG + 10) as u64;
+        for p in 0..pages {
+            tlb.fill(
+                3,
+                p << PAGE_BITS,
+                p << PAGE_BITS,
+                PageProt::ALL,
+                Some(host()),
+                false,
+            );
+        }
+        tlb.fill(5, 0x7000, 0x7000, PageProt::ALL, Some(host()), false);
+        tlb.flush();
+        for p in 0..pages {
+            assert!(tlb.lookup(3, p << PAGE_BITS, Access::Read).is_none());
+        }
+        assert!(tlb.lookup(5, 0x7000, Access::Read).is_none());
+        // And the logs start afresh: a later fill is flushed too.
+        tlb.fill(3, 0x9000, 0x9000, PageProt::ALL, Some(host()), false);
+        tlb.flush();
+        assert!(tlb.lookup(3, 0x9000, Access::Read).is_none());
+    }
+
+    #[test]
+    fn every_mode_has_its_own_table_of_tlb_entries_in_the_header() {
+        unsafe extern "C" fn slow(_: u64, _: u64, _: u64, _: u64) -> u64 {
+            0
+        }
+        unsafe extern "C" fn lookup(_: u64) -> u64 {
+            0
+        }
+        let mut tlb = SoftTlb::new();
+        let mut header = EnvHeader {
+            exit_request: Default::default(),
+            unwind: 0,
+            insn_index: 0,
+            reserved: 0,
+            load_slow: slow,
+            store_slow: slow,
+            lookup,
+            tlb: [TlbFast {
+                mask: 0,
+                table: std::ptr::null_mut(),
+            }; MMU_MODES],
+            opaque: std::ptr::null_mut(),
+        };
+        tlb.install(&mut header);
+        tlb.fill(2, 0x1234_5000, 0x5000, PageProt::ALL, Some(host()), false);
+        let fast = header.tlb[2];
+        let off = (0x1234_5000u64 >> (PAGE_BITS - TLB_ENTRY_BITS)) & fast.mask;
+        let entry = fast
+            .table
+            .cast::<u8>()
+            .wrapping_add(off as usize)
+            .cast::<TlbEntry>();
+        // SAFETY: the offset is masked into the mode's table, which `tlb` owns and keeps alive.
+        let e = unsafe { *entry };
+        assert_eq!(e.addr_read, 0x1234_5000);
+        assert_eq!(fast.mask, ((TLB_ENTRIES - 1) as u64) << TLB_ENTRY_BITS);
+        assert_ne!(header.tlb[1].table, fast.table);
     }
 }
