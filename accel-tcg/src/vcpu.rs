@@ -546,14 +546,38 @@ unsafe extern "C" fn store_slow<G: Guest>(env: u64, addr: u64, val: u64, info: u
     0
 }
 
-/// `EnvHeader::lookup` for guest `G`: the jump cache, else back to the loop.
+/// `EnvHeader::lookup` for guest `G`: the jump cache; on a miss the shared cache through the
+/// TLB's code entry (no page walk, no translation); else back to the loop.
 unsafe extern "C" fn lookup<G: Guest>(env: u64) -> u64 {
     // SAFETY: called by generated code of a running vCPU with its CPU-state pointer.
     let (cpu, ctx) = unsafe { parts::<G>(env) };
     let (pc, flags) = ctx.engine.guest.block_key(cpu);
-    match ctx.jump_cache.get(pc, flags, 0).and_then(|tb| tb.entry()) {
-        Some(entry) => entry as u64,
-        None => ctx.engine.lookup_miss as u64,
+    match ctx.jump_cache.code(pc, flags, 0) {
+        Some(code) => code as u64,
+        None => ctx
+            .lookup_shared(pc, flags)
+            .unwrap_or(ctx.engine.lookup_miss) as u64,
+    }
+}
+
+impl<G: Guest> Context<G> {
+    /// The jump-cache miss of the `lookup` helper: a compiled block for `pc` from the shared
+    /// cache, found without leaving generated code when the pc's page is in the TLB. Anything
+    /// harder (a TLB miss, a block still to translate) is left to the loop.
+    #[inline(never)]
+    fn lookup_shared(&mut self, pc: u64, flags: u32) -> Option<usize> {
+        let mmu_idx = self.engine.guest.code_mmu_idx(flags);
+        let hit = self.tlb.lookup(mmu_idx, pc, Access::Execute)?;
+        let key = BlockKey {
+            pc,
+            phys_pc: hit.phys_page | (pc & !ir::abi::PAGE_MASK),
+            flags,
+            cflags: 0,
+        };
+        let tb = self.engine.cache.lookup(&key)?;
+        let code = tb.entry()?;
+        self.jump_cache.insert(tb);
+        Some(code)
     }
 }
 
