@@ -26,6 +26,65 @@ pub const EXIT_ECALL: u32 = 1;
 pub const EXIT_EBREAK: u32 = 2;
 /// `ExitTb` reason: an illegal instruction; the pc is its address, `tval` its bits.
 pub const EXIT_ILLEGAL: u32 = 3;
+/// `ExitTb` reason (system mode): `wfi`; the pc is the next instruction.
+pub const EXIT_WFI: u32 = 4;
+/// `ExitTb` reason (system mode): the hart's mode, interrupt enables or address translation
+/// may have changed (CSR write, `mret`/`sret`, `sfence.vma`); the pc is where to go on.
+pub const EXIT_SYNC: u32 = 5;
+
+/// The hart mode a block is translated for; [`Mode::flags`] is the block key's flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mode {
+    /// A full-system hart (privileged instructions and CSRs go to the `system` helpers);
+    /// otherwise a Linux user-mode process.
+    pub system: bool,
+    /// The privilege level (0 U, 1 S, 3 M).
+    pub priv_level: u8,
+    /// The MMU index of loads and stores.
+    pub data_mmu_idx: u8,
+    /// `mstatus.FS` is not Off: FP instructions are legal.
+    pub fp_enabled: bool,
+}
+
+impl Mode {
+    /// A Linux user-mode process.
+    pub const USER: Mode = Mode {
+        system: false,
+        priv_level: 0,
+        data_mmu_idx: 0,
+        fp_enabled: true,
+    };
+
+    /// Packs the mode into block-key flags.
+    pub const fn flags(self) -> u32 {
+        (self.priv_level as u32 & 3)
+            | (self.system as u32) << 2
+            | (self.fp_enabled as u32) << 3
+            | (self.data_mmu_idx as u32 & 7) << 4
+    }
+
+    /// Unpacks [`Mode::flags`].
+    pub const fn from_flags(flags: u32) -> Mode {
+        Mode {
+            priv_level: (flags & 3) as u8,
+            system: flags & 4 != 0,
+            fp_enabled: flags & 8 != 0,
+            data_mmu_idx: ((flags >> 4) & 7) as u8,
+        }
+    }
+
+    /// The MMU index of instruction fetch: the privilege level's own.
+    pub const fn code_mmu_idx(self) -> u8 {
+        if !self.system {
+            return self.data_mmu_idx;
+        }
+        match self.priv_level {
+            0 => 0,
+            1 => 1,
+            _ => 3,
+        }
+    }
+}
 
 /// `cause` values the translator records (the privileged spec's exception codes).
 pub mod cause {
@@ -33,7 +92,7 @@ pub mod cause {
     pub const ILLEGAL_INSTRUCTION: u64 = 2;
     /// Breakpoint.
     pub const BREAKPOINT: u64 = 3;
-    /// Environment call from U-mode.
+    /// Environment call from U-mode (S-mode is 9, M-mode 11).
     pub const ECALL_U: u64 = 8;
 }
 
@@ -53,6 +112,7 @@ struct Translator<'a> {
     b: &'a mut Builder,
     pc: u64,
     mmu_idx: u8,
+    mode: Mode,
     /// `frm` was found valid earlier in this block and not written since.
     frm_checked: bool,
 }
@@ -66,11 +126,33 @@ pub fn translate(
     max_insns: u32,
     mmu_idx: u8,
 ) -> Result<(), MemFault> {
+    translate_mode(
+        pc,
+        Mode {
+            data_mmu_idx: mmu_idx,
+            ..Mode::USER
+        },
+        code,
+        b,
+        max_insns,
+    )
+}
+
+/// Translates the block at `pc` for a hart in `mode`.
+pub fn translate_mode(
+    pc: u64,
+    mode: Mode,
+    code: &mut dyn CodeReader,
+    b: &mut Builder,
+    max_insns: u32,
+) -> Result<(), MemFault> {
+    let mmu_idx = mode.data_mmu_idx;
     let page = pc & PAGE_MASK;
     let mut t = Translator {
         b,
         pc,
         mmu_idx,
+        mode,
         frm_checked: false,
     };
     for n in 0..max_insns.max(1) {
@@ -486,14 +568,30 @@ impl Translator<'_> {
             // Stores to translated code are caught and invalidate it, so instruction fetch is
             // always coherent; the fence only ends nothing.
             FenceI => {}
-            Ecall => return self.exit(EXIT_ECALL, cause::ECALL_U, 0),
+            Ecall => {
+                let cause = cause::ECALL_U
+                    + if self.mode.system {
+                        self.mode.priv_level as u64
+                    } else {
+                        0
+                    };
+                return self.exit(EXIT_ECALL, cause, 0);
+            }
             Ebreak => return self.exit(EXIT_EBREAK, cause::BREAKPOINT, self.pc),
+            Csrrw | Csrrs | Csrrc | Csrrwi | Csrrsi | Csrrci if self.mode.system => {
+                return self.system_csr(insn)
+            }
             Csrrw | Csrrs | Csrrc | Csrrwi | Csrrsi | Csrrci => return self.csr(insn),
             LrW | LrD => return self.load_reserved(insn),
             ScW | ScD => return self.store_conditional(insn),
             AmoswapW | AmoaddW | AmoxorW | AmoandW | AmoorW | AmominW | AmomaxW | AmominuW
             | AmomaxuW | AmoswapD | AmoaddD | AmoxorD | AmoandD | AmoorD | AmominD | AmomaxD
             | AmominuD | AmomaxuD => self.amo(insn),
+            // mstatus.FS = Off: every F/D instruction is illegal.
+            Flw | Fld | Fsw | Fsd | FmvXW | FmvWX | FmvXD | FmvDX if !self.mode.fp_enabled => {
+                return self.illegal(insn.raw as u64)
+            }
+            op if is_fp_arith(op) && !self.mode.fp_enabled => return self.illegal(insn.raw as u64),
             Flw | Fld => {
                 let addr = self.address(insn.rs1, imm);
                 let d = self.f(rd);
@@ -641,6 +739,7 @@ impl Translator<'_> {
                     }
                 }
             }
+            Sret | Mret | Wfi | SfenceVma if self.mode.system => return self.privileged(insn),
             // Privileged instructions: not available to user code.
             Sret | Mret | Wfi | SfenceVma => return self.illegal(insn.raw as u64),
             _ => return self.illegal(insn.raw as u64),
@@ -669,6 +768,7 @@ static ORC_B: Helper = Helper {
 mod atomics;
 mod csr;
 mod fp;
+mod system;
 
 use fp::is_fp_arith;
 
