@@ -23,8 +23,8 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use super::acpi::{self, VirtioSlot};
 use super::boot::{self, BootConfig, BootError};
 use super::layout::*;
-pub use super::run_control::Outcome;
-use super::run_control::RunControl;
+pub use crate::run_control::Outcome;
+use crate::run_control::RunControl;
 
 /// Where the serial console's output goes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,6 +4,5 @@ pub mod acpi;
 pub mod boot;
 pub mod layout;
 pub mod machine;
-pub mod run_control;
 
-pub use run_control::Outcome;
+pub use crate::run_control::Outcome;
