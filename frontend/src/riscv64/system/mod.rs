@@ -35,3 +35,22 @@ pub const PRIV_U: u64 = 0;
 pub const PRIV_S: u64 = 1;
 /// Machine mode.
 pub const PRIV_M: u64 = 3;
+
+/// Puts `cpu` in the state the privileged spec gives a hart at reset, for a system machine:
+/// M-mode, every CSR at its reset value with `mhartid = hartid` (MIE and MPRV clear, satp
+/// Bare, no PMP entry active), no LR reservation, the pc at `pc`. Integer and FP registers,
+/// `irq_lines`, `time_source` and `flush_tlb` are left alone.
+pub fn reset(cpu: &mut super::Riscv64Cpu, hartid: u64, pc: u64) {
+    cpu.priv_level = PRIV_M;
+    cpu.csrs = Csrs::new(hartid);
+    cpu.reservation = u64::MAX;
+    cpu.superpages = mmu::SuperpageSpan::EMPTY;
+    cpu.pc = pc;
+}
+
+/// Whether FP instructions and the FP CSRs are usable now (mstatus.FS is not Off). In system
+/// mode the translator must make FP instructions illegal otherwise (so this belongs in the
+/// block key); a user-mode hart never looks.
+pub fn fp_enabled(cpu: &super::Riscv64Cpu) -> bool {
+    cpu.csrs.mstatus & csr::MSTATUS_FS != 0
+}

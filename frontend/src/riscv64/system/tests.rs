@@ -41,6 +41,18 @@ mod csrs {
     }
 
     #[test]
+    fn reset_puts_the_hart_in_m_mode_with_its_hartid_and_fp_off() {
+        let mut cpu = hart(PRIV_U);
+        cpu.csrs.satp = 8 << 60;
+        cpu.csrs.mstatus |= MSTATUS_FS;
+        super::super::reset(&mut cpu, 3, 0x1000);
+        assert_eq!((cpu.priv_level, cpu.pc), (PRIV_M, 0x1000));
+        assert_eq!(csr::read(&mut cpu, MHARTID), Ok(3));
+        assert_eq!(csr::read(&mut cpu, SATP), Ok(0));
+        assert!(!super::super::fp_enabled(&cpu));
+    }
+
+    #[test]
     fn unimplemented_csrs_are_illegal_even_in_m_mode() {
         let mut cpu = hart(PRIV_M);
         // mseccfg (no Smepmp), tselect (no triggers), pmpcfg1 (odd: RV32 only), a custom CSR.
