@@ -77,6 +77,7 @@ fn bits_s(x: f32) -> u64 {
 
 /// `x * y + z` rounded once in the host's RNE, when the host has FMA3.
 #[cfg(target_arch = "x86_64")]
+#[inline]
 fn fused(x: f64, y: f64, z: f64) -> Option<f64> {
     super::sse::fused_d(x, y, z)
 }
@@ -112,6 +113,7 @@ pub fn two_product(x: f64, y: f64) -> Option<(f64, f64)> {
 
 /// Whether `x * y` is exactly `v`, a finite value within a few ulps of it; `None` when
 /// `|v| < 2^-895`, where the check would not be certain ([`D_SAFE`]).
+#[inline]
 fn product_is(x: f64, y: f64, v: f64) -> Option<bool> {
     if v.to_bits() & D_ABS < D_SAFE {
         return None;
@@ -138,6 +140,7 @@ pub fn product_is_dekker(x: f64, y: f64, v: f64) -> Option<bool> {
 
 /// The rounding error of `s = RN(x + y)` by Fast2Sum (exact for finite `s`, subnormals
 /// included: with `|hi| >= |lo|`, `s - hi` is exact and so is `lo - (s - hi)`).
+#[inline]
 fn sum_error_d(x: f64, y: f64, s: f64) -> f64 {
     let (hi, lo) = if x.abs() >= y.abs() { (x, y) } else { (y, x) };
     lo - (s - hi)
@@ -149,6 +152,7 @@ fn sum_error_s(x: f32, y: f32, s: f32) -> f32 {
 }
 
 /// fadd.d in RNE. A sum that lands in the subnormal range is exact, so sums never underflow.
+#[inline]
 pub fn add_d(a: u64, b: u64) -> Option<(u64, Flags)> {
     if !finite_d(a) || !finite_d(b) {
         return None;
@@ -162,11 +166,13 @@ pub fn add_d(a: u64, b: u64) -> Option<(u64, Flags)> {
 }
 
 /// fsub.d in RNE.
+#[inline]
 pub fn sub_d(a: u64, b: u64) -> Option<(u64, Flags)> {
     add_d(a, b ^ (1 << 63))
 }
 
 /// fmul.d in RNE.
+#[inline]
 pub fn mul_d(a: u64, b: u64) -> Option<(u64, Flags)> {
     if !finite_d(a) || !finite_d(b) {
         return None;
@@ -184,6 +190,7 @@ pub fn mul_d(a: u64, b: u64) -> Option<(u64, Flags)> {
 }
 
 /// fdiv.d in RNE (division by zero goes the exact way).
+#[inline]
 pub fn div_d(a: u64, b: u64) -> Option<(u64, Flags)> {
     if !finite_d(a) || !finite_d(b) || b & D_ABS == 0 {
         return None;
@@ -203,6 +210,7 @@ pub fn div_d(a: u64, b: u64) -> Option<(u64, Flags)> {
 }
 
 /// fsqrt.d in RNE (negative operands, which are invalid, go the exact way).
+#[inline]
 pub fn sqrt_d(a: u64) -> Option<(u64, Flags)> {
     if !finite_d(a) {
         return None;
@@ -250,6 +258,7 @@ pub fn fma_d(a: u64, b: u64, c: u64) -> Option<(u64, Flags)> {
 }
 
 /// fadd.s in RNE.
+#[inline]
 pub fn add_s(a: u64, b: u64) -> Option<(u64, Flags)> {
     if !finite_s(a) || !finite_s(b) {
         return None;
@@ -263,6 +272,7 @@ pub fn add_s(a: u64, b: u64) -> Option<(u64, Flags)> {
 }
 
 /// fsub.s in RNE.
+#[inline]
 pub fn sub_s(a: u64, b: u64) -> Option<(u64, Flags)> {
     add_s(a, b ^ 0x8000_0000)
 }
@@ -281,6 +291,7 @@ fn single_from_exact(v: f64) -> Option<(u64, Flags)> {
 
 /// fmul.s in RNE: the product of two singles is exact in an `f64` (48 bits, exponents far
 /// inside its range), so one rounding to single is the correctly rounded result.
+#[inline]
 pub fn mul_s(a: u64, b: u64) -> Option<(u64, Flags)> {
     if !finite_s(a) || !finite_s(b) {
         return None;
@@ -289,6 +300,7 @@ pub fn mul_s(a: u64, b: u64) -> Option<(u64, Flags)> {
 }
 
 /// fdiv.s in RNE; exactness by `q*b = a`, an exact `f64` product.
+#[inline]
 pub fn div_s(a: u64, b: u64) -> Option<(u64, Flags)> {
     if !finite_s(a) || !finite_s(b) || b & S_ABS == 0 {
         return None;
@@ -308,6 +320,7 @@ pub fn div_s(a: u64, b: u64) -> Option<(u64, Flags)> {
 }
 
 /// fsqrt.s in RNE.
+#[inline]
 pub fn sqrt_s(a: u64) -> Option<(u64, Flags)> {
     if !finite_s(a) {
         return None;

@@ -384,6 +384,7 @@ macro_rules! rounding_ops {
     ($($(#[$m:meta])* fn $name:ident($($arg:ident),*) = |$hw:ident, $rm:ident| $body:expr;)*) => {
         $(
             $(#[$m])*
+            #[inline]
             pub fn $name($($arg: u64,)* $rm: RoundingMode) -> (u64, Flags) {
                 let $hw = HW;
                 $body

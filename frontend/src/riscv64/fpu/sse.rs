@@ -158,6 +158,7 @@ cvtop!(
 );
 
 /// The host has the FMA3 instructions (and the OS saves the AVX state they use).
+#[inline]
 pub fn has_fma() -> bool {
     std::is_x86_feature_detected!("fma")
 }
@@ -207,6 +208,7 @@ fmaop!(
 /// `a * b + c` rounded once under the host's own MXCSR — Rust's default: round to nearest,
 /// every exception masked — without saving or switching it; `None` when the host has no FMA3.
 /// For the round-to-nearest fast path, which finds its flags from values, not from MXCSR.
+#[inline]
 pub fn fused_d(a: f64, b: f64, c: f64) -> Option<f64> {
     if !has_fma() {
         return None;
