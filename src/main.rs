@@ -73,6 +73,8 @@ enum Accel {
 enum Arch {
     #[value(name = "x86_64")]
     X86_64,
+    /// A QEMU-virt-like riscv64 board on the JIT (OpenSBI + Linux).
+    Riscv64,
 }
 
 #[derive(clap::Args)]
@@ -108,6 +110,10 @@ struct RunArgs {
     /// End the run (exit status 6) after this many seconds of wall-clock time.
     #[arg(long)]
     timeout: Option<f64>,
+    /// riscv64: the M-mode firmware (OpenSBI's fw_dynamic.bin). Default: the one
+    /// scripts/guests/build.sh fetched, else Debian's opensbi package.
+    #[arg(long)]
+    bios: Option<PathBuf>,
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -264,6 +270,9 @@ fn usage(error: anyhow::Error) -> Failure {
 }
 
 fn run(args: RunArgs) -> Result<u8, Failure> {
+    if args.arch == Arch::Riscv64 {
+        return run_riscv64(args);
+    }
     match args.accel {
         Accel::Tcg => {
             return Err(usage(anyhow::anyhow!(
@@ -317,6 +326,107 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         _ => log::info!("guest ended: {outcome:?}, exit status {status}"),
     }
     Ok(status as u8)
+}
+
+/// Debian's OpenSBI (package `opensbi`).
+const DEBIAN_OPENSBI: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin";
+
+/// `tern run --arch riscv64`: the riscv64 board on the JIT.
+fn run_riscv64(args: RunArgs) -> Result<u8, Failure> {
+    if args.accel == Accel::Kvm {
+        return Err(usage(anyhow::anyhow!(
+            "--arch riscv64 runs on the JIT only (--accel tcg or auto)"
+        )));
+    }
+    let timeout = match args.timeout {
+        Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),
+        Some(secs) => return Err(usage(anyhow::anyhow!("--timeout {secs}: must be positive"))),
+        None => None,
+    };
+    let default_dir = || guest_dir("riscv64");
+    let (kernel, initrd) = match args.kernel {
+        Some(kernel) => (kernel, args.initrd),
+        None => {
+            let dir = default_dir().map_err(usage)?;
+            let initrd = args.initrd.or(Some(dir.join("initramfs.cpio.gz")));
+            (dir.join("Image"), initrd)
+        }
+    };
+    check_readable(&kernel, "kernel").map_err(usage)?;
+    if let Some(initrd) = &initrd {
+        check_readable(initrd, "initrd").map_err(usage)?;
+    }
+    let firmware = match args.bios {
+        Some(path) => path,
+        None => {
+            let candidates = [
+                default_dir().ok().map(|d| d.join("fw_dynamic.bin")),
+                Some(PathBuf::from(DEBIAN_OPENSBI)),
+            ];
+            candidates.into_iter().flatten().find(|p| p.is_file()).ok_or_else(|| {
+                usage(anyhow::anyhow!(
+                    "no riscv64 firmware found: install Debian's OpenSBI (apt-get install opensbi, which provides {DEBIAN_OPENSBI}) or pass --bios PATH"
+                ))
+            })?
+        }
+    };
+    check_readable(&firmware, "firmware").map_err(usage)?;
+    let config = tern::riscv64::machine::MachineConfig {
+        firmware,
+        kernel,
+        initrd,
+        cmdline: args.append,
+        mem_size: args.memory,
+        harts: args.smp,
+        drives: args.drive,
+        serial: args.serial,
+        console_escapes: true,
+        timeout,
+        exec_mode: accel_tcg::ExecMode::Jit,
+    };
+    let outcome = tern::riscv64::machine::run(&config).map_err(|e| Failure {
+        usage: e.is_user_error(),
+        error: e.into(),
+    })?;
+    Ok(report_outcome(&outcome))
+}
+
+/// Prints what the user needs to know about how the run ended; returns the exit status.
+fn report_outcome(outcome: &machine::Outcome) -> u8 {
+    let status = outcome.exit_status();
+    match outcome {
+        machine::Outcome::GuestCrash(what) => eprintln!("tern: guest crashed: {what}"),
+        machine::Outcome::Unresponsive(what) => eprintln!("tern: guest unresponsive: {what}"),
+        machine::Outcome::Timeout(limit) => {
+            eprintln!(
+                "tern: time limit of {:.1} s reached; guest stopped",
+                limit.as_secs_f64()
+            )
+        }
+        _ => log::info!("guest ended: {outcome:?}, exit status {status}"),
+    }
+    status as u8
+}
+
+/// The riscv64 guest built by `scripts/guests/build.sh --only riscv64`:
+/// `$TERN_GUEST_DIR_RISCV64`, else `${TERN_CACHE:-$HOME/.cache/tern}/guests/current-riscv64`.
+fn guest_dir(set: &str) -> anyhow::Result<PathBuf> {
+    let dir = match std::env::var_os("TERN_GUEST_DIR_RISCV64") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let cache = match std::env::var_os("TERN_CACHE") {
+                Some(cache) => PathBuf::from(cache),
+                None => {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/tern")
+                }
+            };
+            cache.join(format!("guests/current-{set}"))
+        }
+    };
+    if !dir.join("Image").is_file() {
+        bail!("no --kernel given and no default guest in {}: build it with scripts/guests/build.sh --only {set}", dir.display());
+    }
+    Ok(dir)
 }
 
 /// The x86_64 guest built by `scripts/guests/build.sh`: `$TERN_GUEST_DIR`, else

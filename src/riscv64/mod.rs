@@ -3,4 +3,6 @@
 
 pub mod boot;
 pub mod fdt;
+mod hart;
 pub mod layout;
+pub mod machine;

@@ -53,7 +53,7 @@ impl Translator<'_> {
             Mret | Sret => {
                 // The helper sets the pc (a global) and the privilege level.
                 let helper = if insn.op == Mret { &h::MRET } else { &h::SRET };
-                self.b.call(helper, &[Temp::ENV], None);
+                self.b.call(helper, &[Temp::ENV, bits], None);
                 self.b.exit_tb(EXIT_SYNC);
             }
             Wfi => {
