@@ -370,7 +370,11 @@ fn run_riscv64(args: RunArgs) -> Result<u8, Failure> {
             })?
         }
     };
-    check_readable(&firmware, "firmware").map_err(usage)?;
+    check_readable(&firmware, "firmware").map_err(|e| {
+        usage(anyhow::anyhow!(
+            "{e:#} (Debian's OpenSBI firmware is in package opensbi: {DEBIAN_OPENSBI})"
+        ))
+    })?;
     let config = tern::riscv64::machine::MachineConfig {
         firmware,
         kernel,
