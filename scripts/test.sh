@@ -10,7 +10,7 @@ need_pkgs=()
 # compare floating point with Debian's qemu-riscv64.
 for tool in gcc:gcc make:make ld:binutils as:binutils cpio:cpio xz:xz-utils \
     riscv64-linux-gnu-gcc:gcc-riscv64-linux-gnu riscv64-linux-gnu-as:binutils-riscv64-linux-gnu \
-    qemu-riscv64:qemu-user; do
+    qemu-riscv64:qemu-user dtc:device-tree-compiler; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need_pkgs+=("${tool##*:}")
 done
 # Static linking needs the cross libc (not always pulled in by the compiler package).
@@ -26,6 +26,9 @@ echo "== guest images (scripts/guests/build.sh)"
 TERN_GUEST_DIR="$(scripts/guests/build.sh --print-dir)"
 export TERN_GUEST_DIR
 echo "   using $TERN_GUEST_DIR"
+TERN_GUEST_DIR_RISCV64="$(scripts/guests/build.sh --only riscv64 --print-dir)"
+export TERN_GUEST_DIR_RISCV64
+echo "   using $TERN_GUEST_DIR_RISCV64"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
