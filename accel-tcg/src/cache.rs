@@ -12,7 +12,7 @@
 //! Lock order: the backend's lock (compile, link, unlink) is taken before this cache's lock.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use backend_x86_64::{CompiledBlock, GotoSlot};
@@ -93,6 +93,7 @@ impl TranslationBlock {
     }
 
     /// Not invalidated yet.
+    #[inline]
     pub fn is_valid(&self) -> bool {
         self.valid.load(Ordering::Acquire)
     }
@@ -111,6 +112,7 @@ impl TranslationBlock {
     }
 
     /// The host entry, if compiled.
+    #[inline]
     pub fn entry(&self) -> Option<usize> {
         match &self.code {
             BlockCode::Jit(c) => Some(c.entry),
@@ -175,6 +177,9 @@ pub struct BlockCache {
     /// and nearly all the answers are "no": a zero counter gives that answer with one load and
     /// no lock; a nonzero one (a code page or a collision) falls back to the exact map.
     code_filter: Box<[AtomicU32]>,
+    /// Bumped after every invalidation and flush, so a vCPU's jump cache can tell that a block
+    /// it saw valid in the current epoch is still valid without reading the block.
+    epoch: AtomicU64,
 }
 
 impl Default for BlockCache {
@@ -192,7 +197,16 @@ impl BlockCache {
             code_filter: (0..1usize << CODE_FILTER_BITS)
                 .map(|_| AtomicU32::new(0))
                 .collect(),
+            epoch: AtomicU64::new(0),
         }
+    }
+
+    /// The invalidation epoch: it changes after any block is invalidated or the cache is
+    /// flushed. A block found valid while the epoch read beforehand is still current is
+    /// still valid.
+    #[inline]
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     /// The valid block for `key`, without taking a lock.
@@ -335,6 +349,7 @@ impl BlockCache {
         if !tb.valid.swap(false, Ordering::AcqRel) {
             return;
         }
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         inner.valid -= 1;
         // SAFETY: table updates happen only under the write lock, which the caller holds.
         unsafe { self.table.remove(&tb.key, id) };
@@ -385,6 +400,7 @@ impl BlockCache {
         for tb in inner.blocks.iter().flatten() {
             tb.valid.store(false, Ordering::Release);
         }
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         *inner = Inner::default();
         for counter in self.code_filter.iter() {
             counter.store(0, Ordering::Release);

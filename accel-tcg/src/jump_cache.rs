@@ -5,9 +5,12 @@
 //! flushed, since the virtual-to-physical mapping they assumed may have changed.
 //!
 //! The table is on the path of every indirect jump and return of generated code (the
-//! `LookupAndGoto` helper), so an entry carries copies of what a hit needs, the key and the
-//! host code address, in one 32-byte slot: a hit is an index, two compares against the slot
-//! and one load of the block's validity flag, with no reference-count traffic.
+//! `LookupAndGoto` helper), so a slot carries copies of what a hit needs, the key, the host
+//! code address and the block cache's invalidation epoch when the block was last seen valid,
+//! in 32 bytes: a hit is an index, three compares against the slot and one load of the shared
+//! epoch, with no pointer chase into the block and no reference-count traffic. When the epoch
+//! moved (some block somewhere was invalidated), the block's own validity flag decides, off
+//! the hit path, and the slot is stamped again.
 
 use std::sync::Arc;
 
@@ -15,8 +18,8 @@ use crate::cache::TranslationBlock;
 
 const ENTRIES: usize = 4096;
 
-/// One slot: the block and copies of its key and entry point.
-#[derive(Clone, Default)]
+/// The hot part of a slot.
+#[derive(Clone, Copy)]
 #[repr(C, align(32))]
 struct Slot {
     /// The block's virtual pc.
@@ -25,13 +28,22 @@ struct Slot {
     flags: u64,
     /// Host code address of the block, 0 when it has none (interpreter mode).
     code: usize,
-    /// The block; `None` for an empty slot. Keeps the block alive while it is cached.
-    tb: Option<Arc<TranslationBlock>>,
+    /// The block cache's epoch at which the block was known valid; `u64::MAX` never matches.
+    epoch: u64,
 }
+
+const EMPTY: Slot = Slot {
+    pc: 0,
+    flags: 0,
+    code: 0,
+    epoch: u64::MAX,
+};
 
 /// A vCPU's jump cache.
 pub struct JumpCache {
-    slots: Box<[Slot]>,
+    slots: Box<[Slot; ENTRIES]>,
+    /// The block of each slot (`None`: empty); keeps it alive while it is cached.
+    blocks: Box<[Option<Arc<TranslationBlock>>]>,
 }
 
 impl Default for JumpCache {
@@ -48,7 +60,11 @@ impl JumpCache {
     /// An empty cache.
     pub fn new() -> JumpCache {
         JumpCache {
-            slots: vec![Slot::default(); ENTRIES].into_boxed_slice(),
+            slots: vec![EMPTY; ENTRIES]
+                .into_boxed_slice()
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("ENTRIES slots")),
+            blocks: vec![None; ENTRIES].into_boxed_slice(),
         }
     }
 
@@ -56,46 +72,72 @@ impl JumpCache {
         ((pc >> 1) ^ (pc >> 13)) as usize & (ENTRIES - 1)
     }
 
-    /// The slot of `pc` if it holds a valid block for `pc`, `flags` and `cflags`.
-    #[inline]
-    fn hit(&self, pc: u64, flags: u32, cflags: u32) -> Option<&Slot> {
-        let slot = &self.slots[Self::index(pc)];
+    /// The valid block cached for virtual `pc` under `flags` and compile flags `cflags`.
+    pub fn get(&self, pc: u64, flags: u32, cflags: u32) -> Option<&Arc<TranslationBlock>> {
+        let i = Self::index(pc);
+        let slot = &self.slots[i];
         if slot.pc != pc || slot.flags != packed(flags, cflags) {
             return None;
         }
-        slot.tb.as_ref().filter(|tb| tb.is_valid())?;
-        Some(slot)
+        self.blocks[i].as_ref().filter(|tb| tb.is_valid())
     }
 
-    /// The valid block cached for virtual `pc` under `flags` and compile flags `cflags`.
-    pub fn get(&self, pc: u64, flags: u32, cflags: u32) -> Option<&Arc<TranslationBlock>> {
-        self.hit(pc, flags, cflags)?.tb.as_ref()
-    }
-
-    /// The host code address of the valid compiled block cached for `pc`, `flags` and
-    /// `cflags`: the hit path of the `LookupAndGoto` helper.
+    /// The host code address of the compiled block cached for `pc`, `flags` and `cflags` if
+    /// it was stamped valid in `epoch`, the block cache's current
+    /// [`crate::cache::BlockCache::epoch`]: the hit path of the `LookupAndGoto` helper. On
+    /// `None`, [`JumpCache::code_revalidated`] tells whether the block is still usable.
     #[inline]
-    pub fn code(&self, pc: u64, flags: u32, cflags: u32) -> Option<usize> {
-        self.hit(pc, flags, cflags)
-            .map(|slot| slot.code)
-            .filter(|&c| c != 0)
+    pub fn code(&self, pc: u64, flags: u32, cflags: u32, epoch: u64) -> Option<usize> {
+        let slot = &self.slots[Self::index(pc)];
+        if slot.pc != pc || slot.flags != packed(flags, cflags) || slot.epoch != epoch {
+            return None;
+        }
+        Some(slot.code).filter(|&c| c != 0)
     }
 
-    /// Remembers `tb` for its virtual pc.
-    pub fn insert(&mut self, tb: Arc<TranslationBlock>) {
+    /// Like [`JumpCache::code`], but a slot stamped in an older epoch is checked against its
+    /// block's validity flag, and stamped with `epoch` when still valid.
+    pub fn code_revalidated(
+        &mut self,
+        pc: u64,
+        flags: u32,
+        cflags: u32,
+        epoch: u64,
+    ) -> Option<usize> {
+        let i = Self::index(pc);
+        let slot = &self.slots[i];
+        if slot.pc != pc || slot.flags != packed(flags, cflags) {
+            return None;
+        }
+        if slot.epoch != epoch {
+            if !self.blocks[i].as_ref()?.is_valid() {
+                return None;
+            }
+            self.slots[i].epoch = epoch;
+        }
+        Some(self.slots[i].code).filter(|&c| c != 0)
+    }
+
+    /// Remembers `tb` for its virtual pc. `epoch` is the block cache's epoch read before `tb`
+    /// was found valid (an older epoch is safe: it only forces a validity check).
+    pub fn insert(&mut self, tb: Arc<TranslationBlock>, epoch: u64) {
         let i = Self::index(tb.key.pc);
         self.slots[i] = Slot {
             pc: tb.key.pc,
             flags: packed(tb.key.flags, tb.key.cflags),
             code: tb.entry().unwrap_or(0),
-            tb: Some(tb),
+            epoch,
         };
+        self.blocks[i] = Some(tb);
     }
 
     /// Forgets everything.
     pub fn clear(&mut self) {
-        for slot in self.slots.iter_mut().filter(|s| s.tb.is_some()) {
-            *slot = Slot::default();
+        for (slot, tb) in self.slots.iter_mut().zip(self.blocks.iter_mut()) {
+            if tb.is_some() {
+                *slot = EMPTY;
+                *tb = None;
+            }
         }
     }
 }
@@ -139,9 +181,9 @@ mod tests {
         let cache = BlockCache::new();
         let mut jc = JumpCache::new();
         let tb = block(&cache, 0x1000, 3, true);
-        jc.insert(tb.clone());
+        jc.insert(tb.clone(), cache.epoch());
         assert_eq!(jc.get(0x1000, 3, 0).unwrap().id, tb.id);
-        assert_eq!(jc.code(0x1000, 3, 0), tb.entry());
+        assert_eq!(jc.code(0x1000, 3, 0, cache.epoch()), tb.entry());
         assert!(jc.get(0x1000, 4, 0).is_none(), "other CPU-mode flags");
         assert!(jc.get(0x1000, 3, 1).is_none(), "other compile flags");
         // A pc that shares the slot.
@@ -149,22 +191,46 @@ mod tests {
             .map(|k| 0x1000 + 2 * k)
             .find(|&p| JumpCache::index(p) == JumpCache::index(0x1000))
             .unwrap();
-        assert!(jc.code(alias, 3, 0).is_none());
+        assert!(jc.code(alias, 3, 0, cache.epoch()).is_none());
         cache.invalidate_range(None, 0x1000, 0x1001);
         assert!(jc.get(0x1000, 3, 0).is_none(), "invalidated blocks miss");
-        assert!(jc.code(0x1000, 3, 0).is_none());
+        assert!(jc.code(0x1000, 3, 0, cache.epoch()).is_none());
+        assert!(jc.code_revalidated(0x1000, 3, 0, cache.epoch()).is_none());
+    }
+
+    #[test]
+    fn an_invalidation_elsewhere_costs_one_validity_check_and_nothing_more() {
+        let cache = BlockCache::new();
+        let mut jc = JumpCache::new();
+        let a = block(&cache, 0x1000, 0, true);
+        let b = block(&cache, 0x5000, 0, true);
+        jc.insert(a.clone(), cache.epoch());
+        jc.insert(b.clone(), cache.epoch());
+        let before = cache.epoch();
+        cache.invalidate_range(None, 0x5000, 0x5001);
+        assert_ne!(cache.epoch(), before, "an invalidation moves the epoch");
+        assert_eq!(jc.code(0x1000, 0, 0, cache.epoch()), None, "stamped before");
+        assert_eq!(jc.code_revalidated(0x1000, 0, 0, cache.epoch()), a.entry());
+        assert_eq!(
+            jc.code(0x1000, 0, 0, cache.epoch()),
+            a.entry(),
+            "stamped again"
+        );
+        assert_eq!(jc.code_revalidated(0x5000, 0, 0, cache.epoch()), None);
+        assert_eq!(jc.code(0x5000, 0, 0, cache.epoch()), None);
     }
 
     #[test]
     fn interpreted_blocks_have_no_code_address_and_clear_forgets_all() {
         let cache = BlockCache::new();
         let mut jc = JumpCache::new();
-        jc.insert(block(&cache, 0x2000, 0, false));
-        jc.insert(block(&cache, 0x3000, 0, true));
+        jc.insert(block(&cache, 0x2000, 0, false), cache.epoch());
+        jc.insert(block(&cache, 0x3000, 0, true), cache.epoch());
         assert!(jc.get(0x2000, 0, 0).is_some());
-        assert_eq!(jc.code(0x2000, 0, 0), None);
+        assert_eq!(jc.code(0x2000, 0, 0, cache.epoch()), None);
+        assert!(jc.code(0x3000, 0, 0, cache.epoch()).is_some());
         jc.clear();
         assert!(jc.get(0x2000, 0, 0).is_none());
-        assert!(jc.code(0x3000, 0, 0).is_none());
+        assert!(jc.code(0x3000, 0, 0, cache.epoch()).is_none());
     }
 }

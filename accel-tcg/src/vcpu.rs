@@ -322,6 +322,7 @@ impl<G: Guest> Vcpu<G> {
             flags,
             cflags,
         };
+        let epoch = engine.cache.epoch();
         let tb = match engine.cache.lookup(&key) {
             Some(tb) => tb,
             None => match self.translate(key, mmu_idx)? {
@@ -329,7 +330,7 @@ impl<G: Guest> Vcpu<G> {
                 None => return Ok(None),
             },
         };
-        self.ctx().jump_cache.insert(tb.clone());
+        self.ctx().jump_cache.insert(tb.clone(), epoch);
         Ok(Some(tb))
     }
 
@@ -552,19 +553,29 @@ unsafe extern "C" fn lookup<G: Guest>(env: u64) -> u64 {
     // SAFETY: called by generated code of a running vCPU with its CPU-state pointer.
     let (cpu, ctx) = unsafe { parts::<G>(env) };
     let (pc, flags) = ctx.engine.guest.block_key(cpu);
-    match ctx.jump_cache.code(pc, flags, 0) {
+    match ctx.jump_cache.code(pc, flags, 0, ctx.engine.cache.epoch()) {
         Some(code) => code as u64,
-        None => ctx
-            .lookup_shared(pc, flags)
-            .unwrap_or(ctx.engine.lookup_miss) as u64,
+        // A tail call, so the hit path above saves no registers.
+        None => ctx.lookup_miss(pc, flags) as u64,
     }
 }
 
 impl<G: Guest> Context<G> {
+    /// The jump-cache miss of the `lookup` helper: the cached block if it is still valid (the
+    /// epoch moved since it was stamped), else [`Context::lookup_shared`]'s block, else the
+    /// backend's "return to the loop" address.
+    #[inline(never)]
+    fn lookup_miss(&mut self, pc: u64, flags: u32) -> usize {
+        let epoch = self.engine.cache.epoch();
+        self.jump_cache
+            .code_revalidated(pc, flags, 0, epoch)
+            .or_else(|| self.lookup_shared(pc, flags))
+            .unwrap_or(self.engine.lookup_miss)
+    }
+
     /// The jump-cache miss of the `lookup` helper: a compiled block for `pc` from the shared
     /// cache, found without leaving generated code when the pc's page is in the TLB. Anything
     /// harder (a TLB miss, a block still to translate) is left to the loop.
-    #[inline(never)]
     fn lookup_shared(&mut self, pc: u64, flags: u32) -> Option<usize> {
         let mmu_idx = self.engine.guest.code_mmu_idx(flags);
         let hit = self.tlb.lookup(mmu_idx, pc, Access::Execute)?;
@@ -574,9 +585,10 @@ impl<G: Guest> Context<G> {
             flags,
             cflags: 0,
         };
+        let epoch = self.engine.cache.epoch();
         let tb = self.engine.cache.lookup(&key)?;
         let code = tb.entry()?;
-        self.jump_cache.insert(tb);
+        self.jump_cache.insert(tb, epoch);
         Some(code)
     }
 }
