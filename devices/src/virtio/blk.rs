@@ -29,7 +29,7 @@ use virtio_queue::Queue;
 use vm_memory::{Bytes, GuestMemoryError, GuestMemoryMmap};
 
 use super::chain::Buffers;
-use super::{drain_queue, VirtioDevice, VirtioError};
+use super::{drain_queue, DmaObserver, VirtioDevice, VirtioError};
 
 /// virtio device ID of a block device.
 const DEVICE_ID: u32 = virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
@@ -443,11 +443,12 @@ impl VirtioDevice for VirtioBlk {
         index: usize,
         queue: &mut Queue,
         mem: &GuestMemoryMmap,
+        dma: Option<&dyn DmaObserver>,
     ) -> Result<bool, VirtioError> {
         if index != 0 {
             return Err(VirtioError::NoSuchQueue(index));
         }
-        drain_queue(queue, mem, |chain| {
+        drain_queue(queue, mem, dma, |chain| {
             let parsed = Buffers::parse(chain, mem);
             self.serve(parsed, mem)
         })
@@ -464,7 +465,7 @@ mod tests {
     use crate::bus::BusDevice;
     use crate::virtio::mmio::{CONFIG, DEVICE_ID as DEVICE_ID_REG, INT_VRING, STATUS};
     use crate::virtio::testing::{warnings_during, Driver, DATA, QUEUE_SIZE};
-    use crate::virtio::FEATURE_VERSION_1;
+    use crate::virtio::{RecordingDma, FEATURE_VERSION_1};
     use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
     use vm_memory::GuestAddress;
     use vmm_sys_util::tempfile::TempFile;
@@ -623,6 +624,63 @@ mod tests {
         assert_eq!(disk.guest(BUF, 512), vec![6; 512]);
         assert_eq!(disk.d.ack_interrupt(), INT_VRING);
         assert!(!disk.d.irq.level());
+    }
+
+    #[test]
+    fn a_read_reports_exactly_its_data_buffers_and_status_byte_once_written() {
+        let mut disk = disk(false);
+        let dma = RecordingDma::new(&disk.d.mem, disk.d.queues[0].used);
+        disk.d.transport.set_dma_observer(dma.clone());
+        let (len, status) = disk.request(
+            VIRTIO_BLK_T_IN,
+            5,
+            &[(BUF, 300, WRITE), (BUF + 0x2000, 212, WRITE)],
+        );
+        assert_eq!((len, status), (513, OK));
+        let reports = dma.take();
+        let ranges: Vec<_> = reports.iter().map(|r| (r.gpa, r.len)).collect();
+        assert_eq!(
+            ranges,
+            vec![(BUF, 300), (BUF + 0x2000, 212), (STATUS_BYTE, 1)],
+            "the header is not reported"
+        );
+        assert_eq!(
+            reports[0].bytes,
+            vec![6; 300],
+            "reported after the data landed"
+        );
+        assert_eq!(reports[1].bytes, vec![6; 212]);
+        assert_eq!(reports[2].bytes, vec![OK], "and after the status");
+        assert!(
+            reports.iter().all(|r| r.used_idx == 0),
+            "before the driver could see the request done"
+        );
+    }
+
+    #[test]
+    fn a_write_reports_only_its_status_byte() {
+        let mut disk = disk(false);
+        let dma = RecordingDma::new(&disk.d.mem, disk.d.queues[0].used);
+        disk.d.transport.set_dma_observer(dma.clone());
+        let (_, status) = disk.request(VIRTIO_BLK_T_OUT, 1, &[(BUF, 512, 0)]);
+        assert_eq!(status, OK);
+        assert_eq!(dma.take_ranges(), vec![(STATUS_BYTE, 1)]);
+    }
+
+    #[test]
+    fn a_malformed_request_reports_the_buffer_its_status_went_to() {
+        let mut disk = disk(false);
+        let dma = RecordingDma::new(&disk.d.mem, disk.d.queues[0].used);
+        disk.d.transport.set_dma_observer(dma.clone());
+        // A readable buffer after a writable one; the answer goes to the last byte.
+        let (len, status) = disk.malformed(&[
+            (HEADER, 16, NEXT, 1),
+            (BUF, 512, WRITE | NEXT, 2),
+            (BUF + 0x1000, 16, NEXT, 3),
+            (STATUS_BYTE, 1, WRITE, 0),
+        ]);
+        assert_eq!((len, status), (1, IOERR));
+        assert_eq!(dma.take_ranges(), vec![(BUF, 512), (STATUS_BYTE, 1)]);
     }
 
     #[test]

@@ -37,7 +37,7 @@ use virtio_bindings::virtio_config::{
 use virtio_queue::{Queue, QueueState, QueueT};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
-use super::{VirtioDevice, FEATURE_VERSION_1};
+use super::{DmaObserver, VirtioDevice, FEATURE_VERSION_1};
 use crate::bus::BusDevice;
 use crate::irq::IrqLine;
 
@@ -208,6 +208,9 @@ pub struct MmioTransport {
     interrupt_status: u32,
     config_generation: u32,
     shm_sel: u32,
+    /// Told about device writes to guest RAM; not part of the saved state (see
+    /// [`MmioTransport::set_dma_observer`]).
+    dma: Option<Arc<dyn DmaObserver>>,
 }
 
 impl MmioTransport {
@@ -246,12 +249,21 @@ impl MmioTransport {
             interrupt_status: 0,
             config_generation: 0,
             shm_sel: 0,
+            dma: None,
         }
     }
 
     /// The device behind the transport (use `as_any` to reach the concrete type).
     pub fn device(&self) -> &dyn VirtioDevice {
         self.device.as_ref()
+    }
+
+    /// From now on, tells `observer` about every guest buffer the device may have written,
+    /// after it served the request and before the driver can see the request as done (see
+    /// [`DmaObserver`]). A transport starts without one, and so does one rebuilt by
+    /// [`MmioTransport::from_state`]: the machine installs it again.
+    pub fn set_dma_observer(&mut self, observer: Arc<dyn DmaObserver>) {
+        self.dma = Some(observer);
     }
 
     /// The device status register.
@@ -346,6 +358,7 @@ impl MmioTransport {
             interrupt_status: state.interrupt_status,
             config_generation: state.config_generation,
             shm_sel: state.shm_sel,
+            dma: None,
         };
         transport.irq.set_level(transport.interrupt_status != 0);
         Ok(transport)
@@ -590,7 +603,11 @@ impl MmioTransport {
             warn!("virtio-mmio: notification for missing or not-ready queue {value}; ignored");
             return;
         }
-        match self.device.process_queue(i, &mut self.queues[i], &self.mem) {
+        let dma = self.dma.as_deref();
+        match self
+            .device
+            .process_queue(i, &mut self.queues[i], &self.mem, dma)
+        {
             Ok(true) => self.raise(INT_VRING),
             Ok(false) => {}
             Err(e) => {
@@ -718,7 +735,7 @@ mod tests {
     use super::*;
     use crate::irq::RecordingIrq;
     use crate::virtio::testing::{Driver, DATA, QUEUE_SIZE};
-    use crate::virtio::{drain_queue, VirtioError};
+    use crate::virtio::{drain_queue, RecordingDma, VirtioError};
     use std::any::Any;
     use virtio_bindings::virtio_ring::VRING_DESC_F_WRITE;
 
@@ -780,8 +797,9 @@ mod tests {
             _index: usize,
             queue: &mut Queue,
             mem: &GuestMemoryMmap,
+            dma: Option<&dyn DmaObserver>,
         ) -> Result<bool, VirtioError> {
-            drain_queue(queue, mem, |_| {
+            drain_queue(queue, mem, dma, |_| {
                 self.served += 1;
                 7
             })
@@ -1144,6 +1162,33 @@ mod tests {
         d.submit(0, &[(DATA, 16, WRITE)]);
         assert_eq!(d.take_used(0), vec![(0, 7)]);
         assert_eq!(d.transport.state().queues[0].next_used, 3);
+    }
+
+    #[test]
+    fn only_an_installed_observer_hears_of_device_writes_and_a_restored_transport_has_none() {
+        let mut d = driver();
+        d.init();
+        let dma = RecordingDma::new(&d.mem, d.queues[0].used);
+        d.submit(0, &[(DATA, 16, WRITE)]);
+        assert_eq!(d.take_used(0), vec![(0, 7)]);
+        assert_eq!(dma.take_ranges(), vec![], "not installed yet");
+
+        d.transport.set_dma_observer(dma.clone());
+        d.submit(0, &[(DATA + 0x100, 16, WRITE)]);
+        assert_eq!(d.take_used(0), vec![(0, 7)]);
+        assert_eq!(dma.take_ranges(), vec![(DATA + 0x100, 16)]);
+
+        let restored = MmioTransport::from_state(
+            Box::<TestDevice>::default(),
+            d.mem.clone(),
+            d.irq.clone(),
+            &d.transport.state(),
+        )
+        .unwrap();
+        d.transport = restored;
+        d.submit(0, &[(DATA + 0x200, 16, WRITE)]);
+        assert_eq!(d.take_used(0), vec![(0, 7)]);
+        assert_eq!(dma.take_ranges(), vec![], "the machine installs it again");
     }
 
     #[test]

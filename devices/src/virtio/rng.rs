@@ -12,7 +12,7 @@ use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
 
 use super::chain::Buffers;
-use super::{drain_queue, VirtioDevice, VirtioError};
+use super::{drain_queue, DmaObserver, VirtioDevice, VirtioError};
 
 /// virtio device ID of an entropy source.
 const DEVICE_ID: u32 = virtio_bindings::virtio_ids::VIRTIO_ID_RNG;
@@ -106,11 +106,12 @@ impl VirtioDevice for VirtioRng {
         index: usize,
         queue: &mut Queue,
         mem: &GuestMemoryMmap,
+        dma: Option<&dyn DmaObserver>,
     ) -> Result<bool, VirtioError> {
         if index != 0 {
             return Err(VirtioError::NoSuchQueue(index));
         }
-        drain_queue(queue, mem, |chain| match Buffers::parse(chain, mem) {
+        drain_queue(queue, mem, dma, |chain| match Buffers::parse(chain, mem) {
             Ok(bufs) => self.serve(&bufs, mem),
             Err(fault) => {
                 warn!("virtio-rng: request refused: {}", fault.error);
@@ -150,6 +151,7 @@ mod tests {
     use super::*;
     use crate::virtio::mmio::{DEVICE_ID as DEVICE_ID_REG, INT_VRING};
     use crate::virtio::testing::{Driver, DATA};
+    use crate::virtio::RecordingDma;
     use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
     use vm_memory::{Bytes, GuestAddress};
 
@@ -224,6 +226,27 @@ mod tests {
         assert_eq!(d.take_used(0), vec![(0, 0)]);
         d.submit(0, &[(DATA, 8, WRITE)]);
         assert_eq!(d.take_used(0), vec![(0, 8)]);
+    }
+
+    #[test]
+    fn reports_the_buffers_it_filled_and_nothing_for_readable_ones() {
+        let mut d = driver();
+        let dma = RecordingDma::new(&d.mem, d.queues[0].used);
+        d.transport.set_dma_observer(dma.clone());
+        d.submit(0, &[(DATA, 3, WRITE), (DATA + 0x1000, 5000, WRITE)]);
+        assert_eq!(d.take_used(0), vec![(0, 5003)]);
+        let reports = dma.take();
+        let ranges: Vec<_> = reports.iter().map(|r| (r.gpa, r.len)).collect();
+        assert_eq!(ranges, vec![(DATA, 3), (DATA + 0x1000, 5000)]);
+        assert_eq!(
+            reports[1].bytes,
+            guest_bytes(&d, DATA + 0x1000, 5000),
+            "reported once filled"
+        );
+
+        d.submit(0, &[(DATA + 0x4000, 64, 0)]);
+        assert_eq!(d.take_used(0), vec![(0, 0)]);
+        assert_eq!(dma.take_ranges(), vec![]);
     }
 
     #[test]
