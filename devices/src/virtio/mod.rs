@@ -65,6 +65,14 @@ pub trait DmaObserver: Send + Sync {
     fn written(&self, gpa: u64, len: u64);
 }
 
+/// Any `Fn(gpa, len)` closure is an observer, so a machine can forward reports to its
+/// accelerator without a type of its own.
+impl<F: Fn(u64, u64) + Send + Sync> DmaObserver for F {
+    fn written(&self, gpa: u64, len: u64) {
+        self(gpa, len)
+    }
+}
+
 /// A virtio device type, as seen by a transport.
 ///
 /// The transport calls these on the vCPU thread that accessed the device's registers (see
@@ -387,6 +395,15 @@ mod tests {
             true,
         );
         assert_eq!(ranges(&reports), vec![(end - 0x10, 0x10)]);
+    }
+
+    #[test]
+    fn a_closure_is_an_observer() {
+        let seen = std::sync::Mutex::new(Vec::new());
+        let observer = |gpa, len| seen.lock().unwrap().push((gpa, len));
+        let dma: &dyn DmaObserver = &observer;
+        dma.written(0x1000, 8);
+        assert_eq!(*seen.lock().unwrap(), vec![(0x1000, 8)]);
     }
 
     #[test]
