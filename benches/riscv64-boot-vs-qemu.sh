@@ -79,7 +79,7 @@ fetch_qemu10() {
     dpkg -x "$deb" "$qemu10_dir" || return 1
     if LD_LIBRARY_PATH="$qemu10_libpath" ldd "$qemu10" | grep -q "not found"; then
         # The lib* dependencies that are not installed on this host provide what is missing.
-        for dep in $(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed 's/[ (].*//; s/^ *//' |
+        for dep in $(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed 's/^ *//; s/[ (].*//' |
             grep '^lib'); do
             dpkg-query -W -f '${Status}' "$dep" 2>/dev/null | grep -q "ok installed" ||
                 missing+=("$dep")
