@@ -190,11 +190,10 @@ impl HartInterrupts for HartWires {
 /// # Safety
 /// `env` is the CPU state of a hart of a `Vcpu<RiscvHarts>` running a helper.
 pub(crate) unsafe fn flush_tlb(env: u64, page: Option<u64>) {
-    // SAFETY: forwarded from the caller (a helper of a running hart).
-    unsafe {
-        match page {
-            Some(vaddr) => accel_tcg::helper_flush_tlb_page::<RiscvHarts>(env, vaddr),
-            None => accel_tcg::helper_flush_tlb::<RiscvHarts>(env),
-        }
+    match page {
+        // SAFETY: forwarded from the caller (a helper of a running hart).
+        Some(vaddr) => unsafe { accel_tcg::helper_flush_tlb_page::<RiscvHarts>(env, vaddr) },
+        // SAFETY: as above.
+        None => unsafe { accel_tcg::helper_flush_tlb::<RiscvHarts>(env) },
     }
 }
