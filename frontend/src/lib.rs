@@ -1,5 +1,7 @@
 //! Guest-architecture frontends: decode guest code and translate it into `ir`.
 //!
-//! `riscv64` is the first; the x86_64 frontend (iced-x86 decoding, lazy EFLAGS) comes later.
+//! `riscv64` runs full systems; `x86_64` (iced-x86 decoding, lazy EFLAGS) is a first slice of
+//! the integer instruction set.
 
 pub mod riscv64;
+pub mod x86_64;

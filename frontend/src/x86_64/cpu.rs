@@ -1,0 +1,243 @@
+//! The x86_64 CPU state that translated code runs on, and its IR globals.
+//!
+//! Arithmetic flags are lazy (see [`super::flags`]): the last flag-setting operation leaves
+//! its kind in `cc_op` and its result and operands in `cc_dst`/`cc_src`/`cc_src2`, and the
+//! six arithmetic flags are computed only when something asks for them. The lazy-flags fields
+//! come first after the header because nearly every instruction writes them.
+
+use std::sync::Arc;
+
+use ir::abi::{EnvHeader, TlbFast, MMU_MODES};
+use ir::{GlobalDef, Type};
+
+/// Names of the 16 general registers in iced-x86's order (rax rcx rdx rbx rsp rbp rsi rdi
+/// r8..r15), which is also the hardware encoding order.
+pub const REG_NAMES: [&str; 16] = [
+    "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13",
+    "r14", "r15",
+];
+
+/// Index of rax in [`X86Cpu::regs`].
+pub const RAX: usize = 0;
+/// Index of rcx.
+pub const RCX: usize = 1;
+/// Index of rdx.
+pub const RDX: usize = 2;
+/// Index of rsp.
+pub const RSP: usize = 4;
+
+/// The architectural state of one x86_64 CPU, as translated code and helpers see it.
+#[repr(C)]
+pub struct X86Cpu {
+    /// The engine's header (must be first).
+    pub header: EnvHeader,
+    /// The lazy-flags operation: a [`super::flags::CcOp`] encoding.
+    pub cc_op: u64,
+    /// The result of the last flag-setting operation (or the flags themselves for `Eflags`).
+    pub cc_dst: u64,
+    /// The operand the last operation's flags need (see [`super::flags::CcOp`]).
+    pub cc_src: u64,
+    /// A third value for operations that need one (the carry-in of `adc`/`sbb`).
+    pub cc_src2: u64,
+    /// General registers, rax..r15.
+    pub regs: [u64; 16],
+    /// The instruction pointer. Only up to date between blocks and after a restore.
+    pub rip: u64,
+    /// The string direction: +1 (DF clear) or -1 (DF set), as a two's-complement u64.
+    pub df: u64,
+    /// RFLAGS bits that no lazy operation covers (IF, TF, DF mirror, reserved bit 1, ...).
+    /// The six arithmetic flags here are stale; [`super::flags::rflags`] merges them.
+    pub eflags: u64,
+    /// FS segment base (user TLS).
+    pub fs_base: u64,
+    /// GS segment base.
+    pub gs_base: u64,
+    /// SSE registers (not used by the translator yet).
+    pub xmm: [[u64; 2]; 16],
+    /// SSE control/status (not used yet).
+    pub mxcsr: u64,
+    /// The exception vector when a block stopped on an exception (0 #DE, 3 #BP, 6 #UD ...).
+    pub cause: u64,
+    /// The exception's error code, where the vector has one.
+    pub error_code: u64,
+}
+
+impl X86Cpu {
+    /// A CPU with every register zero, the flags clear and rip at `rip`.
+    pub fn new(rip: u64) -> Box<X86Cpu> {
+        Box::new(X86Cpu {
+            header: EnvHeader {
+                exit_request: Default::default(),
+                unwind: 0,
+                insn_index: 0,
+                reserved: 0,
+                load_slow: unset_slow_path,
+                store_slow: unset_slow_path,
+                lookup: unset_lookup,
+                tlb: [TlbFast {
+                    mask: 0,
+                    table: std::ptr::null_mut(),
+                }; MMU_MODES],
+                opaque: std::ptr::null_mut(),
+            },
+            cc_op: super::flags::CcOp::EFLAGS.encode(),
+            cc_dst: 0,
+            cc_src: 0,
+            cc_src2: 0,
+            regs: [0; 16],
+            rip,
+            df: 1,
+            // Bit 1 of RFLAGS always reads as one.
+            eflags: 0x2,
+            fs_base: 0,
+            gs_base: 0,
+            xmm: [[0; 2]; 16],
+            mxcsr: 0x1f80,
+            cause: 0,
+            error_code: 0,
+        })
+    }
+
+    /// The full RFLAGS value: the lazy arithmetic flags merged into `eflags`.
+    pub fn rflags(&self) -> u64 {
+        super::flags::rflags(self)
+    }
+}
+
+// SAFETY: repr(C) with the EnvHeader as its first field; every global lies inside the struct.
+unsafe impl accel_tcg::CpuState for X86Cpu {
+    fn header(&self) -> &EnvHeader {
+        &self.header
+    }
+    fn header_mut(&mut self) -> &mut EnvHeader {
+        &mut self.header
+    }
+}
+
+/// Placeholder until an engine installs its slow paths.
+unsafe extern "C" fn unset_slow_path(_: u64, _: u64, _: u64, _: u64) -> u64 {
+    0
+}
+
+/// Placeholder until an engine installs its lookup.
+unsafe extern "C" fn unset_lookup(_: u64) -> u64 {
+    0
+}
+
+macro_rules! offsets {
+    ($($(#[$m:meta])* $name:ident => $field:ident),* $(,)?) => {
+        $(
+            $(#[$m])*
+            pub const $name: u32 = std::mem::offset_of!(X86Cpu, $field) as u32;
+        )*
+    };
+}
+
+offsets! {
+    /// Byte offset of `cc_op`.
+    CC_OP_OFFSET => cc_op,
+    /// Byte offset of `cc_dst`.
+    CC_DST_OFFSET => cc_dst,
+    /// Byte offset of `cc_src`.
+    CC_SRC_OFFSET => cc_src,
+    /// Byte offset of `cc_src2`.
+    CC_SRC2_OFFSET => cc_src2,
+    /// Byte offset of `rip`.
+    RIP_OFFSET => rip,
+    /// Byte offset of `df`.
+    DF_OFFSET => df,
+    /// Byte offset of `eflags`.
+    EFLAGS_OFFSET => eflags,
+    /// Byte offset of `fs_base`.
+    FS_BASE_OFFSET => fs_base,
+    /// Byte offset of `gs_base`.
+    GS_BASE_OFFSET => gs_base,
+    /// Byte offset of `cause`.
+    CAUSE_OFFSET => cause,
+    /// Byte offset of `error_code`.
+    ERROR_CODE_OFFSET => error_code,
+}
+
+/// Byte offset of `regs[i]`.
+pub const fn reg_offset(i: usize) -> u32 {
+    (std::mem::offset_of!(X86Cpu, regs) + 8 * i) as u32
+}
+
+/// Global index of `cc_op`.
+pub const CC_OP_GLOBAL: usize = 0;
+/// Global index of `cc_dst`.
+pub const CC_DST_GLOBAL: usize = 1;
+/// Global index of `cc_src`.
+pub const CC_SRC_GLOBAL: usize = 2;
+/// Global index of `cc_src2`.
+pub const CC_SRC2_GLOBAL: usize = 3;
+/// Global index of `regs[i]`.
+pub const fn reg_global(i: usize) -> usize {
+    4 + i
+}
+/// Global index of `rip`.
+pub const RIP_GLOBAL: usize = 20;
+/// Global index of `df`.
+pub const DF_GLOBAL: usize = 21;
+/// Global index of `eflags`.
+pub const EFLAGS_GLOBAL: usize = 22;
+/// Global index of `fs_base`.
+pub const FS_BASE_GLOBAL: usize = 23;
+/// Global index of `gs_base`.
+pub const GS_BASE_GLOBAL: usize = 24;
+
+/// The globals, hot ones first (in the same order as the fields): the lazy flags, the 16
+/// general registers, rip, df, eflags, fs_base, gs_base; all I64.
+pub fn globals() -> Arc<[GlobalDef]> {
+    let g64 = |name, offset| GlobalDef {
+        name,
+        ty: Type::I64,
+        offset,
+    };
+    let mut g = vec![
+        g64("cc_op", CC_OP_OFFSET),
+        g64("cc_dst", CC_DST_OFFSET),
+        g64("cc_src", CC_SRC_OFFSET),
+        g64("cc_src2", CC_SRC2_OFFSET),
+    ];
+    for (i, name) in REG_NAMES.iter().enumerate() {
+        g.push(g64(name, reg_offset(i)));
+    }
+    g.push(g64("rip", RIP_OFFSET));
+    g.push(g64("df", DF_OFFSET));
+    g.push(g64("eflags", EFLAGS_OFFSET));
+    g.push(g64("fs_base", FS_BASE_OFFSET));
+    g.push(g64("gs_base", GS_BASE_OFFSET));
+    Arc::from(g)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globals_sit_where_their_indexes_say() {
+        let g = globals();
+        assert_eq!(g[CC_OP_GLOBAL].offset, CC_OP_OFFSET);
+        assert_eq!(g[CC_DST_GLOBAL].offset, CC_DST_OFFSET);
+        assert_eq!(g[CC_SRC_GLOBAL].offset, CC_SRC_OFFSET);
+        assert_eq!(g[CC_SRC2_GLOBAL].offset, CC_SRC2_OFFSET);
+        assert_eq!(g[reg_global(RSP)].name, "rsp");
+        assert_eq!(g[reg_global(RSP)].offset, reg_offset(RSP));
+        assert_eq!(g[RIP_GLOBAL].offset, RIP_OFFSET);
+        assert_eq!(g[DF_GLOBAL].offset, DF_OFFSET);
+        assert_eq!(g[EFLAGS_GLOBAL].offset, EFLAGS_OFFSET);
+        assert_eq!(g[FS_BASE_GLOBAL].offset, FS_BASE_OFFSET);
+        assert_eq!(g[GS_BASE_GLOBAL].offset, GS_BASE_OFFSET);
+        assert_eq!(g.len(), GS_BASE_GLOBAL + 1);
+        assert!(g
+            .iter()
+            .all(|d| d.offset >= ir::abi::offsets::HEADER_SIZE && d.offset % 8 == 0));
+    }
+
+    #[test]
+    fn the_lazy_flags_come_right_after_the_header() {
+        assert_eq!(CC_OP_OFFSET, ir::abi::offsets::HEADER_SIZE);
+        assert!(reg_offset(0) < CC_OP_OFFSET + 40);
+    }
+}

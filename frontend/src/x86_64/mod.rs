@@ -1,0 +1,9 @@
+//! The x86_64 frontend (first slice): the CPU state, lazy EFLAGS, and the translation of the
+//! general-purpose integer instructions into `ir` blocks, decoding with iced-x86.
+
+pub mod cpu;
+pub mod flags;
+pub mod translate;
+
+pub use cpu::X86Cpu;
+pub use flags::{CcKind, CcOp};
