@@ -17,6 +17,8 @@ use std::sync::Arc;
 use crate::cache::TranslationBlock;
 
 const ENTRIES: usize = 4096;
+/// Slots per page group.
+const GROUP: usize = 128;
 
 /// The hot part of a slot.
 #[derive(Clone, Copy)]
@@ -68,8 +70,17 @@ impl JumpCache {
         }
     }
 
+    /// Slots are grouped by guest page (QEMU's jump-cache hash does the same): the high bits
+    /// of the index come from the page number, the low bits from the offset in the page, so a
+    /// one-page TLB flush clears one group instead of the whole cache.
     fn index(pc: u64) -> usize {
-        ((pc >> 1) ^ (pc >> 13)) as usize & (ENTRIES - 1)
+        Self::group(pc) | ((pc >> 1) as usize & (GROUP - 1))
+    }
+
+    /// The first slot of the group of `pc`'s page.
+    fn group(pc: u64) -> usize {
+        let page = pc >> ir::abi::PAGE_BITS;
+        (((page ^ (page >> 5) ^ (page >> 10)) as usize) & (ENTRIES / GROUP - 1)) * GROUP
     }
 
     /// The valid block cached for virtual `pc` under `flags` and compile flags `cflags`.
@@ -129,6 +140,17 @@ impl JumpCache {
             epoch,
         };
         self.blocks[i] = Some(tb);
+    }
+
+    /// Forgets the blocks of the guest page of `vaddr` (and whatever shares its group).
+    pub fn clear_page(&mut self, vaddr: u64) {
+        let start = Self::group(vaddr);
+        for i in start..start + GROUP {
+            if self.blocks[i].is_some() {
+                self.slots[i] = EMPTY;
+                self.blocks[i] = None;
+            }
+        }
     }
 
     /// Forgets everything.
@@ -232,5 +254,21 @@ mod tests {
         jc.clear();
         assert!(jc.get(0x2000, 0, 0).is_none());
         assert!(jc.code(0x3000, 0, 0, cache.epoch()).is_none());
+    }
+
+    #[test]
+    fn a_page_flush_forgets_that_page_and_keeps_others() {
+        let cache = BlockCache::new();
+        let mut jc = JumpCache::new();
+        let here = block(&cache, 0x8020_1040, 0, true);
+        let same_page = block(&cache, 0x8020_1ff0, 0, true);
+        let elsewhere = block(&cache, 0x8040_3000, 0, true);
+        for tb in [&here, &same_page, &elsewhere] {
+            jc.insert(tb.clone(), cache.epoch());
+        }
+        jc.clear_page(0x8020_1000);
+        assert!(jc.get(here.key.pc, 0, 0).is_none());
+        assert!(jc.get(same_page.key.pc, 0, 0).is_none());
+        assert_eq!(jc.get(elsewhere.key.pc, 0, 0).unwrap().id, elsewhere.id);
     }
 }

@@ -196,7 +196,7 @@ impl<G: Guest> Vcpu<G> {
     pub fn flush_tlb_page(&mut self, vaddr: u64) {
         let ctx = self.ctx();
         ctx.tlb.flush_page(vaddr);
-        ctx.jump_cache.clear();
+        ctx.jump_cache.clear_page(vaddr);
     }
 
     /// Runs guest code until the frontend returns an [`Action::Return`] code.
@@ -613,5 +613,5 @@ pub unsafe fn helper_flush_tlb_page<G: Guest>(env: u64, vaddr: u64) {
     // SAFETY: per the function contract, as for the slow paths.
     let (_, ctx) = unsafe { parts::<G>(env) };
     ctx.tlb.flush_page(vaddr);
-    ctx.jump_cache.clear();
+    ctx.jump_cache.clear_page(vaddr);
 }
