@@ -139,6 +139,38 @@ pub struct EnvHeader {
     pub opaque: *mut std::ffi::c_void,
 }
 
+/// Stands in for the slow paths until an engine installs its own: a CPU state is built before
+/// the vCPU that runs it. Never reached by generated code of a set-up vCPU.
+unsafe extern "C" fn detached_slow_path(_: u64, _: u64, _: u64, _: u64) -> u64 {
+    0
+}
+
+/// Stands in for the lookup until an engine installs its own.
+unsafe extern "C" fn detached_lookup(_: u64) -> u64 {
+    0
+}
+
+impl EnvHeader {
+    /// A header not attached to any engine yet: no exit request, no TLBs, placeholder slow
+    /// paths. The engine fills it in when it adopts the CPU state.
+    pub fn detached() -> EnvHeader {
+        EnvHeader {
+            exit_request: AtomicU32::new(0),
+            unwind: 0,
+            insn_index: 0,
+            reserved: 0,
+            load_slow: detached_slow_path,
+            store_slow: detached_slow_path,
+            lookup: detached_lookup,
+            tlb: [TlbFast {
+                mask: 0,
+                table: std::ptr::null_mut(),
+            }; MMU_MODES],
+            opaque: std::ptr::null_mut(),
+        }
+    }
+}
+
 // SAFETY: the raw pointers in the header (TLB tables, the engine context) point at per-vCPU
 // data owned together with the CPU state; a CPU state moves between threads as a whole, and
 // the only field other threads touch is the atomic `exit_request`.

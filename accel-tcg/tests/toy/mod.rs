@@ -65,30 +65,10 @@ unsafe impl CpuState for ToyCpu {
     }
 }
 
-unsafe extern "C" fn no_slow(_: u64, _: u64, _: u64, _: u64) -> u64 {
-    0
-}
-unsafe extern "C" fn no_lookup(_: u64) -> u64 {
-    0
-}
-
 impl ToyCpu {
     pub fn new(pc: u64) -> Box<ToyCpu> {
         Box::new(ToyCpu {
-            header: EnvHeader {
-                exit_request: Default::default(),
-                unwind: 0,
-                insn_index: 0,
-                reserved: 0,
-                load_slow: no_slow,
-                store_slow: no_slow,
-                lookup: no_lookup,
-                tlb: [ir::abi::TlbFast {
-                    mask: 0,
-                    table: std::ptr::null_mut(),
-                }; ir::abi::MMU_MODES],
-                opaque: std::ptr::null_mut(),
-            },
+            header: EnvHeader::detached(),
             regs: [0; 8],
             pc,
             fault_kind: 0,

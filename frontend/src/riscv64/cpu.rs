@@ -3,7 +3,7 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use ir::abi::{EnvHeader, TlbFast, MMU_MODES};
+use ir::abi::EnvHeader;
 use ir::{GlobalDef, Type};
 
 /// ABI names of x0..x31, for logs.
@@ -72,20 +72,7 @@ impl Riscv64Cpu {
     /// A hart with every register zero and the pc at `pc`.
     pub fn new(pc: u64) -> Box<Riscv64Cpu> {
         Box::new(Riscv64Cpu {
-            header: EnvHeader {
-                exit_request: Default::default(),
-                unwind: 0,
-                insn_index: 0,
-                reserved: 0,
-                load_slow: unset_slow_path,
-                store_slow: unset_slow_path,
-                lookup: unset_lookup,
-                tlb: [TlbFast {
-                    mask: 0,
-                    table: std::ptr::null_mut(),
-                }; MMU_MODES],
-                opaque: std::ptr::null_mut(),
-            },
+            header: EnvHeader::detached(),
             x: [0; 32],
             pc,
             f: [0; 32],
@@ -113,17 +100,6 @@ unsafe impl accel_tcg::CpuState for Riscv64Cpu {
     fn header_mut(&mut self) -> &mut EnvHeader {
         &mut self.header
     }
-}
-
-/// Placeholder until an engine installs its slow paths; never called by a correctly set up
-/// vCPU.
-unsafe extern "C" fn unset_slow_path(_: u64, _: u64, _: u64, _: u64) -> u64 {
-    0
-}
-
-/// Placeholder until an engine installs its lookup.
-unsafe extern "C" fn unset_lookup(_: u64) -> u64 {
-    0
 }
 
 /// Byte offset of `x[i]`.
