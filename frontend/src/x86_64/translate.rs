@@ -1,1 +1,1025 @@
-//! Translation (coming).
+//! Translation of x86_64 code into IR blocks (64-bit mode, general-purpose integer subset).
+//!
+//! Instructions are decoded with iced-x86. A block runs until a control transfer, an exit
+//! (`hlt`, `syscall`, `int3`, anything not implemented), `max_insns`, or the end of the guest
+//! page it started on. The 16 registers are globals; 32-bit writes zero-extend, 8/16-bit
+//! writes merge with `deposit` (AH..BH are bits 8..16 of rax..rbx). Flags are lazy (see
+//! [`super::flags`]): each flag-setting instruction writes the `cc_*` globals, and the
+//! translator tracks the `cc_op` statically within the block so consumers can compare directly.
+//!
+//! Precise exceptions: every instruction performs its loads, stores and raising helpers
+//! before it writes any global, so a fault leaves the state of the instruction's start; the
+//! `cc_op` global is always written as soon as it changes, so restoring `rip` is all a fault
+//! needs (`insn_start`'s extra word records the static `cc_op`, or `u64::MAX`, for logs).
+//!
+//! Not implemented yet (exit [`EXIT_UD`], with a warning at translation time): string
+//! instructions, rotates, bit tests, `bsf`/`bsr`, flag moves (`pushf`, `lahf`, `clc`...),
+//! SSE/x87, system instructions. `lock` prefixes are ignored (one vCPU).
+
+use accel_tcg::{CodeReader, MemFault};
+use iced_x86::{ConditionCode, Decoder, DecoderError, DecoderOptions, Instruction, Mnemonic};
+use iced_x86::{OpKind, Register};
+use ir::abi::{PAGE_MASK, PAGE_SIZE};
+use ir::{BinOp, Builder, Cond, ExtFrom, Helper, HelperFlags, MemOp, Size, Temp, Type};
+
+use super::cpu::{self, X86Cpu, RAX, RCX, RDX, RSP};
+use super::flags::{ext, CcKind, CcOp, CcState};
+
+/// `ExitTb` reason: `hlt`; rip is the next instruction.
+pub const EXIT_HLT: u32 = 1;
+/// `ExitTb` reason: `syscall`; rip is the next instruction (what the CPU saves in rcx).
+pub const EXIT_SYSCALL: u32 = 2;
+/// `ExitTb` reason: `int3` (#BP, a trap); rip is the next instruction, `cause` 3.
+pub const EXIT_INT3: u32 = 3;
+/// `ExitTb` reason: invalid or not implemented instruction (#UD); rip is its address,
+/// `cause` 6.
+pub const EXIT_UD: u32 = 4;
+
+/// Exception vectors recorded in `cause`.
+pub mod vector {
+    /// Divide error (`div`/`idiv` by zero or quotient overflow); a fault.
+    pub const DE: u64 = 0;
+    /// Breakpoint (`int3`); a trap.
+    pub const BP: u64 = 3;
+    /// Invalid opcode.
+    pub const UD: u64 = 6;
+}
+
+/// The longest x86 instruction.
+const MAX_INSN_LEN: usize = 15;
+
+/// Puts `cpu` back at the instruction whose `insn_start` had `pc`. The lazy-flags globals
+/// need nothing: the translator keeps `cc_op` in the state up to date at every point that
+/// may raise.
+pub fn restore_state(cpu: &mut X86Cpu, pc: u64, _extra: u64) {
+    cpu.rip = pc;
+}
+
+/// Whether translation of the block goes on after an instruction.
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Next,
+    End,
+}
+
+/// Where an operand lives.
+#[derive(Debug, Clone, Copy)]
+enum Loc {
+    /// General register `idx`, `1 << size` bytes; `high`: AH/CH/DH/BH.
+    Reg { idx: usize, size: u8, high: bool },
+    /// Guest memory at `addr`, `1 << size` bytes.
+    Mem { addr: Temp, size: u8 },
+    /// An immediate, already extended as the instruction says.
+    Imm { value: u64, size: u8 },
+}
+
+impl Loc {
+    fn size(self) -> u8 {
+        match self {
+            Loc::Reg { size, .. } | Loc::Mem { size, .. } | Loc::Imm { size, .. } => size,
+        }
+    }
+}
+
+/// log2 of a byte count (1, 2, 4, 8); larger sizes are refused by the caller.
+fn log2(bytes: usize) -> Option<u8> {
+    match bytes {
+        1 => Some(0),
+        2 => Some(1),
+        4 => Some(2),
+        8 => Some(3),
+        _ => None,
+    }
+}
+
+fn mem_size(size: u8) -> Size {
+    match size {
+        0 => Size::B8,
+        1 => Size::B16,
+        2 => Size::B32,
+        _ => Size::B64,
+    }
+}
+
+/// The general register `r` as `(index, size, high byte)`.
+fn gpr(r: Register) -> Option<(usize, u8, bool)> {
+    let n = r as usize;
+    if r.is_gpr64() {
+        Some((n - Register::RAX as usize, 3, false))
+    } else if r.is_gpr32() {
+        Some((n - Register::EAX as usize, 2, false))
+    } else if r.is_gpr16() {
+        Some((n - Register::AX as usize, 1, false))
+    } else if r.is_gpr8() {
+        // AL CL DL BL AH CH DH BH SPL BPL SIL DIL R8L..R15L
+        let i = n - Register::AL as usize;
+        Some(match i {
+            0..=3 => (i, 0, false),
+            4..=7 => (i - 4, 0, true),
+            _ => (i - 4, 0, false),
+        })
+    } else {
+        None
+    }
+}
+
+struct Translator<'a> {
+    b: &'a mut Builder,
+    /// Address of the instruction being translated.
+    pc: u64,
+    /// Address of the next one.
+    next: u64,
+    mmu_idx: u8,
+    cc: CcState,
+}
+
+/// Translates the block at `pc` into `b`: at most `max_insns` instructions, fetched through
+/// `code`; loads and stores use MMU mode `mmu_idx`.
+pub fn translate(
+    pc: u64,
+    code: &mut dyn CodeReader,
+    b: &mut Builder,
+    max_insns: u32,
+    mmu_idx: u8,
+) -> Result<(), MemFault> {
+    let page = pc & PAGE_MASK;
+    let mut t = Translator {
+        b,
+        pc,
+        next: pc,
+        mmu_idx,
+        cc: CcState::UNKNOWN,
+    };
+    for n in 0..max_insns.max(1) {
+        if n > 0 && t.pc & PAGE_MASK != page {
+            break;
+        }
+        let instr = match fetch(code, t.pc) {
+            Ok(i) => i,
+            Err(fault) if n == 0 => return Err(fault),
+            // Leave the unreadable instruction to the next block, which takes the fault.
+            Err(_) => break,
+        };
+        t.b.insn_start(t.pc, t.cc.extra());
+        t.next = t.pc.wrapping_add(instr.map_or(1, |i| i.len()) as u64);
+        let flow = match instr {
+            None => t.ud(None),
+            Some(i) => match t.insn(&i) {
+                Some(flow) => flow,
+                None => t.ud(Some(&i)),
+            },
+        };
+        if flow == Flow::End {
+            return Ok(());
+        }
+        t.pc = t.next;
+    }
+    let rip = t.b.global(cpu::RIP_GLOBAL);
+    t.b.movi(rip, t.pc);
+    t.b.goto_tb(0);
+    Ok(())
+}
+
+/// Reads and decodes the instruction at `pc`: `Ok(None)` for an invalid encoding. Reads up
+/// to 15 bytes; when the following page is not readable, decodes from what the current page
+/// holds and fails only if the instruction really extends past it.
+fn fetch(code: &mut dyn CodeReader, pc: u64) -> Result<Option<Instruction>, MemFault> {
+    let mut buf = [0u8; MAX_INSN_LEN];
+    let in_page = ((PAGE_SIZE - (pc & !PAGE_MASK)) as usize).min(MAX_INSN_LEN);
+    code.read(pc, &mut buf[..in_page])?;
+    let mut len = in_page;
+    let mut next_fault = None;
+    if in_page < MAX_INSN_LEN {
+        match code.read(pc.wrapping_add(in_page as u64), &mut buf[in_page..]) {
+            Ok(()) => len = MAX_INSN_LEN,
+            Err(f) => next_fault = Some(f),
+        }
+    }
+    let mut decoder = Decoder::with_ip(64, &buf[..len], pc, DecoderOptions::NONE);
+    let instr = decoder.decode();
+    if instr.is_invalid() {
+        if let (DecoderError::NoMoreBytes, Some(f)) = (decoder.last_error(), next_fault) {
+            return Err(f);
+        }
+        return Ok(None);
+    }
+    Ok(Some(instr))
+}
+
+/// The condition-code number (0..=15, O NO B AE E NE BE A S NS P NP L GE LE G) of `i`.
+fn cc_of(i: &Instruction) -> Option<u8> {
+    match i.condition_code() {
+        ConditionCode::None => None,
+        c => Some(c as u8 - 1),
+    }
+}
+
+const I64: Type = Type::I64;
+
+impl Translator<'_> {
+    fn tmp(&mut self) -> Temp {
+        self.b.scratch(I64)
+    }
+
+    fn reg(&mut self, idx: usize) -> Temp {
+        self.b.global(cpu::reg_global(idx))
+    }
+
+    fn konst(&mut self, v: u64) -> Temp {
+        self.b.constant(I64, v)
+    }
+
+    fn set_rip(&mut self, v: u64) {
+        let g = self.b.global(cpu::RIP_GLOBAL);
+        self.b.movi(g, v);
+    }
+
+    fn exit(&mut self, reason: u32, rip: u64, cause: u64) -> Flow {
+        self.set_rip(rip);
+        let c = self.konst(cause);
+        self.b
+            .env_store(c, cpu::CAUSE_OFFSET, MemOp::unsigned(Size::B64));
+        self.b.exit_tb(reason);
+        Flow::End
+    }
+
+    fn ud(&mut self, i: Option<&Instruction>) -> Flow {
+        match i {
+            Some(i) => log::warn!(
+                "x86_64: {:?} at {:#x} is not implemented; the guest gets #UD",
+                i.mnemonic(),
+                self.pc
+            ),
+            None => log::warn!("x86_64: invalid instruction at {:#x}", self.pc),
+        }
+        self.exit(EXIT_UD, self.pc, vector::UD)
+    }
+
+    /// The effective address of `i`'s memory operand (segment base included unless `lea`).
+    fn address(&mut self, i: &Instruction, with_segment: bool) -> Temp {
+        let a = self.tmp();
+        if i.is_ip_rel_memory_operand() {
+            self.b.movi(a, i.ip_rel_memory_address());
+        } else {
+            let (base, index) = (i.memory_base(), i.memory_index());
+            self.b.movi(a, i.memory_displacement64());
+            if let Some((r, _, _)) = gpr(base) {
+                let g = self.reg(r);
+                self.b.add(a, a, g);
+            }
+            if let Some((r, _, _)) = gpr(index) {
+                let g = self.reg(r);
+                let scale = i.memory_index_scale().trailing_zeros() as u64;
+                let s = self.tmp();
+                self.b.binary_imm(BinOp::Shl, s, g, scale);
+                self.b.add(a, a, s);
+            }
+            // A 0x67 prefix: 32-bit address arithmetic.
+            if base.is_gpr32() || index.is_gpr32() {
+                self.b.ext(ExtFrom::U32, a, a);
+            }
+        }
+        if with_segment {
+            let seg = match i.memory_segment() {
+                Register::FS => Some(cpu::FS_BASE_GLOBAL),
+                Register::GS => Some(cpu::GS_BASE_GLOBAL),
+                _ => None,
+            };
+            if let Some(g) = seg {
+                let g = self.b.global(g);
+                self.b.add(a, a, g);
+            }
+        }
+        a
+    }
+
+    /// Operand `n` of `i`; `None` for kinds this slice does not handle.
+    fn operand(&mut self, i: &Instruction, n: u32) -> Option<Loc> {
+        Some(match i.op_kind(n) {
+            OpKind::Register => {
+                let (idx, size, high) = gpr(i.op_register(n))?;
+                Loc::Reg { idx, size, high }
+            }
+            OpKind::Memory => {
+                let size = log2(i.memory_size().size())?;
+                let addr = self.address(i, true);
+                Loc::Mem { addr, size }
+            }
+            OpKind::Immediate8 => Loc::Imm {
+                value: i.immediate(n),
+                size: 0,
+            },
+            OpKind::Immediate16 | OpKind::Immediate8to16 => Loc::Imm {
+                value: i.immediate(n),
+                size: 1,
+            },
+            OpKind::Immediate32 | OpKind::Immediate8to32 => Loc::Imm {
+                value: i.immediate(n),
+                size: 2,
+            },
+            OpKind::Immediate64 | OpKind::Immediate8to64 | OpKind::Immediate32to64 => Loc::Imm {
+                value: i.immediate(n),
+                size: 3,
+            },
+            _ => return None,
+        })
+    }
+
+    /// The value of `loc`, zero-extended from its size. May be a global itself (64-bit
+    /// registers): read it before any write to that register.
+    fn read(&mut self, loc: Loc) -> Temp {
+        match loc {
+            Loc::Reg { idx, size, high } => {
+                let g = self.reg(idx);
+                if high {
+                    let t = self.tmp();
+                    self.b.extract(t, g, 8, 8, false);
+                    t
+                } else {
+                    ext(self.b, g, size, false)
+                }
+            }
+            Loc::Mem { addr, size } => {
+                let t = self.tmp();
+                self.b
+                    .load(t, addr, MemOp::unsigned(mem_size(size)), self.mmu_idx);
+                t
+            }
+            Loc::Imm { value, .. } => self.konst(value),
+        }
+    }
+
+    /// Writes `v` to register operand `loc` with the partial-register rules.
+    fn write_reg(&mut self, loc: Loc, v: Temp) {
+        if let Loc::Reg { idx, size, high } = loc {
+            let g = self.reg(idx);
+            match (size, high) {
+                (3, _) => self.b.mov(g, v),
+                (2, _) => self.b.ext(ExtFrom::U32, g, v),
+                (1, _) => self.b.deposit(g, g, v, 0, 16),
+                (_, false) => self.b.deposit(g, g, v, 0, 8),
+                (_, true) => self.b.deposit(g, g, v, 8, 8),
+            }
+        }
+    }
+
+    /// Stores `v` if `loc` is memory (the instruction's last step that may fault).
+    fn store(&mut self, loc: Loc, v: Temp) {
+        if let Loc::Mem { addr, size } = loc {
+            self.b
+                .store(v, addr, MemOp::unsigned(mem_size(size)), self.mmu_idx);
+        }
+    }
+
+    /// Writes `v` to `loc` (memory or register).
+    fn write(&mut self, loc: Loc, v: Temp) {
+        self.store(loc, v);
+        self.write_reg(loc, v);
+    }
+
+    /// Records the lazy flags of `op`.
+    fn set_flags(&mut self, op: CcOp, dst: Temp, src: Option<Temp>, src2: Option<Temp>) {
+        self.cc.set(self.b, op);
+        let g = self.b.global(cpu::CC_DST_GLOBAL);
+        self.b.mov(g, dst);
+        if let Some(s) = src {
+            let g = self.b.global(cpu::CC_SRC_GLOBAL);
+            self.b.mov(g, s);
+        }
+        if let Some(s) = src2 {
+            let g = self.b.global(cpu::CC_SRC2_GLOBAL);
+            self.b.mov(g, s);
+        }
+    }
+
+    /// Ends an instruction with result `r` in `loc` and lazy flags: the store first (it may
+    /// fault), then the flags, then the register (a source may be the destination register).
+    fn commit(
+        &mut self,
+        loc: Option<Loc>,
+        r: Temp,
+        flags: Option<(CcOp, Option<Temp>, Option<Temp>)>,
+    ) {
+        if let Some(l) = loc {
+            self.store(l, r);
+        }
+        if let Some((op, src, src2)) = flags {
+            self.set_flags(op, r, src, src2);
+        }
+        if let Some(l) = loc {
+            self.write_reg(l, r);
+        }
+    }
+
+    /// CF as 0/1 in a new temp.
+    fn carry(&mut self) -> Temp {
+        let (c, a, b) = self.cc.condition(self.b, 2);
+        let t = self.tmp();
+        self.b.setcond(c, t, a, b);
+        t
+    }
+
+    fn insn(&mut self, i: &Instruction) -> Option<Flow> {
+        use Mnemonic::*;
+        if i.has_rep_prefix() || i.has_repne_prefix() {
+            // Only string instructions use them meaningfully (and `rep ret`, `repz nop`).
+            if !matches!(i.mnemonic(), Ret | Nop | Pause) {
+                return None;
+            }
+        }
+        match i.mnemonic() {
+            Nop | Pause | Endbr64 | Lfence | Mfence | Sfence | Prefetchnta | Prefetcht0
+            | Prefetcht1 | Prefetcht2 | Prefetchw => {}
+            Mov => {
+                let dst = self.operand(i, 0)?;
+                let src = self.operand(i, 1)?;
+                let v = self.read(src);
+                self.write(dst, v);
+            }
+            Movzx | Movsx | Movsxd => {
+                let dst = self.operand(i, 0)?;
+                let src = self.operand(i, 1)?;
+                let v = self.read(src);
+                let v = ext(self.b, v, src.size(), i.mnemonic() != Movzx);
+                self.write_reg(dst, v);
+            }
+            Lea => {
+                let dst = self.operand(i, 0)?;
+                if i.op_kind(1) != OpKind::Memory {
+                    return None;
+                }
+                let a = self.address(i, false);
+                self.write_reg(dst, a);
+            }
+            Add | Or | Adc | Sbb | And | Sub | Xor | Cmp | Test => self.alu(i)?,
+            Inc | Dec => {
+                let dst = self.operand(i, 0)?;
+                let size = dst.size();
+                let cf = self.carry();
+                let v = self.read(dst);
+                let r = self.tmp();
+                let (delta, kind) = if i.mnemonic() == Inc {
+                    (1, CcKind::Inc)
+                } else {
+                    (u64::MAX, CcKind::Dec)
+                };
+                self.b.addi(r, v, delta);
+                self.commit(Some(dst), r, Some((CcOp::new(kind, size), Some(cf), None)));
+            }
+            Neg => {
+                let dst = self.operand(i, 0)?;
+                let v = self.read(dst);
+                let r = self.tmp();
+                self.b.neg(r, v);
+                let op = CcOp::new(CcKind::Sub, dst.size());
+                self.commit(Some(dst), r, Some((op, Some(v), None)));
+            }
+            Not => {
+                let dst = self.operand(i, 0)?;
+                let v = self.read(dst);
+                let r = self.tmp();
+                self.b.not(r, v);
+                self.write(dst, r);
+            }
+            Shl | Sal | Shr | Sar => self.shift(i)?,
+            Xchg => {
+                let a = self.operand(i, 0)?;
+                let b = self.operand(i, 1)?;
+                let va = self.read(a);
+                let vb = self.read(b);
+                // Copy both first: a 64-bit read is the register global itself.
+                let (ta, tb) = (self.tmp(), self.tmp());
+                self.b.mov(ta, va);
+                self.b.mov(tb, vb);
+                self.store(a, tb);
+                self.store(b, ta);
+                self.write_reg(a, tb);
+                self.write_reg(b, ta);
+            }
+            Cbw | Cwde | Cdqe => {
+                let size = match i.mnemonic() {
+                    Cbw => 1,
+                    Cwde => 2,
+                    _ => 3,
+                };
+                let rax = self.reg(RAX);
+                let v = ext(self.b, rax, size - 1, true);
+                self.write_reg(
+                    Loc::Reg {
+                        idx: RAX,
+                        size,
+                        high: false,
+                    },
+                    v,
+                );
+            }
+            Cwd | Cdq | Cqo => {
+                let size = match i.mnemonic() {
+                    Cwd => 1,
+                    Cdq => 2,
+                    _ => 3,
+                };
+                let rax = self.reg(RAX);
+                let v = ext(self.b, rax, size, true);
+                let s = self.tmp();
+                self.b.binary_imm(BinOp::Sar, s, v, 63);
+                self.write_reg(
+                    Loc::Reg {
+                        idx: RDX,
+                        size,
+                        high: false,
+                    },
+                    s,
+                );
+            }
+            Imul if i.op_count() > 1 => self.imul(i)?,
+            Mul | Imul => self.mul(i)?,
+            Div | Idiv => self.div(i)?,
+            Push => {
+                let src = self.operand(i, 0)?;
+                let size = match src {
+                    Loc::Imm { .. } => log2(i.stack_pointer_increment().unsigned_abs() as usize)?,
+                    l => l.size(),
+                };
+                let v = self.read(src);
+                let rsp = self.reg(RSP);
+                let sp = self.tmp();
+                self.b.addi(sp, rsp, (-(1i64 << size)) as u64);
+                self.b
+                    .store(v, sp, MemOp::unsigned(mem_size(size)), self.mmu_idx);
+                self.b.mov(rsp, sp);
+            }
+            Pop => {
+                let dst = self.operand(i, 0)?;
+                let size = dst.size();
+                let rsp = self.reg(RSP);
+                let v = self.tmp();
+                self.b
+                    .load(v, rsp, MemOp::unsigned(mem_size(size)), self.mmu_idx);
+                self.store(dst, v);
+                self.b.addi(rsp, rsp, 1 << size);
+                self.write_reg(dst, v);
+            }
+            Leave => {
+                let rbp = self.reg(5);
+                let v = self.tmp();
+                self.b
+                    .load(v, rbp, MemOp::unsigned(Size::B64), self.mmu_idx);
+                let rsp = self.reg(RSP);
+                self.b.addi(rsp, rbp, 8);
+                self.b.mov(rbp, v);
+            }
+            Jmp => {
+                match i.op0_kind() {
+                    OpKind::NearBranch64 => {
+                        self.set_rip(i.near_branch_target());
+                        self.b.goto_tb(0);
+                    }
+                    _ => {
+                        let t = self.operand(i, 0)?;
+                        if t.size() != 3 {
+                            return None;
+                        }
+                        let v = self.read(t);
+                        let rip = self.b.global(cpu::RIP_GLOBAL);
+                        self.b.mov(rip, v);
+                        self.b.lookup_and_goto();
+                    }
+                }
+                return Some(Flow::End);
+            }
+            Call => {
+                let target = match i.op0_kind() {
+                    OpKind::NearBranch64 => None,
+                    _ => {
+                        let t = self.operand(i, 0)?;
+                        if t.size() != 3 {
+                            return None;
+                        }
+                        let v = self.read(t);
+                        let c = self.tmp();
+                        self.b.mov(c, v);
+                        Some(c)
+                    }
+                };
+                let rsp = self.reg(RSP);
+                let sp = self.tmp();
+                self.b.addi(sp, rsp, (-8i64) as u64);
+                let ret = self.konst(self.next);
+                self.b
+                    .store(ret, sp, MemOp::unsigned(Size::B64), self.mmu_idx);
+                self.b.mov(rsp, sp);
+                match target {
+                    None => {
+                        self.set_rip(i.near_branch_target());
+                        self.b.goto_tb(0);
+                    }
+                    Some(t) => {
+                        let rip = self.b.global(cpu::RIP_GLOBAL);
+                        self.b.mov(rip, t);
+                        self.b.lookup_and_goto();
+                    }
+                }
+                return Some(Flow::End);
+            }
+            Ret => {
+                let extra = if i.op_count() == 1 {
+                    i.immediate16() as u64
+                } else {
+                    0
+                };
+                let rsp = self.reg(RSP);
+                let v = self.tmp();
+                self.b
+                    .load(v, rsp, MemOp::unsigned(Size::B64), self.mmu_idx);
+                self.b.addi(rsp, rsp, 8 + extra);
+                let rip = self.b.global(cpu::RIP_GLOBAL);
+                self.b.mov(rip, v);
+                self.b.lookup_and_goto();
+                return Some(Flow::End);
+            }
+            _ if i.is_jcc_short_or_near() => {
+                let cc = cc_of(i)?;
+                let (c, a, b) = self.cc.condition(self.b, cc);
+                let taken = self.b.new_label();
+                self.b.brcond(c, a, b, taken);
+                self.set_rip(self.next);
+                self.b.goto_tb(1);
+                self.b.set_label(taken);
+                self.set_rip(i.near_branch_target());
+                self.b.goto_tb(0);
+                return Some(Flow::End);
+            }
+            Seto | Setno | Setb | Setae | Sete | Setne | Setbe | Seta | Sets | Setns | Setp
+            | Setnp | Setl | Setge | Setle | Setg => {
+                let cc = cc_of(i)?;
+                let dst = self.operand(i, 0)?;
+                let (c, a, b) = self.cc.condition(self.b, cc);
+                let v = self.tmp();
+                self.b.setcond(c, v, a, b);
+                self.write(dst, v);
+            }
+            Cmovo | Cmovno | Cmovb | Cmovae | Cmove | Cmovne | Cmovbe | Cmova | Cmovs | Cmovns
+            | Cmovp | Cmovnp | Cmovl | Cmovge | Cmovle | Cmovg => {
+                let cc = cc_of(i)?;
+                let dst = self.operand(i, 0)?;
+                let src = self.operand(i, 1)?;
+                // The source is read (and may fault) whatever the condition.
+                let v = self.read(src);
+                let old = self.read(dst);
+                let (c, a, b) = self.cc.condition(self.b, cc);
+                let r = self.tmp();
+                self.b.movcond(c, r, a, b, v, old);
+                // A 32-bit destination is zero-extended even when the condition is false.
+                self.write_reg(dst, r);
+            }
+            Hlt => return Some(self.exit(EXIT_HLT, self.next, 0)),
+            Syscall => return Some(self.exit(EXIT_SYSCALL, self.next, 0)),
+            Int3 => return Some(self.exit(EXIT_INT3, self.next, vector::BP)),
+            _ => return None,
+        }
+        Some(Flow::Next)
+    }
+
+    /// add or adc sbb and sub xor cmp test.
+    fn alu(&mut self, i: &Instruction) -> Option<()> {
+        use Mnemonic::*;
+        let dst = self.operand(i, 0)?;
+        let src = self.operand(i, 1)?;
+        let size = dst.size();
+        let m = i.mnemonic();
+        let cin = match m {
+            Adc | Sbb => Some(self.carry()),
+            _ => None,
+        };
+        let a = self.read(dst);
+        let b = self.read(src);
+        let r = self.tmp();
+        let kind = match m {
+            Add | Adc => {
+                self.b.add(r, a, b);
+                if let Some(c) = cin {
+                    self.b.add(r, r, c);
+                }
+                if m == Add {
+                    CcKind::Add
+                } else {
+                    CcKind::Adc
+                }
+            }
+            Sub | Sbb | Cmp => {
+                self.b.sub(r, a, b);
+                if let Some(c) = cin {
+                    self.b.sub(r, r, c);
+                }
+                if m == Sbb {
+                    CcKind::Sbb
+                } else {
+                    CcKind::Sub
+                }
+            }
+            And | Test => {
+                self.b.and(r, a, b);
+                CcKind::Logic
+            }
+            Or => {
+                self.b.or(r, a, b);
+                CcKind::Logic
+            }
+            _ => {
+                self.b.xor(r, a, b);
+                CcKind::Logic
+            }
+        };
+        let op = CcOp::new(kind, size);
+        let src = if kind == CcKind::Logic { None } else { Some(b) };
+        let out = if matches!(m, Cmp | Test) {
+            None
+        } else {
+            Some(dst)
+        };
+        self.commit(out, r, Some((op, src, cin)));
+        Some(())
+    }
+
+    /// shl/sal, shr, sar by an immediate, 1 or cl.
+    fn shift(&mut self, i: &Instruction) -> Option<()> {
+        let dst = self.operand(i, 0)?;
+        let size = dst.size();
+        let count_mask = if size == 3 { 63 } else { 31 };
+        let (op, kind) = match i.mnemonic() {
+            Mnemonic::Shl | Mnemonic::Sal => (BinOp::Shl, CcKind::Shl),
+            Mnemonic::Shr => (BinOp::Shr, CcKind::Sar),
+            _ => (BinOp::Sar, CcKind::Sar),
+        };
+        let v = self.read(dst);
+        let v = if op == BinOp::Sar {
+            ext(self.b, v, size, true)
+        } else {
+            v
+        };
+        let cc = CcOp::new(kind, size);
+        if i.op_count() < 2 || i.op1_kind() != OpKind::Register {
+            let count = if i.op_count() < 2 {
+                1
+            } else {
+                i.immediate(1) & count_mask
+            };
+            if count == 0 {
+                // No flags change; a register is still written (zero-extension of 32 bits).
+                self.write_reg(dst, v);
+                return Some(());
+            }
+            let (r, s) = (self.tmp(), self.tmp());
+            self.b.binary_imm(op, r, v, count);
+            self.b.binary_imm(op, s, v, count - 1);
+            self.commit(Some(dst), r, Some((cc, Some(s), None)));
+            return Some(());
+        }
+        if i.op1_register() != Register::CL {
+            return None;
+        }
+        let rcx = self.reg(RCX);
+        let n = self.tmp();
+        self.b.binary_imm(BinOp::And, n, rcx, count_mask);
+        let (r, s, n1) = (self.tmp(), self.tmp(), self.tmp());
+        self.b.binary(op, r, v, n);
+        self.b.addi(n1, n, u64::MAX);
+        self.b.binary(op, s, v, n1);
+        self.store(dst, r);
+        // A zero count keeps every flag: select the old lazy values then.
+        let zero = self.konst(0);
+        let enc = self.konst(cc.encode());
+        for (g, new) in [
+            (cpu::CC_OP_GLOBAL, enc),
+            (cpu::CC_DST_GLOBAL, r),
+            (cpu::CC_SRC_GLOBAL, s),
+        ] {
+            let g = self.b.global(g);
+            self.b.movcond(Cond::Eq, g, n, zero, g, new);
+        }
+        self.cc.known = None;
+        self.write_reg(dst, r);
+        Some(())
+    }
+
+    /// Two- and three-operand `imul`.
+    fn imul(&mut self, i: &Instruction) -> Option<()> {
+        let dst = self.operand(i, 0)?;
+        let size = dst.size();
+        let (a, b) = if i.op_count() == 3 {
+            (self.operand(i, 1)?, self.operand(i, 2)?)
+        } else {
+            (dst, self.operand(i, 1)?)
+        };
+        let va = self.read(a);
+        let vb = self.read(b);
+        let r = self.tmp();
+        let ovf = self.tmp();
+        if size == 3 {
+            let hi = self.tmp();
+            self.b.mul(r, va, vb);
+            self.b.binary(BinOp::MulHs, hi, va, vb);
+            self.b.binary_imm(BinOp::Sar, ovf, r, 63);
+            self.b.xor(ovf, ovf, hi);
+        } else {
+            let sa = ext(self.b, va, size, true);
+            let sb = ext(self.b, vb, size, true);
+            self.b.mul(r, sa, sb);
+            let low = ext(self.b, r, size, true);
+            self.b.sub(ovf, r, low);
+        }
+        self.commit(
+            Some(dst),
+            r,
+            Some((CcOp::new(CcKind::Mul, size), Some(ovf), None)),
+        );
+        Some(())
+    }
+
+    /// One-operand `mul`/`imul`: rdx:rax (ax for bytes) = rax * r/m.
+    fn mul(&mut self, i: &Instruction) -> Option<()> {
+        let src = self.operand(i, 0)?;
+        let size = src.size();
+        let signed = i.mnemonic() == Mnemonic::Imul;
+        let v = self.read(src);
+        let rax = self.reg(RAX);
+        let (lo, hi, ovf) = (self.tmp(), self.tmp(), self.tmp());
+        if size == 3 {
+            self.b.mul(lo, rax, v);
+            if signed {
+                self.b.binary(BinOp::MulHs, hi, rax, v);
+                self.b.binary_imm(BinOp::Sar, ovf, lo, 63);
+                self.b.xor(ovf, ovf, hi);
+            } else {
+                self.b.binary(BinOp::MulHu, hi, rax, v);
+                self.b.mov(ovf, hi);
+            }
+        } else {
+            let a = ext(self.b, rax, size, signed);
+            let b = ext(self.b, v, size, signed);
+            self.b.mul(lo, a, b);
+            let bits = 8u64 << size;
+            self.b.binary_imm(BinOp::Shr, hi, lo, bits);
+            if signed {
+                let low = ext(self.b, lo, size, true);
+                self.b.sub(ovf, lo, low);
+            } else {
+                let m = self.konst((1 << bits) - 1);
+                self.b.binary(BinOp::AndNot, ovf, lo, m);
+            }
+        }
+        self.set_flags(CcOp::new(CcKind::Mul, size), lo, Some(ovf), None);
+        let reg = |idx, size| Loc::Reg {
+            idx,
+            size,
+            high: false,
+        };
+        if size == 0 {
+            self.write_reg(reg(RAX, 1), lo);
+        } else {
+            self.write_reg(reg(RDX, size), hi);
+            self.write_reg(reg(RAX, size), lo);
+        }
+        Some(())
+    }
+
+    /// `div`/`idiv`, through a helper that raises #DE.
+    fn div(&mut self, i: &Instruction) -> Option<()> {
+        let src = self.operand(i, 0)?;
+        let v = self.read(src);
+        let size = self.konst(src.size() as u64);
+        let signed = self.konst((i.mnemonic() == Mnemonic::Idiv) as u64);
+        self.b.call(&DIVIDE, &[Temp::ENV, v, size, signed], None);
+        Some(())
+    }
+}
+
+/// `div`/`idiv` of rdx:rax (ax for bytes) by `divisor` (zero-extended from `1 << size` bytes):
+/// writes quotient and remainder, or records #DE (division by zero, quotient too large)
+/// leaving the registers alone.
+///
+/// # Safety
+/// `env` is the state pointer of an [`X86Cpu`] that nothing else accesses during the call.
+unsafe extern "C" fn helper_divide(
+    env: u64,
+    divisor: u64,
+    size: u64,
+    signed: u64,
+    _: u64,
+    _: u64,
+) -> u64 {
+    // SAFETY: by this function's contract.
+    let cpu = unsafe { &mut *(env as *mut X86Cpu) };
+    if divide(&mut cpu.regs, divisor, size as u8, signed != 0).is_none() {
+        cpu.cause = vector::DE;
+        cpu.error_code = 0;
+        cpu.header.unwind = 1;
+    }
+    0
+}
+
+/// The arithmetic of [`helper_divide`] on the registers; `None` means #DE.
+fn divide(regs: &mut [u64; 16], divisor: u64, size: u8, signed: bool) -> Option<()> {
+    let bits = 8u32 << size;
+    let m = u64::MAX >> (64 - bits);
+    let (rax, rdx) = (regs[RAX], regs[RDX]);
+    let sext = |v: u64| ((v << (64 - bits)) as i64 >> (64 - bits)) as i128;
+    // The double-width dividend.
+    let dividend: u128 = match size {
+        0 => (rax & 0xffff) as u128,
+        3 => (rdx as u128) << 64 | rax as u128,
+        _ => ((rdx & m) as u128) << bits | (rax & m) as u128,
+    };
+    let d = divisor & m;
+    let (q, r) = if signed {
+        let n = if size == 3 {
+            dividend as i128
+        } else {
+            // Sign-extend the 2*bits-wide dividend.
+            let w = 2 * bits;
+            ((dividend << (128 - w)) as i128) >> (128 - w)
+        };
+        let d = sext(d);
+        let q = n.checked_div(d)?;
+        let r = n.checked_rem(d)?;
+        if q < -(1i128 << (bits - 1)) || q >= 1i128 << (bits - 1) {
+            return None;
+        }
+        (q as u64 & m, r as u64 & m)
+    } else {
+        let q = dividend.checked_div(d as u128)?;
+        if q > m as u128 {
+            return None;
+        }
+        (q as u64, (dividend % d as u128) as u64)
+    };
+    match size {
+        0 => regs[RAX] = (rax & !0xffff) | r << 8 | q,
+        1 => {
+            regs[RAX] = (rax & !0xffff) | q;
+            regs[RDX] = (rdx & !0xffff) | r;
+        }
+        _ => {
+            regs[RAX] = q;
+            regs[RDX] = r;
+        }
+    }
+    Some(())
+}
+
+/// `divide(env, divisor, size, signed)`: reads and writes rax/rdx, may raise #DE.
+static DIVIDE: Helper = Helper {
+    name: "x86_divide",
+    func: helper_divide,
+    flags: HelperFlags::READS_GLOBALS
+        .union(HelperFlags::WRITES_GLOBALS)
+        .union(HelperFlags::MAY_RAISE),
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn division_writes_quotient_and_remainder_per_size() {
+        let mut r = [0u64; 16];
+        r[RAX] = 0xffff_ffff_ffff_0064; // ax = 100
+        divide(&mut r, 7, 0, false).unwrap();
+        assert_eq!(r[RAX], 0xffff_ffff_ffff_020e, "ah = 2, al = 14, rest kept");
+        r[RAX] = 0xdead_beef_0000_0007;
+        r[RDX] = 0x1234_5678_0000_0000;
+        divide(&mut r, 2, 2, false).unwrap();
+        assert_eq!((r[RAX], r[RDX]), (3, 1), "32-bit results zero-extend");
+        r[RAX] = (-7i64) as u64;
+        r[RDX] = u64::MAX;
+        divide(&mut r, 2, 3, true).unwrap();
+        assert_eq!(
+            (r[RAX] as i64, r[RDX] as i64),
+            (-3, -1),
+            "truncating, remainder signed"
+        );
+    }
+
+    #[test]
+    fn division_by_zero_and_overflow_raise_and_keep_the_registers() {
+        let mut r = [0u64; 16];
+        r[RAX] = 5;
+        assert!(divide(&mut r, 0, 3, false).is_none());
+        assert!(divide(&mut r, 0, 3, true).is_none());
+        r[RDX] = 1;
+        assert!(
+            divide(&mut r, 1, 3, false).is_none(),
+            "quotient 2^64 does not fit"
+        );
+        r[RAX] = 1 << 63;
+        r[RDX] = u64::MAX;
+        assert!(divide(&mut r, u64::MAX, 3, true).is_none(), "MIN / -1");
+        r[RAX] = 0x8000;
+        assert!(
+            divide(&mut r, 0xff, 0, true).is_none(),
+            "-32768 / -1 as bytes"
+        );
+        assert_eq!((r[RAX], r[RDX]), (0x8000, u64::MAX));
+    }
+}

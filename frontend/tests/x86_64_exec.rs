@@ -1,0 +1,634 @@
+//! x86_64 instruction semantics run end to end: snippets assembled with the host's GNU as
+//! (Intel syntax), translated by the x86_64 frontend and run by the engine under the JIT and
+//! under the interpreter (which must agree), with results checked against what the SDM says.
+//! Flag consumers are checked both right after the flag-setting instruction (the translator
+//! knows the lazy operation and compares directly) and across a block boundary (it does not,
+//! and calls `compute_eflags`).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+
+use accel_tcg::{
+    Access, Action, CodeReader, Engine, EngineConfig, ExecMode, Guest, MemFault, PageMapping,
+    PageProt, RamAndBus, Vcpu,
+};
+use frontend::x86_64::flags::{compute_flags, CcKind, CcOp, CF, OF, PF, SF, ZF};
+use frontend::x86_64::translate::{self, vector, EXIT_HLT, EXIT_INT3, EXIT_SYSCALL, EXIT_UD};
+use frontend::x86_64::{cpu, X86Cpu};
+use ir::abi::PAGE_MASK;
+use ir::{Builder, GlobalDef, Type};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+const CODE: u64 = 0x1_0000;
+const DATA: u64 = 0x8_0000;
+const STACK: u64 = 0x9_0000;
+const RAM: usize = 1 << 20;
+
+/// A bare CPU: flat memory (virtual = physical), `hlt` ends the run.
+struct Bare;
+
+const RET_FAULT_BASE: u32 = 100;
+
+impl Guest for Bare {
+    type Cpu = X86Cpu;
+    fn globals(&self) -> Arc<[GlobalDef]> {
+        cpu::globals()
+    }
+    fn addr_type(&self) -> Type {
+        Type::I64
+    }
+    fn block_key(&self, cpu: &X86Cpu) -> (u64, u32) {
+        (cpu.rip, 0)
+    }
+    fn code_mmu_idx(&self, _: u32) -> u8 {
+        0
+    }
+    fn translate(
+        &self,
+        pc: u64,
+        _: u32,
+        code: &mut dyn CodeReader,
+        b: &mut Builder,
+        max: u32,
+    ) -> Result<(), MemFault> {
+        translate::translate(pc, code, b, max, 0)
+    }
+    fn restore_state(&self, cpu: &mut X86Cpu, pc: u64, extra: u64) {
+        translate::restore_state(cpu, pc, extra)
+    }
+    fn page_walk(
+        &self,
+        _: &mut X86Cpu,
+        vaddr: u64,
+        _: Access,
+        _: u8,
+    ) -> Result<PageMapping, MemFault> {
+        if vaddr >= RAM as u64 {
+            return Err(MemFault::Page(0));
+        }
+        Ok(PageMapping {
+            phys_page: vaddr & PAGE_MASK,
+            prot: PageProt::ALL,
+        })
+    }
+    fn raise(&self, cpu: &mut X86Cpu, _: MemFault, vaddr: u64, _: Access) {
+        cpu.cause = 14;
+        cpu.error_code = vaddr;
+    }
+    fn on_exit(&self, _: &mut X86Cpu, reason: u32) -> Action {
+        Action::Return(reason)
+    }
+    fn on_exception(&self, cpu: &mut X86Cpu) -> Action {
+        Action::Return(RET_FAULT_BASE + cpu.cause as u32)
+    }
+    fn on_exit_request(&self, _: &mut X86Cpu) -> Action {
+        Action::Continue
+    }
+}
+
+/// Assembles `source` (Intel syntax, 64-bit) into flat machine code at `CODE`.
+fn assemble(name: &str, source: &str) -> Vec<u8> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("x86_64_exec");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (s, o, bin) = (
+        dir.join(format!("{name}.s")),
+        dir.join(format!("{name}.o")),
+        dir.join(format!("{name}.bin")),
+    );
+    std::fs::write(&s, format!(".intel_syntax noprefix\n.text\n{source}\n")).unwrap();
+    let status = Command::new("as")
+        .args(["--64", "-o"])
+        .arg(&o)
+        .arg(&s)
+        .status()
+        .unwrap_or_else(|e| panic!("GNU as not runnable ({e}): apt-get install binutils"));
+    assert!(status.success(), "assembling {name} failed");
+    let status = Command::new("objcopy")
+        .args(["-O", "binary", "-j", ".text"])
+        .arg(&o)
+        .arg(&bin)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read(&bin).unwrap()
+}
+
+struct Run {
+    ret: u32,
+    regs: [u64; 16],
+    rip: u64,
+    rflags: u64,
+    ram: GuestMemoryMmap,
+}
+
+impl Run {
+    fn r(&self, name: &str) -> u64 {
+        let i = cpu::REG_NAMES
+            .iter()
+            .position(|&n| n == name)
+            .unwrap_or_else(|| panic!("no register {name}"));
+        self.regs[i]
+    }
+    fn mem64(&self, addr: u64) -> u64 {
+        self.ram.read_obj(GuestAddress(addr)).unwrap()
+    }
+}
+
+fn run_mode(code: &[u8], data: &[u8], fs_base: u64, mode: ExecMode) -> Run {
+    let ram = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), RAM)]).unwrap();
+    ram.write_slice(code, GuestAddress(CODE)).unwrap();
+    ram.write_slice(data, GuestAddress(DATA)).unwrap();
+    let engine = Engine::new(
+        Bare,
+        Arc::new(RamAndBus::new(ram.clone(), devices::bus::Bus::new())),
+        EngineConfig {
+            mode,
+            system: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut cpu = X86Cpu::new(CODE);
+    cpu.regs[cpu::RSP] = STACK;
+    cpu.fs_base = fs_base;
+    let mut vcpu = Vcpu::new(engine, cpu);
+    let ret = vcpu.run().unwrap();
+    let c = vcpu.cpu();
+    Run {
+        ret,
+        regs: c.regs,
+        rip: c.rip,
+        rflags: c.rflags(),
+        ram,
+    }
+}
+
+/// Runs under both the JIT and the interpreter, requires identical results, returns one.
+fn run_full(name: &str, source: &str, data: &[u8], fs_base: u64) -> Run {
+    let code = assemble(name, source);
+    let jit = run_mode(&code, data, fs_base, ExecMode::Jit);
+    let interp = run_mode(&code, data, fs_base, ExecMode::Interpreter);
+    assert_eq!(jit.ret, interp.ret, "{name}: exit");
+    assert_eq!(
+        jit.regs, interp.regs,
+        "{name}: JIT and interpreter disagree"
+    );
+    assert_eq!(jit.rip, interp.rip, "{name}: rip");
+    assert_eq!(jit.rflags, interp.rflags, "{name}: rflags");
+    jit
+}
+
+fn run(name: &str, source: &str) -> Run {
+    let r = run_full(name, source, &[], 0);
+    assert_eq!(r.ret, EXIT_HLT, "{name} did not reach hlt");
+    r
+}
+
+const CC_NAMES: [&str; 16] = [
+    "o", "no", "b", "ae", "e", "ne", "be", "a", "s", "ns", "p", "np", "l", "ge", "le", "g",
+];
+
+/// Whether condition `cc` holds for `flags` (the SDM's table of condition codes).
+fn holds(cc: usize, f: u64) -> bool {
+    let (c, z, s, o, p) = (
+        f & CF != 0,
+        f & ZF != 0,
+        f & SF != 0,
+        f & OF != 0,
+        f & PF != 0,
+    );
+    let v = match cc / 2 {
+        0 => o,
+        1 => c,
+        2 => z,
+        3 => c || z,
+        4 => s,
+        5 => p,
+        6 => s != o,
+        _ => z || s != o,
+    };
+    v != (cc % 2 == 1)
+}
+
+/// For every condition: `setcc` into a bitmask in r14 and `jcc` into r15, right after `op`
+/// (static lazy flags) when `split` is false, or after a jump that ends the block.
+fn conditions_after(setup: &str, op: &str, split: bool) -> String {
+    let mut s = String::from("xor r14, r14; xor r15, r15\n");
+    for (cc, name) in CC_NAMES.iter().enumerate() {
+        let brk = if split { "jmp 7f; 7:" } else { "" };
+        s += &format!(
+            "{setup}; {op}; {brk} set{name} cl; movzx ecx, cl; shl rcx, {cc}; or r14, rcx
+             {setup}; {op}; {brk} j{name} 8f; jmp 9f; 8: or r15, {bit}; 9:\n",
+            bit = 1u64 << cc
+        );
+    }
+    s + "hlt"
+}
+
+/// The bitmask of conditions that hold after `op`, which set lazy flags `cc` with values
+/// `(dst, src, src2)` (the reference `compute_flags` is checked against the host separately).
+fn expected(cc: CcOp, dst: u64, src: u64, src2: u64) -> u64 {
+    let f = compute_flags(cc.encode(), dst, src, src2);
+    (0..16).filter(|&c| holds(c, f)).map(|c| 1 << c).sum()
+}
+
+fn check_conditions(name: &str, setup: &str, op: &str, want: u64) {
+    for split in [false, true] {
+        let r = run(name, &conditions_after(setup, op, split));
+        assert_eq!(
+            r.r("r14"),
+            want,
+            "{name} setcc (split {split}): {setup}; {op}"
+        );
+        assert_eq!(
+            r.r("r15"),
+            want,
+            "{name} jcc (split {split}): {setup}; {op}"
+        );
+    }
+}
+
+#[test]
+fn every_condition_after_cmp_matches_the_sdm() {
+    let pairs: [(u64, u64); 6] = [
+        (5, 5),
+        (1, 2),
+        (2, 1),
+        (0x8000_0000_0000_0000, 1),
+        (0x7fff_ffff_ffff_ffff, u64::MAX),
+        (0x1_0000_0003, 0x1_0000_0000),
+    ];
+    for (a, b) in pairs {
+        let d = a.wrapping_sub(b);
+        let f = (if a < b { CF } else { 0 })
+            | (if d == 0 { ZF } else { 0 })
+            | (if (d as i64) < 0 { SF } else { 0 })
+            | (if ((a ^ b) & (a ^ d)) >> 63 != 0 {
+                OF
+            } else {
+                0
+            })
+            | (if (d as u8).count_ones() % 2 == 0 {
+                PF
+            } else {
+                0
+            });
+        let want: u64 = (0..16).filter(|&c| holds(c, f)).map(|c| 1 << c).sum();
+        check_conditions(
+            "cmp",
+            &format!("mov rax, {a:#x}; mov rbx, {b:#x}"),
+            "cmp rax, rbx",
+            want,
+        );
+    }
+}
+
+#[test]
+fn conditions_after_each_alu_class_and_size() {
+    let sub = |s| CcOp::new(CcKind::Sub, s);
+    let cases: Vec<(&str, &str, u64)> = vec![
+        (
+            "mov eax, 0xff; mov ebx, 1",
+            "add al, bl",
+            expected(CcOp::new(CcKind::Add, 0), 0, 1, 0),
+        ),
+        (
+            "mov eax, 0x7fff; mov ebx, 1",
+            "add ax, bx",
+            expected(CcOp::new(CcKind::Add, 1), 0x8000, 1, 0),
+        ),
+        (
+            "mov eax, 0x80000000; mov ebx, 1",
+            "sub eax, ebx",
+            expected(sub(2), 0x7fff_ffff, 1, 0),
+        ),
+        (
+            "mov eax, 3; mov ebx, 5",
+            "cmp al, bl",
+            expected(sub(0), 0xfe, 5, 0),
+        ),
+        (
+            "mov rax, 0xf0; mov rbx, 0x0f",
+            "test rax, rbx",
+            expected(CcOp::new(CcKind::Logic, 3), 0, 0, 0),
+        ),
+        (
+            "mov rax, -1; mov rbx, 0x80",
+            "and eax, ebx",
+            expected(CcOp::new(CcKind::Logic, 2), 0x80, 0, 0),
+        ),
+        (
+            "mov rax, 0x80",
+            "or al, 0",
+            expected(CcOp::new(CcKind::Logic, 0), 0x80, 0, 0),
+        ),
+        (
+            "mov eax, 0x7fffffff; mov ebx, 1; add ebx, ebx",
+            "inc eax",
+            expected(CcOp::new(CcKind::Inc, 2), 0x8000_0000, 0, 0),
+        ),
+        (
+            "xor eax, eax; mov ebx, 1; sub ebx, 2",
+            "dec ax",
+            expected(CcOp::new(CcKind::Dec, 1), 0xffff, 1, 0),
+        ),
+        (
+            "mov eax, 0; mov ebx, 1; sub ebx, 2",
+            "adc eax, 0x7fffffff",
+            expected(CcOp::new(CcKind::Adc, 2), 0x8000_0000, 0x7fff_ffff, 1),
+        ),
+        (
+            "mov eax, 0; mov ebx, 1; sub ebx, 2",
+            "sbb rax, 0",
+            expected(CcOp::new(CcKind::Sbb, 3), u64::MAX, 0, 1),
+        ),
+        ("mov rax, 1", "neg rax", expected(sub(3), u64::MAX, 1, 0)),
+        (
+            "mov eax, 0xc0",
+            "shl al, 1",
+            expected(CcOp::new(CcKind::Shl, 0), 0x80, 0xc0, 0),
+        ),
+        (
+            "mov eax, 0x81; mov ecx, 1",
+            "shr eax, cl",
+            expected(CcOp::new(CcKind::Sar, 2), 0x40, 0x81, 0),
+        ),
+        (
+            "mov rax, -4",
+            "sar rax, 2",
+            expected(CcOp::new(CcKind::Sar, 3), u64::MAX, (-2i64) as u64, 0),
+        ),
+        (
+            "mov rax, 1 << 62; mov rbx, 2",
+            "imul rax, rbx",
+            expected(CcOp::new(CcKind::Mul, 3), 1 << 63, 1, 0),
+        ),
+        (
+            "mov rax, 1 << 32; mov rbx, 1 << 32",
+            "mul rbx",
+            expected(CcOp::new(CcKind::Mul, 3), 0, 1, 0),
+        ),
+    ];
+    for (n, (setup, op, want)) in cases.into_iter().enumerate() {
+        check_conditions(&format!("alu{n}"), setup, op, want);
+    }
+}
+
+#[test]
+fn a_zero_shift_count_keeps_the_flags() {
+    // cmp sets ZF and CF: 1 - 2 borrows; shl by cl = 0 and by 64 (masked to 0) keep them.
+    let want = expected(CcOp::new(CcKind::Sub, 3), u64::MAX, 2, 0);
+    check_conditions(
+        "shift0",
+        "mov rdx, 7; mov ecx, 64; mov rax, 1; cmp rax, 2",
+        "shl rdx, cl",
+        want,
+    );
+    check_conditions("shift0i", "mov eax, 1; cmp eax, 2", "shl eax, 0", want);
+}
+
+#[test]
+fn partial_register_writes_merge_or_zero_extend() {
+    let r = run(
+        "partial",
+        "mov rax, -1; mov al, 0x12; mov ah, 0x34
+         mov rbx, -1; mov bx, 0x5678
+         mov rcx, -1; mov ecx, 0x9abc
+         mov rdx, -1; add edx, 1
+         mov rsi, -1; mov sil, 0; mov r8, -1; mov r8b, 5; mov r9, -1; mov r9w, 6
+         mov r10, -1; xor r10d, r10d
+         mov r11, 0x80; movsx r12, r11b; movzx r13d, r11b; mov r11, -1; movsxd rdi, r11d
+         mov rbp, 0x1122334455667788; mov ebp, ebp
+         hlt",
+    );
+    assert_eq!(r.r("rax"), 0xffff_ffff_ffff_3412);
+    assert_eq!(r.r("rbx"), 0xffff_ffff_ffff_5678);
+    assert_eq!(r.r("rcx"), 0x9abc, "32-bit writes zero-extend");
+    assert_eq!(r.r("rdx"), 0, "32-bit arithmetic too");
+    assert_eq!(
+        r.r("rsi"),
+        0xffff_ffff_ffff_ff00,
+        "sil is rsi's low byte with REX"
+    );
+    assert_eq!(r.r("r8"), 0xffff_ffff_ffff_ff05);
+    assert_eq!(r.r("r9"), 0xffff_ffff_ffff_0006);
+    assert_eq!(r.r("r10"), 0);
+    assert_eq!(r.r("r12"), 0xffff_ffff_ffff_ff80);
+    assert_eq!(r.r("r13"), 0x80);
+    assert_eq!(r.r("rdi"), u64::MAX);
+    assert_eq!(r.r("rbp"), 0x5566_7788);
+}
+
+#[test]
+fn high_byte_registers_and_xchg_cbw_family() {
+    let r = run(
+        "high",
+        "mov rax, 0x1234; mov rbx, 0xab00; add ah, bh; xchg rbx, rax
+         mov rax, -1; mov al, 0x80; cbw; mov rsi, rax
+         mov eax, 0x8000; cwde; mov rdi, rax
+         mov eax, 0x80000000; cdqe; mov r8, rax
+         mov rax, -5; cqo; mov r9, rdx
+         mov eax, 0x7fffffff; cdq; mov r10, rdx
+         xor edx, edx; mov eax, 0x8000; cwd; mov r11, rdx
+         mov rax, 0xff; cbw
+         hlt",
+    );
+    assert_eq!(r.r("rbx"), 0xbd34, "ah + bh without touching al");
+    assert_eq!(r.r("rsi"), 0xffff_ffff_ffff_ff80, "cbw writes ax only");
+    assert_eq!(r.r("rdi"), 0xffff_8000);
+    assert_eq!(r.r("r8"), 0xffff_ffff_8000_0000);
+    assert_eq!(r.r("r9"), u64::MAX);
+    assert_eq!(r.r("r10"), 0);
+    assert_eq!(r.r("r11"), 0xffff, "cwd writes dx only");
+    assert_eq!(r.r("rax"), 0xffff);
+}
+
+#[test]
+fn multiply_and_divide() {
+    let r = run(
+        "muldiv",
+        "mov rax, -1; mov rbx, -1; mul rbx; mov rsi, rax; mov rdi, rdx
+         mov rax, -2; mov rbx, 3; imul rbx; mov r8, rax; mov r9, rdx
+         mov eax, 200; mov ebx, 3; mul bl; mov r10, rax
+         mov eax, 0x10000; imul ecx, eax, 0x10000; mov r11, rcx
+         mov rax, 100; xor edx, edx; mov rbx, 7; div rbx; mov r12, rax; mov r13, rdx
+         mov rax, -100; cqo; idiv rbx; mov r14, rax; mov r15, rdx
+         mov ax, 1000; mov cl, 10; div cl; mov rbp, rax
+         hlt",
+    );
+    assert_eq!((r.r("rsi"), r.r("rdi")), (1, u64::MAX - 1));
+    assert_eq!((r.r("r8"), r.r("r9")), ((-6i64) as u64, u64::MAX));
+    assert_eq!(r.r("r10") & 0xffff, 600);
+    assert_eq!(
+        r.r("r11"),
+        0,
+        "imul r32 keeps the low 32 bits, zero-extended"
+    );
+    assert_eq!((r.r("r12"), r.r("r13")), (14, 2));
+    assert_eq!((r.r("r14") as i64, r.r("r15") as i64), (-14, -2));
+    assert_eq!(r.r("rbp") & 0xffff, 100, "al = 100, ah = 0");
+}
+
+#[test]
+fn divide_errors_are_faults_at_the_div() {
+    for (name, src) in [
+        ("de0", "mov rax, 1; xor ebx, ebx; mov rcx, 9; div rbx; hlt"),
+        (
+            "de_ovf",
+            "mov rax, 0; mov rdx, 1; mov rbx, 1; mov rcx, 9; div rbx; hlt",
+        ),
+        (
+            "de_min",
+            "mov eax, 0x80000000; cdq; mov ebx, -1; mov rcx, 9; idiv ebx; hlt",
+        ),
+    ] {
+        let r = run_full(name, src, &[], 0);
+        assert_eq!(r.ret, RET_FAULT_BASE + vector::DE as u32, "{name}");
+        assert_eq!(r.r("rcx"), 9, "{name}: the instructions before ran");
+        let code = assemble(name, src);
+        // rip is the div itself: its opcode byte is 0xf7 (with or without a REX prefix).
+        let off = (r.rip - CODE) as usize;
+        assert!(
+            code[off] == 0xf7 || code[off + 1] == 0xf7,
+            "{name}: rip {:#x}",
+            r.rip
+        );
+    }
+}
+
+#[test]
+fn push_pop_call_ret() {
+    let r = run(
+        "stack",
+        "mov rax, 0x1111; push rax; push 0x22; pop rbx; pop rcx
+         call 1f; mov rsi, 0x55; jmp 2f
+         1: mov rdi, [rsp]; ret
+         2: lea rax, [rip + 3f]; call rax; jmp 4f
+         3: mov r8, rsp; ret
+         4: push rsp; pop r9
+         lea rax, [rip + 5f]; push rax; ret
+         5: mov r10, 0x77
+         hlt",
+    );
+    assert_eq!((r.r("rbx"), r.r("rcx")), (0x22, 0x1111));
+    assert_eq!(r.r("rsi"), 0x55, "ret came back after the call");
+    assert_eq!(
+        r.r("r8"),
+        STACK - 8,
+        "an indirect call pushed the return address"
+    );
+    assert_eq!(r.r("r9"), STACK, "push rsp pushes the old value");
+    assert_eq!(r.r("r10"), 0x77);
+    assert_eq!(r.r("rsp"), STACK);
+    let rdi = r.r("rdi");
+    assert!(
+        (CODE..CODE + 0x100).contains(&rdi),
+        "return address {rdi:#x}"
+    );
+}
+
+#[test]
+fn memory_operands_and_segments() {
+    let mut data = [0u8; 64];
+    for (i, b) in data.iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let r = run_full(
+        "mem",
+        &format!(
+            "mov rbx, {DATA}; mov rcx, 2
+             mov rax, [rbx + rcx*8 + 4]
+             movzx esi, word ptr [rbx + 1]
+             movsx rdi, byte ptr [rbx + 0x3f]
+             mov qword ptr [rbx + 8*rcx], -1
+             add dword ptr [rbx + 16], 2
+             mov r8, [rbx + 16]
+             mov r9, fs:[8]
+             inc byte ptr [rbx]
+             mov r10b, [rbx]
+             lea r11, [rbx + rcx*4 - 1]
+             lea r12d, [rcx + rcx*2 + 0x7fffffff]
+             mov r13, [rip + 1f]
+             hlt
+             1: .quad 0x1122334455667788"
+        ),
+        &data,
+        DATA,
+    );
+    assert_eq!(r.ret, EXIT_HLT);
+    assert_eq!(
+        r.r("rax"),
+        u64::from_le_bytes([20, 21, 22, 23, 24, 25, 26, 27])
+    );
+    assert_eq!(r.r("rsi"), 0x0201);
+    assert_eq!(r.r("rdi"), 0x3f);
+    assert_eq!(
+        r.r("r8"),
+        0xffff_ffff_0000_0001,
+        "add dword wrapped in 32 bits"
+    );
+    assert_eq!(r.mem64(DATA + 16), 0xffff_ffff_0000_0001);
+    assert_eq!(
+        r.r("r9"),
+        u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15]),
+        "fs base"
+    );
+    assert_eq!(r.r("r10") & 0xff, 1);
+    assert_eq!(r.r("r11"), DATA + 7);
+    assert_eq!(r.r("r12"), 0x8000_0005, "32-bit lea wraps and zero-extends");
+    assert_eq!(r.r("r13"), 0x1122_3344_5566_7788, "rip-relative");
+}
+
+#[test]
+fn cmov_and_setcc_on_memory() {
+    let r = run_full(
+        "cmov",
+        &format!(
+            "mov rbx, {DATA}; mov rax, -1; mov rcx, 5; cmp rcx, 6
+             cmovb rsi, rcx; cmovae rax, rcx; mov rdi, -1; cmovae edi, ecx
+             cmovl r8, [rbx]; setb byte ptr [rbx + 8]; sete byte ptr [rbx + 9]
+             hlt"
+        ),
+        &[0x44, 0, 0, 0, 0, 0, 0, 0, 0xaa, 0xbb],
+        0,
+    );
+    assert_eq!(r.r("rsi"), 5);
+    assert_eq!(
+        r.r("rax"),
+        u64::MAX,
+        "cmov not taken keeps a 64-bit register"
+    );
+    assert_eq!(
+        r.r("rdi"),
+        0xffff_ffff,
+        "cmov r32 zero-extends even when not taken"
+    );
+    assert_eq!(r.r("r8"), 0x44);
+    assert_eq!(r.mem64(DATA + 8) & 0xffff, 0x0001);
+}
+
+#[test]
+fn exits_hlt_syscall_int3_ud() {
+    let r = run_full("sys", "mov eax, 60; syscall; hlt", &[], 0);
+    assert_eq!(r.ret, EXIT_SYSCALL);
+    assert_eq!(r.rip, CODE + 7, "rip is after the syscall");
+    let r = run_full("bp", "nop; int3; hlt", &[], 0);
+    assert_eq!((r.ret, r.rip), (EXIT_INT3, CODE + 2));
+    let r = run_full("ud", "mov eax, 1; ud2; hlt", &[], 0);
+    assert_eq!((r.ret, r.rip), (EXIT_UD, CODE + 5));
+    let r = run_full("unimpl", "nop; cpuid; hlt", &[], 0);
+    assert_eq!((r.ret, r.rip), (EXIT_UD, CODE + 1));
+}
+
+#[test]
+fn loops_run_across_blocks() {
+    let r = run(
+        "loop",
+        "xor eax, eax; mov ecx, 100
+         1: add rax, rcx; dec ecx; jnz 1b
+         hlt",
+    );
+    assert_eq!(r.r("rax"), 5050);
+    assert_eq!(r.rflags & (ZF | CF), ZF, "dec kept CF clear, set ZF");
+}
