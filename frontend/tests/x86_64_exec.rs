@@ -632,3 +632,26 @@ fn loops_run_across_blocks() {
     assert_eq!(r.r("rax"), 5050);
     assert_eq!(r.rflags & (ZF | CF), ZF, "dec kept CF clear, set ZF");
 }
+
+#[test]
+fn flag_moves_pushf_popf_lahf_sahf() {
+    let r = run(
+        "flagmoves",
+        "mov eax, 0x7f; add al, 1; pushfq; pop rbx
+         stc; pushfq; pop rcx
+         cmc; lahf; movzx esi, ah
+         std; pushfq; pop rdx; cld
+         mov rax, 0xd7 << 8; sahf; pushfq; pop rdi
+         push 0x401; popfq; pushfq; pop r8
+         setc r9b; cld
+         hlt",
+    );
+    assert_eq!(r.r("rbx"), 0x892, "0x7f + 1: OF SF AF, bit 1");
+    assert_eq!(r.r("rcx"), 0x893, "stc");
+    assert_eq!(r.r("rsi"), 0x92, "lahf after cmc: SF AF, bit 1, CF clear");
+    assert_eq!(r.r("rdx"), 0xc92, "std shows as DF");
+    assert_eq!(r.r("rdi"), 0x8d7, "sahf sets SF ZF AF PF CF and keeps OF");
+    assert_eq!(r.r("r8"), 0x403, "popfq loads CF and DF");
+    assert_eq!(r.r("r9") & 0xff, 1);
+    assert_eq!(r.rflags, 0x3, "cld cleared DF again; CF stays");
+}

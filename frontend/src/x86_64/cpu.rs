@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use ir::abi::{EnvHeader, TlbFast, MMU_MODES};
+use ir::abi::EnvHeader;
 use ir::{GlobalDef, Type};
 
 /// Names of the 16 general registers in iced-x86's order (rax rcx rdx rbx rsp rbp rsi rdi
@@ -66,20 +66,7 @@ impl X86Cpu {
     /// A CPU with every register zero, the flags clear and rip at `rip`.
     pub fn new(rip: u64) -> Box<X86Cpu> {
         Box::new(X86Cpu {
-            header: EnvHeader {
-                exit_request: Default::default(),
-                unwind: 0,
-                insn_index: 0,
-                reserved: 0,
-                load_slow: unset_slow_path,
-                store_slow: unset_slow_path,
-                lookup: unset_lookup,
-                tlb: [TlbFast {
-                    mask: 0,
-                    table: std::ptr::null_mut(),
-                }; MMU_MODES],
-                opaque: std::ptr::null_mut(),
-            },
+            header: EnvHeader::detached(),
             cc_op: super::flags::CcOp::EFLAGS.encode(),
             cc_dst: 0,
             cc_src: 0,
@@ -112,16 +99,6 @@ unsafe impl accel_tcg::CpuState for X86Cpu {
     fn header_mut(&mut self) -> &mut EnvHeader {
         &mut self.header
     }
-}
-
-/// Placeholder until an engine installs its slow paths.
-unsafe extern "C" fn unset_slow_path(_: u64, _: u64, _: u64, _: u64) -> u64 {
-    0
-}
-
-/// Placeholder until an engine installs its lookup.
-unsafe extern "C" fn unset_lookup(_: u64) -> u64 {
-    0
 }
 
 macro_rules! offsets {

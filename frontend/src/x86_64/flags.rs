@@ -281,6 +281,25 @@ impl CcState {
         }
     }
 
+    /// The six arithmetic flags as a value (the `cc_src` global itself when they are already
+    /// materialised, else a call to [`COMPUTE_EFLAGS`]).
+    pub fn value(&self, b: &mut Builder) -> Temp {
+        match self.known {
+            Some(op) if op.kind == CcKind::Eflags => b.global(cpu::CC_SRC_GLOBAL),
+            _ => {
+                let f = b.scratch(Type::I64);
+                let args = [
+                    b.global(cpu::CC_OP_GLOBAL),
+                    b.global(cpu::CC_DST_GLOBAL),
+                    b.global(cpu::CC_SRC_GLOBAL),
+                    b.global(cpu::CC_SRC2_GLOBAL),
+                ];
+                b.call(&COMPUTE_EFLAGS, &args, Some(f));
+                f
+            }
+        }
+    }
+
     /// The even condition `cc` straight from the lazy values of a known `op`, where cheap.
     fn direct(&self, b: &mut Builder, op: CcOp, cc: u8) -> Option<(Cond, Temp, Temp)> {
         let dst = b.global(cpu::CC_DST_GLOBAL);
@@ -334,20 +353,7 @@ impl CcState {
 
     /// The even condition `cc` by testing bits of the computed flags.
     fn by_flag_bits(&self, b: &mut Builder, cc: u8) -> (Cond, Temp, Temp) {
-        let f = match self.known {
-            Some(op) if op.kind == CcKind::Eflags => b.global(cpu::CC_SRC_GLOBAL),
-            _ => {
-                let f = b.scratch(Type::I64);
-                let args = [
-                    b.global(cpu::CC_OP_GLOBAL),
-                    b.global(cpu::CC_DST_GLOBAL),
-                    b.global(cpu::CC_SRC_GLOBAL),
-                    b.global(cpu::CC_SRC2_GLOBAL),
-                ];
-                b.call(&COMPUTE_EFLAGS, &args, Some(f));
-                f
-            }
-        };
+        let f = self.value(b);
         let bit = |b: &mut Builder, m: u64| {
             let c = b.constant(Type::I64, m);
             (Cond::TstNe, f, c)

@@ -13,8 +13,8 @@
 //! needs (`insn_start`'s extra word records the static `cc_op`, or `u64::MAX`, for logs).
 //!
 //! Not implemented yet (exit [`EXIT_UD`], with a warning at translation time): string
-//! instructions, rotates, bit tests, `bsf`/`bsr`, flag moves (`pushf`, `lahf`, `clc`...),
-//! SSE/x87, system instructions. `lock` prefixes are ignored (one vCPU).
+//! instructions, rotates, bit tests, `bsf`/`bsr`, 16-bit `pushf`/`popf`, SSE/x87, system
+//! instructions. `lock` prefixes are ignored (one vCPU).
 
 use accel_tcg::{CodeReader, MemFault};
 use iced_x86::{ConditionCode, Decoder, DecoderError, DecoderOptions, Instruction, Mnemonic};
@@ -23,7 +23,11 @@ use ir::abi::{PAGE_MASK, PAGE_SIZE};
 use ir::{BinOp, Builder, Cond, ExtFrom, Helper, HelperFlags, MemOp, Size, Temp, Type};
 
 use super::cpu::{self, X86Cpu, RAX, RCX, RDX, RSP};
-use super::flags::{ext, CcKind, CcOp, CcState};
+use super::flags::{self, ext, CcKind, CcOp, CcState};
+
+/// RFLAGS bits besides the arithmetic ones and DF that `popfq` changes at CPL 3: TF (8),
+/// NT (14), AC (18), ID (21).
+pub const POPF_USER_MASK: u64 = 1 << 8 | 1 << 14 | 1 << 18 | 1 << 21;
 
 /// `ExitTb` reason: `hlt`; rip is the next instruction.
 pub const EXIT_HLT: u32 = 1;
@@ -411,6 +415,43 @@ impl Translator<'_> {
         }
     }
 
+    /// Makes `f` (the six arithmetic flags) the materialised lazy flags.
+    fn set_eflags(&mut self, f: Temp) {
+        self.set_flags(CcOp::EFLAGS, f, Some(f), None);
+    }
+
+    /// The whole RFLAGS image (`pushfq`): `eflags` with the lazy flags and DF merged in.
+    fn rflags(&mut self) -> Temp {
+        let f = self.cc.value(self.b);
+        let (v, d) = (self.tmp(), self.tmp());
+        let e = self.b.global(cpu::EFLAGS_GLOBAL);
+        self.b
+            .binary_imm(BinOp::And, v, e, !(flags::ARITH | flags::DF));
+        self.b.or(v, v, f);
+        let df = self.b.global(cpu::DF_GLOBAL);
+        self.b.binary_imm(BinOp::Shr, d, df, 63);
+        self.b.binary_imm(BinOp::Shl, d, d, 10);
+        self.b.or(v, v, d);
+        self.b.binary_imm(BinOp::Or, v, v, 2);
+        v
+    }
+
+    /// Loads RFLAGS from `v` (`popfq` at CPL 3): the arithmetic flags, DF, and the bits user
+    /// code may change ([`POPF_USER_MASK`]); IF and IOPL stay.
+    fn set_rflags(&mut self, v: Temp) {
+        let f = self.tmp();
+        self.b.binary_imm(BinOp::And, f, v, flags::ARITH);
+        self.set_eflags(f);
+        let df = self.b.global(cpu::DF_GLOBAL);
+        let (bit, down, up) = (self.konst(flags::DF), self.konst(u64::MAX), self.konst(1));
+        self.b.movcond(Cond::TstNe, df, v, bit, down, up);
+        let e = self.b.global(cpu::EFLAGS_GLOBAL);
+        let t = self.tmp();
+        self.b.binary_imm(BinOp::And, t, v, POPF_USER_MASK);
+        self.b.binary_imm(BinOp::And, e, e, !POPF_USER_MASK);
+        self.b.or(e, e, t);
+    }
+
     /// CF as 0/1 in a new temp.
     fn carry(&mut self) -> Temp {
         let (c, a, b) = self.cc.condition(self.b, 2);
@@ -672,6 +713,61 @@ impl Translator<'_> {
                 self.b.movcond(c, r, a, b, v, old);
                 // A 32-bit destination is zero-extended even when the condition is false.
                 self.write_reg(dst, r);
+            }
+            Clc | Stc | Cmc => {
+                let f = self.cc.value(self.b);
+                let t = self.tmp();
+                let op = match i.mnemonic() {
+                    Clc => BinOp::AndNot,
+                    Stc => BinOp::Or,
+                    _ => BinOp::Xor,
+                };
+                self.b.binary_imm(op, t, f, flags::CF);
+                self.set_eflags(t);
+            }
+            Cld | Std => {
+                let df = self.b.global(cpu::DF_GLOBAL);
+                self.b
+                    .movi(df, if i.mnemonic() == Cld { 1 } else { u64::MAX });
+            }
+            Lahf => {
+                let f = self.cc.value(self.b);
+                let t = self.tmp();
+                self.b.binary_imm(BinOp::Or, t, f, 2);
+                let ah = Loc::Reg {
+                    idx: RAX,
+                    size: 0,
+                    high: true,
+                };
+                self.write_reg(ah, t);
+            }
+            Sahf => {
+                let f = self.cc.value(self.b);
+                let (keep, ah) = (self.tmp(), self.tmp());
+                self.b.binary_imm(BinOp::And, keep, f, flags::OF);
+                let rax = self.reg(RAX);
+                self.b.extract(ah, rax, 8, 8, false);
+                self.b
+                    .binary_imm(BinOp::And, ah, ah, flags::ARITH & !flags::OF);
+                self.b.or(ah, ah, keep);
+                self.set_eflags(ah);
+            }
+            Pushfq => {
+                let v = self.rflags();
+                let rsp = self.reg(RSP);
+                let sp = self.tmp();
+                self.b.addi(sp, rsp, (-8i64) as u64);
+                self.b
+                    .store(v, sp, MemOp::unsigned(Size::B64), self.mmu_idx);
+                self.b.mov(rsp, sp);
+            }
+            Popfq => {
+                let rsp = self.reg(RSP);
+                let v = self.tmp();
+                self.b
+                    .load(v, rsp, MemOp::unsigned(Size::B64), self.mmu_idx);
+                self.b.addi(rsp, rsp, 8);
+                self.set_rflags(v);
             }
             Hlt => return Some(self.exit(EXIT_HLT, self.next, 0)),
             Syscall => return Some(self.exit(EXIT_SYSCALL, self.next, 0)),
@@ -980,6 +1076,117 @@ static DIVIDE: Helper = Helper {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ir::{Block, Op};
+
+    /// Code readable in `[start, end)` only.
+    struct Window {
+        start: u64,
+        bytes: Vec<u8>,
+    }
+
+    impl CodeReader for Window {
+        fn read(&mut self, vaddr: u64, buf: &mut [u8]) -> Result<(), MemFault> {
+            let off = vaddr.wrapping_sub(self.start) as usize;
+            match self.bytes.get(off..off + buf.len()) {
+                Some(src) => {
+                    buf.copy_from_slice(src);
+                    Ok(())
+                }
+                None => Err(MemFault::Page(vaddr)),
+            }
+        }
+    }
+
+    fn translate_at(pc: u64, code: &mut Window) -> Result<Block, MemFault> {
+        let mut b = Builder::new(cpu::globals(), Type::I64);
+        translate(pc, code, &mut b, 64, 0)?;
+        let block = b.finish();
+        ir::verify::verify(&block).unwrap();
+        Ok(block)
+    }
+
+    /// The last page of a window ending at 0x2000 holds `tail` at its very end.
+    fn page_end(tail: &[u8]) -> (u64, Window) {
+        let mut bytes = vec![0x90; 0x1000 - tail.len()];
+        bytes.extend_from_slice(tail);
+        let pc = 0x2000 - tail.len() as u64;
+        (
+            pc,
+            Window {
+                start: 0x1000,
+                bytes,
+            },
+        )
+    }
+
+    #[test]
+    fn an_instruction_running_into_an_unreadable_page_faults_when_first() {
+        // mov eax, imm32 (b8 + 4 bytes) with only 3 bytes readable.
+        let (pc, mut code) = page_end(&[0xb8, 1, 2]);
+        assert_eq!(
+            translate_at(pc, &mut code).err(),
+            Some(MemFault::Page(0x2000))
+        );
+    }
+
+    #[test]
+    fn a_block_stops_before_an_instruction_it_cannot_fetch_whole() {
+        let (pc, mut code) = page_end(&[0x90, 0xb8, 1, 2]);
+        let block = translate_at(pc, &mut code).unwrap();
+        assert_eq!(block.insn_starts().len(), 1);
+    }
+
+    #[test]
+    fn a_short_instruction_at_a_page_end_needs_no_bytes_beyond_it() {
+        let (pc, mut code) = page_end(&[0x48, 0x01, 0xd8]); // add rax, rbx
+        let block = translate_at(pc, &mut code).unwrap();
+        assert_eq!(block.insn_starts(), vec![(pc, u64::MAX)]);
+        assert!(matches!(block.ops.last(), Some(Op::GotoTb { slot: 0 })));
+    }
+
+    #[test]
+    fn undecodable_bytes_and_unimplemented_instructions_exit_with_ud() {
+        for bytes in [&[0x0f, 0xff][..], &[0x0f, 0xa2], &[0x06]] {
+            let mut code = Window {
+                start: 0x1000,
+                bytes: bytes.iter().copied().chain([0x90; 16]).collect(),
+            };
+            let block = translate_at(0x1000, &mut code).unwrap();
+            assert!(
+                matches!(block.ops.last(), Some(Op::ExitTb { reason: EXIT_UD })),
+                "{bytes:x?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_static_cc_op_rides_in_insn_start_and_is_written_once() {
+        // cmp rax, rbx; cmp rax, rcx; jb ...
+        let mut code = Window {
+            start: 0x1000,
+            bytes: [0x48, 0x39, 0xd8, 0x48, 0x39, 0xc8, 0x72, 0x00]
+                .into_iter()
+                .chain([0x90; 16])
+                .collect(),
+        };
+        let block = translate_at(0x1000, &mut code).unwrap();
+        let sub64 = CcOp::new(CcKind::Sub, 3).encode();
+        assert_eq!(
+            block.insn_starts(),
+            vec![(0x1000, u64::MAX), (0x1003, sub64), (0x1006, sub64)]
+        );
+        let cc_op = Temp(1 + cpu::CC_OP_GLOBAL as u32);
+        let writes = block
+            .ops
+            .iter()
+            .filter(|op| matches!(op, Op::Mov { dst, .. } if *dst == cc_op))
+            .count();
+        assert_eq!(writes, 1);
+        assert!(
+            !block.ops.iter().any(|op| matches!(op, Op::Call { .. })),
+            "jb compares directly"
+        );
+    }
 
     #[test]
     fn division_writes_quotient_and_remainder_per_size() {
