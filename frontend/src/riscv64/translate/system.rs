@@ -39,7 +39,9 @@ impl Translator<'_> {
             // fflags/frm/fcsr: a new frm must be checked again before dynamic rounding.
             self.frm_checked = false;
         }
-        if writes {
+        // Only CSRs that change translation, interrupt enables or pending interrupts end the
+        // block (sscratch, sepc, stvec... are written on every trap and context switch).
+        if writes && crate::riscv64::system::csr::write_ends_block(insn.csr) {
             self.sync_exit(self.next_pc(insn));
             return Flow::End;
         }
