@@ -655,3 +655,134 @@ fn flag_moves_pushf_popf_lahf_sahf() {
     assert_eq!(r.r("r9") & 0xff, 1);
     assert_eq!(r.rflags, 0x3, "cld cleared DF again; CF stays");
 }
+
+#[test]
+fn rotates_keep_all_flags_but_cf_and_of() {
+    let r = run(
+        "rot",
+        "mov eax, 0x81; rol al, 1; setc r8b; seto r9b; mov rsi, rax
+         mov ebx, 0x80000001; ror ebx, 4; setc r10b
+         mov rcx, 3; mov rdx, 0x8000000000000001; rol rdx, cl
+         mov eax, 0; cmp eax, 0; mov edi, 0x1234; mov ecx, 32; rol di, cl; setz r11b
+         hlt",
+    );
+    assert_eq!(r.r("rsi") & 0xff, 0x03);
+    assert_eq!(r.r("r8") & 0xff, 1, "CF is the bit rotated into bit 0");
+    assert_eq!(r.r("r9") & 0xff, 1, "OF = MSB xor CF = 0 xor 1");
+    assert_eq!(r.r("rbx"), 0x1800_0000);
+    assert_eq!(r.r("r10") & 0xff, 0, "ror: CF is the new MSB");
+    assert_eq!(r.r("rdx"), 0xc);
+    assert_eq!(r.r("rdi"), 0x1234, "rotating 16 bits by 32 is the identity");
+    assert_eq!(r.r("r11") & 0xff, 1, "ZF from the cmp survives the rotate");
+}
+
+#[test]
+fn bit_tests_and_scans() {
+    let r = run_full(
+        "bits",
+        &format!(
+            "mov rbx, {DATA}; mov rax, 0x10; bt rax, 4; setc r8b
+             bts rax, 0; btr rax, 4; btc rax, 63; mov rsi, rax
+             mov rcx, 70; bts qword ptr [rbx], rcx; mov rdx, [rbx + 8]
+             mov rcx, -1; bt dword ptr [rbx + 8], ecx; setc r9b
+             mov eax, 0x50; bsf r10, rax; bsr r11, rax
+             xor eax, eax; mov r12, 77; bsf r12, rax; setz r13b
+             mov eax, 0xf0f0; popcnt r14, rax; tzcnt r15, rax; lzcnt rdi, rax
+             mov eax, 0x11223344; bswap eax; mov rbp, 0x0102030405060708; bswap rbp
+             hlt"
+        ),
+        &[0; 16],
+        0,
+    );
+    assert_eq!(r.ret, EXIT_HLT);
+    assert_eq!(r.r("r8") & 0xff, 1);
+    assert_eq!(r.r("rsi"), 0x8000_0000_0000_0001);
+    assert_eq!(
+        r.r("rdx"),
+        0x40,
+        "bit 70 of the string is bit 6 of the next qword"
+    );
+    assert_eq!(
+        r.r("r9") & 0xff,
+        0,
+        "offset -1 is bit 31 of the dword before"
+    );
+    assert_eq!((r.r("r10"), r.r("r11")), (4, 6));
+    assert_eq!(
+        (r.r("r12"), r.r("r13") & 0xff),
+        (77, 1),
+        "bsf of 0 keeps the destination"
+    );
+    assert_eq!((r.r("r14"), r.r("r15"), r.r("rdi")), (8, 4, 48));
+    assert_eq!(r.r("rax"), 0x4433_2211);
+    assert_eq!(r.r("rbp"), 0x0807_0605_0403_0201);
+}
+
+#[test]
+fn xadd_and_cmpxchg() {
+    let r = run_full(
+        "atomics",
+        &format!(
+            "mov rbx, {DATA}; mov rcx, 5; lock xadd [rbx], rcx; mov rsi, [rbx]
+             mov rax, 7; mov rdx, 99; lock cmpxchg [rbx], rdx; setz r8b; mov rdi, [rbx]
+             mov rax, 1; lock cmpxchg [rbx], rdx; setz r9b; mov r10, rax
+             mov rax, -1; mov r11d, 3; mov eax, 3; mov r12, -1; cmpxchg r12d, r11d; mov r13, r12
+             hlt"
+        ),
+        &[2, 0, 0, 0, 0, 0, 0, 0],
+        0,
+    );
+    assert_eq!(r.ret, EXIT_HLT);
+    assert_eq!(
+        (r.r("rcx"), r.r("rsi")),
+        (2, 7),
+        "xadd: old value out, sum in memory"
+    );
+    assert_eq!((r.r("r8") & 0xff, r.r("rdi")), (1, 99), "equal: swapped in");
+    assert_eq!(
+        (r.r("r9") & 0xff, r.r("r10")),
+        (0, 99),
+        "not equal: rax loaded"
+    );
+    assert_eq!(
+        r.r("r13"),
+        u64::MAX,
+        "not equal: 32-bit rax written, r12 untouched"
+    );
+    assert_eq!(r.r("rax"), 0xffff_ffff);
+}
+
+#[test]
+fn string_instructions_with_rep() {
+    let data: Vec<u8> = (0..64).collect();
+    let r = run_full(
+        "strings",
+        &format!(
+            "mov rsi, {DATA}; lea rdi, [rsi + 64]; mov ecx, 10; rep movsb
+             mov r8, rsi; mov r9, rcx
+             mov eax, 0xab; lea rdi, [rsi + 90]; mov ecx, 3; rep stosw
+             std; lea rsi, [rsi + 7]; lodsb; cld; mov r10, rax; mov r11, rsi
+             mov rdi, {DATA}; mov al, 5; mov ecx, 64; repne scasb; mov r12, rcx; mov r13, rdi
+             mov rsi, {DATA}; lea rdi, [rsi + 64]; mov ecx, 20; repe cmpsb; setb r14b; mov r15, rcx
+             xor ecx, ecx; rep movsq
+             hlt",
+        ),
+        &data,
+        0,
+    );
+    assert_eq!(r.ret, EXIT_HLT);
+    assert_eq!((r.r("r8"), r.r("r9")), (DATA + 10, 0));
+    let copied: u64 = r.mem64(DATA + 64);
+    assert_eq!(copied, u64::from_le_bytes([0, 1, 2, 3, 4, 5, 6, 7]));
+    assert_eq!(r.mem64(DATA + 100) & 0xffff_ffff_ffff, 0x00ab_00ab_00ab);
+    assert_eq!(r.r("r10") & 0xff, 17, "lodsb read [DATA + 17]");
+    assert_eq!(r.r("r11"), DATA + 16, "and stepped down");
+    assert_eq!(
+        (r.r("r12"), r.r("r13")),
+        (58, DATA + 6),
+        "repne scasb stops after the match"
+    );
+    // DATA+64.. holds 0..9 then stosw bytes at 100..; cmps differs at index 10 (10 vs 0).
+    assert_eq!(r.r("r15"), 9, "repe cmpsb stops after the first difference");
+    assert_eq!(r.r("r14") & 0xff, 0, "10 - 0 does not borrow");
+}

@@ -12,15 +12,15 @@
 //! `cc_op` global is always written as soon as it changes, so restoring `rip` is all a fault
 //! needs (`insn_start`'s extra word records the static `cc_op`, or `u64::MAX`, for logs).
 //!
-//! Not implemented yet (exit [`EXIT_UD`], with a warning at translation time): string
-//! instructions, rotates, bit tests, `bsf`/`bsr`, 16-bit `pushf`/`popf`, SSE/x87, system
-//! instructions. `lock` prefixes are ignored (one vCPU).
+//! Not implemented yet (exit [`EXIT_UD`], with a warning at translation time): rcl/rcr,
+//! shld/shrd, 32-bit address-size string instructions, 16-bit `pushf`/`popf`, SSE/x87,
+//! system instructions. `lock` prefixes are ignored (one vCPU).
 
 use accel_tcg::{CodeReader, MemFault};
 use iced_x86::{ConditionCode, Decoder, DecoderError, DecoderOptions, Instruction, Mnemonic};
 use iced_x86::{OpKind, Register};
 use ir::abi::{PAGE_MASK, PAGE_SIZE};
-use ir::{BinOp, Builder, Cond, ExtFrom, Helper, HelperFlags, MemOp, Size, Temp, Type};
+use ir::{BinOp, Builder, Cond, ExtFrom, Helper, HelperFlags, MemOp, Size, Temp, Type, UnOp};
 
 use super::cpu::{self, X86Cpu, RAX, RCX, RDX, RSP};
 use super::flags::{self, ext, CcKind, CcOp, CcState};
@@ -462,6 +462,32 @@ impl Translator<'_> {
 
     fn insn(&mut self, i: &Instruction) -> Option<Flow> {
         use Mnemonic::*;
+        if matches!(
+            i.mnemonic(),
+            Movsb
+                | Movsw
+                | Movsd
+                | Movsq
+                | Stosb
+                | Stosw
+                | Stosd
+                | Stosq
+                | Lodsb
+                | Lodsw
+                | Lodsd
+                | Lodsq
+                | Scasb
+                | Scasw
+                | Scasd
+                | Scasq
+                | Cmpsb
+                | Cmpsw
+                | Cmpsd
+                | Cmpsq
+        ) {
+            self.string(i)?;
+            return Some(Flow::Next);
+        }
         if i.has_rep_prefix() || i.has_repne_prefix() {
             // Only string instructions use them meaningfully (and `rep ret`, `repz nop`).
             if !matches!(i.mnemonic(), Ret | Nop | Pause) {
@@ -769,6 +795,87 @@ impl Translator<'_> {
                 self.b.addi(rsp, rsp, 8);
                 self.set_rflags(v);
             }
+            Rol | Ror => self.rotate(i)?,
+            Bt | Bts | Btr | Btc => self.bit_test(i)?,
+            Bsf | Bsr | Tzcnt | Lzcnt | Popcnt => self.bit_scan(i)?,
+            Bswap => {
+                let dst = self.operand(i, 0)?;
+                let v = self.read(dst);
+                let t = self.tmp();
+                self.b.unary(UnOp::Bswap, t, v);
+                if dst.size() == 2 {
+                    self.b.binary_imm(BinOp::Shr, t, t, 32);
+                }
+                self.write_reg(dst, t);
+            }
+            Xadd => {
+                let dst = self.operand(i, 0)?;
+                let src = self.operand(i, 1)?;
+                let a = self.read(dst);
+                let b = self.read(src);
+                let (old, r) = (self.tmp(), self.tmp());
+                self.b.mov(old, a);
+                self.b.add(r, a, b);
+                self.store(dst, r);
+                self.set_flags(CcOp::new(CcKind::Add, dst.size()), r, Some(b), None);
+                // The source gets the old destination first: for xadd r, r the sum wins.
+                self.write_reg(src, old);
+                self.write_reg(dst, r);
+            }
+            Cmpxchg => {
+                let dst = self.operand(i, 0)?;
+                let src = self.operand(i, 1)?;
+                let size = dst.size();
+                let acc_loc = Loc::Reg {
+                    idx: RAX,
+                    size,
+                    high: false,
+                };
+                let old = self.read(dst);
+                let old_copy = self.tmp();
+                self.b.mov(old_copy, old);
+                let acc = self.read(acc_loc);
+                let acc_copy = self.tmp();
+                self.b.mov(acc_copy, acc);
+                let new = self.read(src);
+                let (a, o) = (
+                    ext(self.b, acc_copy, size, false),
+                    ext(self.b, old_copy, size, false),
+                );
+                // Equal: dst = src; else dst keeps its value (memory is written back anyway)
+                // and the accumulator gets it.
+                let (d, r) = (self.tmp(), self.tmp());
+                self.b.movcond(Cond::Eq, d, a, o, new, old_copy);
+                self.b.sub(r, acc_copy, old_copy);
+                self.store(dst, d);
+                self.set_flags(CcOp::new(CcKind::Sub, size), r, Some(old_copy), None);
+                let acc_new = self.tmp();
+                self.b.movcond(Cond::Eq, acc_new, a, o, acc_copy, old_copy);
+                match dst {
+                    Loc::Reg { .. } => {
+                        // Only the register that changes is written (a 32-bit one zero-extends).
+                        let l1 = self.b.new_label();
+                        let l2 = self.b.new_label();
+                        let (d_l, acc_l) = (self.b.local(I64), self.b.local(I64));
+                        self.b.mov(d_l, d);
+                        self.b.mov(acc_l, acc_new);
+                        self.b.brcond(Cond::Ne, a, o, l1);
+                        self.write_reg(dst, d_l);
+                        self.b.br(l2);
+                        self.b.set_label(l1);
+                        self.write_reg(acc_loc, acc_l);
+                        self.b.set_label(l2);
+                    }
+                    _ => {
+                        let l2 = self.b.new_label();
+                        let acc_l = self.b.local(I64);
+                        self.b.mov(acc_l, acc_new);
+                        self.b.brcond(Cond::Eq, a, o, l2);
+                        self.write_reg(acc_loc, acc_l);
+                        self.b.set_label(l2);
+                    }
+                }
+            }
             Hlt => return Some(self.exit(EXIT_HLT, self.next, 0)),
             Syscall => return Some(self.exit(EXIT_SYSCALL, self.next, 0)),
             Int3 => return Some(self.exit(EXIT_INT3, self.next, vector::BP)),
@@ -896,6 +1003,314 @@ impl Translator<'_> {
         }
         self.cc.known = None;
         self.write_reg(dst, r);
+        Some(())
+    }
+
+    /// `rol`/`ror` by an immediate, 1 or cl: CF and OF change (when the masked count is not
+    /// 0), the other flags stay. OF is computed for every count (the SDM defines it for 1).
+    fn rotate(&mut self, i: &Instruction) -> Option<()> {
+        let dst = self.operand(i, 0)?;
+        let size = dst.size();
+        let bits = 8u64 << size;
+        let count_mask = if size == 3 { 63 } else { 31 };
+        let left = i.mnemonic() == Mnemonic::Rol;
+        let count = if i.op_count() < 2 {
+            self.konst(1)
+        } else if i.op1_kind() == OpKind::Register {
+            if i.op1_register() != Register::CL {
+                return None;
+            }
+            let rcx = self.reg(RCX);
+            let c = self.tmp();
+            self.b.binary_imm(BinOp::And, c, rcx, count_mask);
+            c
+        } else {
+            self.konst(i.immediate(1) & count_mask)
+        };
+        let v = self.read(dst);
+        let r = self.tmp();
+        if size == 3 {
+            let op = if left { BinOp::Rotl } else { BinOp::Rotr };
+            self.b.binary(op, r, v, count);
+        } else {
+            // Rotate by count mod width with two shifts of the zero-extended value.
+            let (n, back, hi) = (self.tmp(), self.tmp(), self.tmp());
+            self.b.binary_imm(BinOp::And, n, count, bits - 1);
+            let w = self.konst(bits);
+            self.b.sub(back, w, n);
+            let (first, second) = if left {
+                (BinOp::Shl, BinOp::Shr)
+            } else {
+                (BinOp::Shr, BinOp::Shl)
+            };
+            self.b.binary(first, r, v, n);
+            self.b.binary(second, hi, v, back);
+            self.b.or(r, r, hi);
+            self.b.binary_imm(BinOp::And, r, r, u64::MAX >> (64 - bits));
+        }
+        self.store(dst, r);
+        // CF: the bit rotated in last; OF: MSB(r) ^ CF (rol), the two top bits' xor (ror).
+        let f = self.cc.value(self.b);
+        let (cf, of, t) = (self.tmp(), self.tmp(), self.tmp());
+        if left {
+            self.b.binary_imm(BinOp::And, cf, r, 1);
+            self.b.binary_imm(BinOp::Shr, t, r, bits - 1);
+            self.b.xor(of, t, cf);
+        } else {
+            self.b.binary_imm(BinOp::Shr, cf, r, bits - 1);
+            self.b.binary_imm(BinOp::Shr, t, r, bits - 2);
+            self.b.xor(of, t, cf);
+        }
+        self.b.binary_imm(BinOp::And, cf, cf, 1);
+        self.b.binary_imm(BinOp::And, of, of, 1);
+        self.b.binary_imm(BinOp::Shl, of, of, 11);
+        let new = self.tmp();
+        self.b
+            .binary_imm(BinOp::AndNot, new, f, flags::CF | flags::OF);
+        self.b.or(new, new, cf);
+        self.b.or(new, new, of);
+        let zero = self.konst(0);
+        let sel = self.tmp();
+        self.b.movcond(Cond::Eq, sel, count, zero, f, new);
+        self.set_eflags(sel);
+        self.write_reg(dst, r);
+        Some(())
+    }
+
+    /// `bt`/`bts`/`btr`/`btc`: CF = the selected bit; the other flags stay (the SDM leaves
+    /// OF SF AF PF undefined). A register offset into memory addresses a bit string: the
+    /// signed offset selects the operand-sized word.
+    fn bit_test(&mut self, i: &Instruction) -> Option<()> {
+        let size = log2(match i.op0_kind() {
+            OpKind::Memory => i.memory_size().size(),
+            _ => i.op0_register().size(),
+        })?;
+        let bits = 8u64 << size;
+        let off = self.operand(i, 1)?;
+        let off_v = self.read(off);
+        let dst = match (self.operand(i, 0)?, off) {
+            (Loc::Mem { addr, size }, Loc::Reg { .. }) => {
+                let (word, a) = (self.tmp(), self.tmp());
+                let s = ext(self.b, off_v, size, true);
+                self.b
+                    .binary_imm(BinOp::Sar, word, s, (bits.trailing_zeros()) as u64);
+                self.b.binary_imm(BinOp::Shl, word, word, size as u64);
+                self.b.add(a, addr, word);
+                Loc::Mem { addr: a, size }
+            }
+            (l, _) => l,
+        };
+        let n = self.tmp();
+        self.b.binary_imm(BinOp::And, n, off_v, bits - 1);
+        let v = self.read(dst);
+        let (bit, mask) = (self.tmp(), self.tmp());
+        self.b.shr(bit, v, n);
+        self.b.binary_imm(BinOp::And, bit, bit, 1);
+        let one = self.konst(1);
+        self.b.shl(mask, one, n);
+        let r = self.tmp();
+        let op = match i.mnemonic() {
+            Mnemonic::Bts => Some(BinOp::Or),
+            Mnemonic::Btr => Some(BinOp::AndNot),
+            Mnemonic::Btc => Some(BinOp::Xor),
+            _ => None,
+        };
+        if let Some(op) = op {
+            self.b.binary(op, r, v, mask);
+            self.store(dst, r);
+        }
+        let f = self.cc.value(self.b);
+        let new = self.tmp();
+        self.b.binary_imm(BinOp::AndNot, new, f, flags::CF);
+        self.b.or(new, new, bit);
+        self.set_eflags(new);
+        if op.is_some() {
+            self.write_reg(dst, r);
+        }
+        Some(())
+    }
+
+    /// `bsf`/`bsr` (ZF = source is zero, destination kept then; the undefined flags follow
+    /// the source as after a logic op), `tzcnt`/`lzcnt` (CF = source is zero, ZF = result is
+    /// zero) and `popcnt` (ZF = source is zero, the others clear).
+    fn bit_scan(&mut self, i: &Instruction) -> Option<()> {
+        use Mnemonic::*;
+        let dst = self.operand(i, 0)?;
+        let src = self.operand(i, 1)?;
+        let size = dst.size();
+        let bits = 8u64 << size;
+        let v = self.read(src);
+        let r = self.tmp();
+        let m = i.mnemonic();
+        match m {
+            Bsf | Tzcnt => {
+                // A bit above the operand makes a zero source count as the width.
+                let t = self.tmp();
+                self.b
+                    .binary_imm(BinOp::Or, t, v, if bits == 64 { 0 } else { 1 << bits });
+                self.b.unary(UnOp::Ctz, r, t);
+            }
+            Bsr => {
+                self.b.unary(UnOp::Clz, r, v);
+                self.b.binary_imm(BinOp::Xor, r, r, 63);
+            }
+            Lzcnt => {
+                self.b.unary(UnOp::Clz, r, v);
+                self.b.addi(r, r, bits.wrapping_sub(64));
+            }
+            _ => self.b.unary(UnOp::Ctpop, r, v),
+        }
+        let zero = self.konst(0);
+        match m {
+            Bsf | Bsr => {
+                let old = self.read(dst);
+                let sel = self.tmp();
+                self.b.movcond(Cond::Eq, sel, v, zero, old, r);
+                self.set_flags(CcOp::new(CcKind::Logic, size), v, None, None);
+                self.write_reg(dst, sel);
+            }
+            _ => {
+                let (f, t) = (self.tmp(), self.tmp());
+                let (zf, cf) = (self.konst(flags::ZF), self.konst(flags::CF));
+                if m == Popcnt {
+                    self.b.movcond(Cond::Eq, f, v, zero, zf, zero);
+                } else {
+                    self.b.movcond(Cond::Eq, f, v, zero, cf, zero);
+                    self.b.movcond(Cond::Eq, t, r, zero, zf, zero);
+                    self.b.or(f, f, t);
+                }
+                self.set_eflags(f);
+                self.write_reg(dst, r);
+            }
+        }
+        Some(())
+    }
+
+    /// String instructions, with `rep`/`repe`/`repne` as a loop inside the block. Each
+    /// iteration updates rsi/rdi/rcx after its accesses, so a fault restarts the instruction
+    /// with the progress made, as the SDM specifies.
+    fn string(&mut self, i: &Instruction) -> Option<()> {
+        use Mnemonic::*;
+        let m = i.mnemonic();
+        let size = log2(i.memory_size().size())?;
+        // 32-bit address size (0x67) is not supported.
+        for n in 0..i.op_count() {
+            if matches!(i.op_kind(n), OpKind::MemorySegESI | OpKind::MemoryESEDI) {
+                return None;
+            }
+        }
+        let compares = matches!(
+            m,
+            Scasb | Scasw | Scasd | Scasq | Cmpsb | Cmpsw | Cmpsd | Cmpsq
+        );
+        let rep = i.has_rep_prefix() || i.has_repe_prefix() || i.has_repne_prefix();
+        let mop = MemOp::unsigned(mem_size(size));
+        let step = self.b.local(I64);
+        let df = self.b.global(cpu::DF_GLOBAL);
+        self.b.binary_imm(BinOp::Shl, step, df, size as u64);
+        let (rsi, rdi, rcx) = (self.reg(6), self.reg(7), self.reg(RCX));
+        // The source segment may be overridden (fs/gs); es is flat.
+        let src_base = match i.memory_segment() {
+            Register::FS => Some(self.b.global(cpu::FS_BASE_GLOBAL)),
+            Register::GS => Some(self.b.global(cpu::GS_BASE_GLOBAL)),
+            _ => None,
+        };
+        if compares {
+            // Flags are written in the loop: keep the cc_op global exact on every path.
+            self.cc.known = None;
+        }
+        let labels = rep.then(|| (self.b.new_label(), self.b.new_label()));
+        if let Some((top, done)) = labels {
+            self.b.set_label(top);
+            self.b.brcondi(Cond::Eq, rcx, 0, done);
+        }
+        let src_addr = |t: &mut Self| match src_base {
+            Some(base) => {
+                let a = t.tmp();
+                t.b.add(a, rsi, base);
+                a
+            }
+            None => rsi,
+        };
+        let acc = Loc::Reg {
+            idx: RAX,
+            size,
+            high: false,
+        };
+        match m {
+            Movsb | Movsw | Movsd | Movsq => {
+                let a = src_addr(self);
+                let v = self.tmp();
+                self.b.load(v, a, mop, self.mmu_idx);
+                self.b.store(v, rdi, mop, self.mmu_idx);
+                self.b.add(rsi, rsi, step);
+                self.b.add(rdi, rdi, step);
+            }
+            Stosb | Stosw | Stosd | Stosq => {
+                let v = self.read(acc);
+                self.b.store(v, rdi, mop, self.mmu_idx);
+                self.b.add(rdi, rdi, step);
+            }
+            Lodsb | Lodsw | Lodsd | Lodsq => {
+                let a = src_addr(self);
+                let v = self.tmp();
+                self.b.load(v, a, mop, self.mmu_idx);
+                self.b.add(rsi, rsi, step);
+                self.write_reg(acc, v);
+            }
+            _ => {
+                // scas: acc - [rdi]; cmps: [rsi] - [rdi].
+                let a = if matches!(m, Scasb | Scasw | Scasd | Scasq) {
+                    let v = self.read(acc);
+                    let t = self.tmp();
+                    self.b.mov(t, v);
+                    t
+                } else {
+                    let a = src_addr(self);
+                    let v = self.tmp();
+                    self.b.load(v, a, mop, self.mmu_idx);
+                    v
+                };
+                let b = self.tmp();
+                self.b.load(b, rdi, mop, self.mmu_idx);
+                let r = self.tmp();
+                self.b.sub(r, a, b);
+                let op = CcOp::new(CcKind::Sub, size);
+                let g = self.b.global(cpu::CC_OP_GLOBAL);
+                self.b.movi(g, op.encode());
+                let (gd, gs) = (
+                    self.b.global(cpu::CC_DST_GLOBAL),
+                    self.b.global(cpu::CC_SRC_GLOBAL),
+                );
+                self.b.mov(gd, r);
+                self.b.mov(gs, b);
+                if !matches!(m, Scasb | Scasw | Scasd | Scasq) {
+                    self.b.add(rsi, rsi, step);
+                }
+                self.b.add(rdi, rdi, step);
+            }
+        }
+        if let Some((top, done)) = labels {
+            self.b.addi(rcx, rcx, u64::MAX);
+            if compares {
+                // repe stops when ZF = 0, repne when ZF = 1.
+                let gd = self.b.global(cpu::CC_DST_GLOBAL);
+                let mask = self.konst(u64::MAX >> (64 - (8u32 << size)));
+                let cond = if i.has_repne_prefix() {
+                    Cond::TstEq
+                } else {
+                    Cond::TstNe
+                };
+                self.b.brcond(cond, gd, mask, done);
+            }
+            self.b.br(top);
+            self.b.set_label(done);
+            if compares {
+                self.cc.known = None;
+            }
+        } else if compares {
+            self.cc.known = Some(CcOp::new(CcKind::Sub, size));
+        }
         Some(())
     }
 
