@@ -786,3 +786,155 @@ fn string_instructions_with_rep() {
     assert_eq!(r.r("r15"), 9, "repe cmpsb stops after the first difference");
     assert_eq!(r.r("r14") & 0xff, 0, "10 - 0 does not borrow");
 }
+
+#[test]
+fn a_long_rep_goes_round_the_loop_and_finishes() {
+    let r = run(
+        "longrep",
+        &format!("mov rdi, {DATA}; mov eax, 0x5a; mov ecx, 10000; rep stosb; hlt"),
+    );
+    assert_eq!((r.r("rcx"), r.r("rdi")), (0, DATA + 10000));
+    assert_eq!(r.mem64(DATA + 9992), 0x5a5a_5a5a_5a5a_5a5a);
+}
+
+/// Runs `body` natively as a static Linux program and returns the registers (rsp excluded,
+/// left 0) and RFLAGS it ends with.
+fn run_native(name: &str, body: &str) -> ([u64; 16], u64) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("x86_64_exec");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (s, o, exe) = (
+        dir.join(format!("{name}.native.s")),
+        dir.join(format!("{name}.native.o")),
+        dir.join(format!("{name}.native")),
+    );
+    let mut src = format!(".intel_syntax noprefix\n.globl _start\n.text\n_start:\n{body}\n");
+    for (i, r) in cpu::REG_NAMES.iter().enumerate() {
+        if i != cpu::RSP {
+            src += &format!("mov [rip + buf + {}], {r}\n", 8 * i);
+        }
+    }
+    src += "pushfq; pop rax; mov [rip + buf + 128], rax
+            mov eax, 1; mov edi, 1; lea rsi, [rip + buf]; mov edx, 136; syscall
+            mov eax, 60; xor edi, edi; syscall
+            .bss
+            buf: .zero 136\n";
+    std::fs::write(&s, src).unwrap();
+    assert!(Command::new("as")
+        .args(["--64", "-o"])
+        .arg(&o)
+        .arg(&s)
+        .status()
+        .unwrap()
+        .success());
+    assert!(Command::new("ld")
+        .arg("-o")
+        .arg(&exe)
+        .arg(&o)
+        .status()
+        .unwrap()
+        .success());
+    let out = Command::new(&exe).output().unwrap();
+    assert_eq!(out.stdout.len(), 136, "{name}: native run");
+    let word = |i: usize| u64::from_le_bytes(out.stdout[8 * i..8 * i + 8].try_into().unwrap());
+    let mut regs = [0; 16];
+    for (i, r) in regs.iter_mut().enumerate() {
+        *r = word(i);
+    }
+    (regs, word(16))
+}
+
+/// Random straight-line and branching integer code, with defined flags only (shifts and
+/// rotates by one, no multiplies or scans), run natively and under the frontend.
+fn random_program(rng: &mut u64, len: usize) -> String {
+    let mut next = move || {
+        *rng ^= *rng << 13;
+        *rng ^= *rng >> 7;
+        *rng ^= *rng << 17;
+        *rng
+    };
+    const R64: [&str; 15] = [
+        "rax", "rcx", "rdx", "rbx", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13",
+        "r14", "r15",
+    ];
+    const R32: [&str; 15] = [
+        "eax", "ecx", "edx", "ebx", "ebp", "esi", "edi", "r8d", "r9d", "r10d", "r11d", "r12d",
+        "r13d", "r14d", "r15d",
+    ];
+    const R16: [&str; 15] = [
+        "ax", "cx", "dx", "bx", "bp", "si", "di", "r8w", "r9w", "r10w", "r11w", "r12w", "r13w",
+        "r14w", "r15w",
+    ];
+    const R8: [&str; 15] = [
+        "al", "cl", "dl", "bl", "bpl", "sil", "dil", "r8b", "r9b", "r10b", "r11b", "r12b", "r13b",
+        "r14b", "r15b",
+    ];
+    const SIZES: [[&str; 15]; 4] = [R8, R16, R32, R64];
+    const ALU: [&str; 9] = [
+        "add", "adc", "sub", "sbb", "and", "or", "xor", "cmp", "test",
+    ];
+    const UN: [&str; 4] = ["inc", "dec", "neg", "not"];
+    const SH: [&str; 5] = ["shl", "shr", "sar", "rol", "ror"];
+    let mut s = String::new();
+    for r in R64 {
+        s += &format!("mov {r}, {:#x}\n", next());
+    }
+    s += "add rax, rbx\n";
+    for n in 0..len {
+        let size = (next() % 4) as usize;
+        let (a, b) = (
+            SIZES[size][(next() % 15) as usize],
+            SIZES[size][(next() % 15) as usize],
+        );
+        let imm = next() as i64 >> (next() % 64);
+        let imm = match size {
+            0 => imm as i8 as i64,
+            1 => imm as i16 as i64,
+            _ => imm as i32 as i64,
+        };
+        let cc = CC_NAMES[(next() % 16) as usize];
+        let line = match next() % 14 {
+            0..=3 => format!("{} {a}, {b}", ALU[(next() % 9) as usize]),
+            4 | 5 => format!("{} {a}, {imm}", ALU[(next() % 8) as usize]),
+            6 => format!("{} {a}", UN[(next() % 4) as usize]),
+            7 => format!("{} {a}, 1", SH[(next() % 5) as usize]),
+            8 => format!("set{cc} {}", R8[(next() % 15) as usize]),
+            9 if size >= 1 => format!("cmov{cc} {a}, {b}"),
+            10 => format!("j{cc} 1f; xor {a}, {b}; 1:"),
+            11 if size >= 2 => format!("movzx {a}, {}", R8[(next() % 15) as usize]),
+            11 => format!("xchg {a}, {b}"),
+            12 => format!(
+                "lea {}, [{} + {}*4 + {imm}]",
+                R64[(next() % 15) as usize],
+                R64[(next() % 15) as usize],
+                R64[(next() % 15) as usize]
+            ),
+            _ => [
+                "stc", "clc", "cmc", "cqo", "cdqe", "cwde", "cbw", "cdq", "cwd",
+            ][(next() % 9) as usize]
+                .to_string(),
+        };
+        s += &format!("{line} # {n}\n");
+    }
+    s
+}
+
+#[test]
+fn random_integer_code_matches_the_host_cpu() {
+    let mut rng = 0x2545_f491_4f6c_dd1d;
+    for n in 0..48 {
+        let body = random_program(&mut rng, 60);
+        let name = format!("random{n}");
+        let (regs, flags) = run_native(&name, &body);
+        let r = run(&name, &format!("{body}\nhlt"));
+        for i in (0..16).filter(|&i| i != cpu::RSP) {
+            assert_eq!(
+                r.regs[i],
+                regs[i],
+                "{name}: {} differs from the host\n{body}",
+                cpu::REG_NAMES[i]
+            );
+        }
+        let defined = CF | PF | ZF | SF | OF;
+        assert_eq!(r.rflags & defined, flags & defined, "{name}: flags\n{body}");
+    }
+}

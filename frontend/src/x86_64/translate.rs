@@ -49,6 +49,10 @@ pub mod vector {
     pub const UD: u64 = 6;
 }
 
+/// Iterations of a `rep` string instruction run before the block gives the loop a chance to
+/// look at `exit_request` (see [`Translator::string`]).
+const REP_ITERATIONS_PER_BLOCK: u64 = 4096;
+
 /// The longest x86 instruction.
 const MAX_INSN_LEN: usize = 15;
 
@@ -1219,8 +1223,9 @@ impl Translator<'_> {
             // Flags are written in the loop: keep the cc_op global exact on every path.
             self.cc.known = None;
         }
-        let labels = rep.then(|| (self.b.new_label(), self.b.new_label()));
-        if let Some((top, done)) = labels {
+        let labels = rep.then(|| (self.b.new_label(), self.b.new_label(), self.b.local(I64)));
+        if let Some((top, done, budget)) = labels {
+            self.b.movi(budget, REP_ITERATIONS_PER_BLOCK);
             self.b.set_label(top);
             self.b.brcondi(Cond::Eq, rcx, 0, done);
         }
@@ -1290,7 +1295,7 @@ impl Translator<'_> {
                 self.b.add(rdi, rdi, step);
             }
         }
-        if let Some((top, done)) = labels {
+        if let Some((top, done, budget)) = labels {
             self.b.addi(rcx, rcx, u64::MAX);
             if compares {
                 // repe stops when ZF = 0, repne when ZF = 1.
@@ -1303,7 +1308,13 @@ impl Translator<'_> {
                 };
                 self.b.brcond(cond, gd, mask, done);
             }
-            self.b.br(top);
+            // After a bounded number of iterations, go round through the block lookup (whose
+            // entry checks exit_request), restarting the instruction where it stands, so a
+            // huge count cannot hold off interrupts and stop requests.
+            self.b.addi(budget, budget, u64::MAX);
+            self.b.brcondi(Cond::Ne, budget, 0, top);
+            self.set_rip(self.pc);
+            self.b.lookup_and_goto();
             self.b.set_label(done);
             if compares {
                 self.cc.known = None;
