@@ -845,7 +845,7 @@ fn run_native(name: &str, body: &str) -> ([u64; 16], u64) {
 
 /// Random straight-line and branching integer code, with defined flags only (shifts and
 /// rotates by one, no multiplies or scans), run natively and under the frontend.
-fn random_program(rng: &mut u64, len: usize) -> String {
+fn random_program(rng: &mut u64, len: usize, memory: bool) -> (String, Vec<String>, String) {
     let mut next = move || {
         *rng ^= *rng << 13;
         *rng ^= *rng >> 7;
@@ -878,7 +878,16 @@ fn random_program(rng: &mut u64, len: usize) -> String {
     for r in R64 {
         s += &format!("mov {r}, {:#x}\n", next());
     }
+    if memory {
+        // 256 bytes of the stack, the same on both sides.
+        s += "lea rsp, [rsp - 256]\n";
+        for k in 0..32 {
+            s += &format!("mov rax, {:#x}; mov [rsp + {}], rax\n", next(), 8 * k);
+        }
+    }
     s += "add rax, rbx\n";
+    const PTR: [&str; 4] = ["byte", "word", "dword", "qword"];
+    let mut lines = Vec::new();
     for n in 0..len {
         let size = (next() % 4) as usize;
         let (a, b) = (
@@ -892,13 +901,16 @@ fn random_program(rng: &mut u64, len: usize) -> String {
             _ => imm as i32 as i64,
         };
         let cc = CC_NAMES[(next() % 16) as usize];
-        let line = match next() % 14 {
+        let off = next() % 249;
+        let m = format!("{} ptr [rsp + {off}]", PTR[size]);
+        let line = match next() % if memory { 22 } else { 14 } {
             0..=3 => format!("{} {a}, {b}", ALU[(next() % 9) as usize]),
             4 | 5 => format!("{} {a}, {imm}", ALU[(next() % 8) as usize]),
             6 => format!("{} {a}", UN[(next() % 4) as usize]),
             7 => format!("{} {a}, 1", SH[(next() % 5) as usize]),
             8 => format!("set{cc} {}", R8[(next() % 15) as usize]),
             9 if size >= 1 => format!("cmov{cc} {a}, {b}"),
+            9 => format!("set{cc} {a}"),
             10 => format!("j{cc} 1f; xor {a}, {b}; 1:"),
             11 if size >= 2 => format!("movzx {a}, {}", R8[(next() % 15) as usize]),
             11 => format!("xchg {a}, {b}"),
@@ -908,33 +920,88 @@ fn random_program(rng: &mut u64, len: usize) -> String {
                 R64[(next() % 15) as usize],
                 R64[(next() % 15) as usize]
             ),
-            _ => [
+            13 => [
                 "stc", "clc", "cmc", "cqo", "cdqe", "cwde", "cbw", "cdq", "cwd",
             ][(next() % 9) as usize]
                 .to_string(),
+            14 => format!("{} {m}, {b}", ALU[(next() % 9) as usize]),
+            15 => format!("{} {a}, {m}", ALU[(next() % 8) as usize]),
+            16 => format!("{} {m}, {imm}", ALU[(next() % 9) as usize]),
+            17 => format!("{} {m}", UN[(next() % 4) as usize]),
+            18 => format!("mov {m}, {a}; mov {b}, {m}"),
+            19 => format!(
+                "push {}; pop {}",
+                R64[(next() % 15) as usize],
+                R64[(next() % 15) as usize]
+            ),
+            20 => format!("xadd {m}, {a}"),
+            _ => format!("cmpxchg {m}, {a}"),
         };
-        s += &format!("{line} # {n}\n");
+        lines.push(format!("{line} # {n}\n"));
     }
-    s
+    let mut epi = String::new();
+    if memory {
+        // Fold the buffer into rax so the comparison of registers covers memory too.
+        epi += "xor eax, eax\n";
+        for k in 0..32 {
+            epi += &format!("rol rax, 1; xor rax, [rsp + {}]\n", 8 * k);
+        }
+        epi += "lea rsp, [rsp + 256]\n";
+    }
+    (s, lines, epi)
+}
+
+/// How the frontend's run of `body` differs from the host's, if it does.
+fn host_mismatch(name: &str, body: &str) -> Option<String> {
+    let (regs, flags) = run_native(name, body);
+    let r = run(name, &format!("{body}\nhlt"));
+    for i in (0..16).filter(|&i| i != cpu::RSP) {
+        if r.regs[i] != regs[i] {
+            return Some(format!(
+                "{}: {:#x}, host {:#x}",
+                cpu::REG_NAMES[i],
+                r.regs[i],
+                regs[i]
+            ));
+        }
+    }
+    let defined = CF | PF | ZF | SF | OF;
+    (r.rflags & defined != flags & defined)
+        .then(|| format!("flags {:#x}, host {:#x}", r.rflags, flags))
+}
+
+/// Random programs per differential test (each is assembled, linked and run natively).
+const PROGRAMS: u32 = 48;
+
+/// Runs random programs against the host; on a difference, reports the shortest failing
+/// prefix so the message names the instruction that went wrong.
+fn compare_random_programs(seed: u64, memory: bool) {
+    let mut rng = seed;
+    for n in 0..PROGRAMS {
+        let (pro, lines, epi) = random_program(&mut rng, 60, memory);
+        let name = format!("random{}{n}", if memory { "mem" } else { "" });
+        let body = |k: usize| format!("{pro}{}{epi}", lines[..k].concat());
+        if host_mismatch(&name, &body(lines.len())).is_none() {
+            continue;
+        }
+        let k = (1..=lines.len())
+            .find(|&k| host_mismatch(&name, &body(k)).is_some())
+            .unwrap();
+        let what = host_mismatch(&name, &body(k)).unwrap();
+        panic!(
+            "{name}: {what} after `{}`\n{}",
+            lines[k - 1].trim(),
+            body(k)
+        );
+    }
+}
+
+#[test]
+fn random_memory_code_matches_the_host_cpu() {
+    compare_random_programs(0x9e37_79b9_7f4a_7c15, true);
 }
 
 #[test]
 fn random_integer_code_matches_the_host_cpu() {
-    let mut rng = 0x2545_f491_4f6c_dd1d;
-    for n in 0..48 {
-        let body = random_program(&mut rng, 60);
-        let name = format!("random{n}");
-        let (regs, flags) = run_native(&name, &body);
-        let r = run(&name, &format!("{body}\nhlt"));
-        for i in (0..16).filter(|&i| i != cpu::RSP) {
-            assert_eq!(
-                r.regs[i],
-                regs[i],
-                "{name}: {} differs from the host\n{body}",
-                cpu::REG_NAMES[i]
-            );
-        }
-        let defined = CF | PF | ZF | SF | OF;
-        assert_eq!(r.rflags & defined, flags & defined, "{name}: flags\n{body}");
-    }
+    compare_random_programs(0x2545_f491_4f6c_dd1d, false);
 }
