@@ -937,6 +937,51 @@ fn random_program(rng: &mut u64, len: usize, memory: bool) -> (String, Vec<Strin
             20 => format!("xadd {m}, {a}"),
             _ => format!("cmpxchg {m}, {a}"),
         };
+        // One in four: an instruction that leaves some flags undefined, then an add that
+        // defines them all again.
+        let line = if next() % 4 == 0 {
+            let (x, y) = (
+                SIZES[size][(next() % 15) as usize],
+                SIZES[size][(next() % 15) as usize],
+            );
+            let count = next() % (2 * (8 << size) as u64);
+            let wide = SIZES[2 + (next() % 2) as usize];
+            let (w1, w2) = (wide[(next() % 15) as usize], wide[(next() % 15) as usize]);
+            let undefined = match next() % 9 {
+                0 => format!("{} {a}, {count}", SH[(next() % 5) as usize]),
+                1 => format!("{} {a}, cl", SH[(next() % 5) as usize]),
+                2 => format!("{} {b}", ["mul", "imul"][(next() % 2) as usize]),
+                3 if size >= 1 => format!("imul {a}, {b}"),
+                4 if size >= 1 => format!("imul {a}, {b}, {imm}"),
+                5 if size >= 1 => format!(
+                    "or {b}, 1; {} {a}, {b}",
+                    ["bsf", "bsr", "tzcnt", "lzcnt", "popcnt"][(next() % 5) as usize]
+                ),
+                6 if size >= 1 => format!(
+                    "{} {a}, {}",
+                    ["bt", "bts", "btr", "btc"][(next() % 4) as usize],
+                    count % (8 << size)
+                ),
+                7 if w1 != "eax" && w1 != "edx" && w1 != "rax" && w1 != "rdx" => {
+                    if next() % 2 == 0 {
+                        format!("xor edx, edx; or {w1}, 1; div {w1}")
+                    } else {
+                        {
+                            let ext = if w1.starts_with('e') || w1.ends_with('d') {
+                                "cdq"
+                            } else {
+                                "cqo"
+                            };
+                            format!("sar rax, 2; {ext}; or {w1}, 1; idiv {w1}")
+                        }
+                    }
+                }
+                _ => format!("xadd {w1}, {w2}"),
+            };
+            format!("{undefined}; add {x}, {y}")
+        } else {
+            line
+        };
         lines.push(format!("{line} # {n}\n"));
     }
     let mut epi = String::new();
