@@ -911,7 +911,15 @@ fn random_program(rng: &mut u64, len: usize, memory: bool) -> (String, Vec<Strin
             8 => format!("set{cc} {}", R8[(next() % 15) as usize]),
             9 if size >= 1 => format!("cmov{cc} {a}, {b}"),
             9 => format!("set{cc} {a}"),
-            10 => format!("j{cc} 1f; xor {a}, {b}; 1:"),
+            10 => match next() % 8 {
+                0 => format!("loop 1f; xor {a}, {b}; 1:"),
+                1 => format!("jrcxz 1f; xor {a}, {b}; 1:"),
+                2 => format!(
+                    "{} 1f; xor {a}, {b}; 1:",
+                    ["loope", "loopne", "jecxz"][(next() % 3) as usize]
+                ),
+                _ => format!("j{cc} 1f; xor {a}, {b}; 1:"),
+            },
             11 if size >= 2 => format!("movzx {a}, {}", R8[(next() % 15) as usize]),
             11 => format!("xchg {a}, {b}"),
             12 => format!(
@@ -947,7 +955,7 @@ fn random_program(rng: &mut u64, len: usize, memory: bool) -> (String, Vec<Strin
             let count = next() % (2 * (8 << size) as u64);
             let wide = SIZES[2 + (next() % 2) as usize];
             let (w1, w2) = (wide[(next() % 15) as usize], wide[(next() % 15) as usize]);
-            let undefined = match next() % 9 {
+            let undefined = match next() % 10 {
                 0 => format!("{} {a}, {count}", SH[(next() % 5) as usize]),
                 1 => format!("{} {a}, cl", SH[(next() % 5) as usize]),
                 2 => format!("{} {b}", ["mul", "imul"][(next() % 2) as usize]),
@@ -974,6 +982,17 @@ fn random_program(rng: &mut u64, len: usize, memory: bool) -> (String, Vec<Strin
                             };
                             format!("sar rax, 2; {ext}; or {w1}, 1; idiv {w1}")
                         }
+                    }
+                }
+                8 if size >= 1 => {
+                    let op = ["shld", "shrd"][(next() % 2) as usize];
+                    if size >= 2 && next() % 2 == 0 {
+                        format!("{op} {a}, {b}, cl")
+                    } else {
+                        format!(
+                            "{op} {a}, {b}, {}",
+                            count % if size == 1 { 16 } else { 8 << size }
+                        )
                     }
                 }
                 _ => format!("xadd {w1}, {w2}"),
@@ -1049,4 +1068,25 @@ fn random_memory_code_matches_the_host_cpu() {
 #[test]
 fn random_integer_code_matches_the_host_cpu() {
     compare_random_programs(0x2545_f491_4f6c_dd1d, false);
+}
+
+#[test]
+fn loop_jrcxz_and_double_shifts() {
+    let r = run(
+        "loops",
+        "xor eax, eax; mov ecx, 5; 1: add eax, 2; loop 1b
+         mov r8, rax; xor ecx, ecx; jrcxz 2f; mov r8, 0; 2:
+         mov ecx, 10; xor edx, edx; 3: inc edx; cmp edx, 4; loopne 3b; mov r9, rcx
+         mov rax, 0x8000000000000001; mov rbx, 0xf000000000000000; shld rax, rbx, 4; setc r10b
+         mov esi, 0x1; mov edi, 0x3; shrd esi, edi, 1; setc r11b
+         mov r12, 7; mov ecx, 0; shld r12, rbx, cl
+         hlt",
+    );
+    assert_eq!(r.r("r8"), 10, "loop ran five times; jrcxz jumped");
+    assert_eq!(r.r("r9"), 6, "loopne stopped when edx reached 4");
+    assert_eq!(r.r("rax"), 0x1f, "shld brings in the top of rbx");
+    assert_eq!(r.r("r10") & 0xff, 0, "CF: bit 60 of the old rax");
+    assert_eq!(r.r("rsi"), 0x8000_0000);
+    assert_eq!(r.r("r11") & 0xff, 1, "shrd: CF is the bit shifted out");
+    assert_eq!(r.r("r12"), 7, "a zero count changes nothing");
 }

@@ -29,7 +29,10 @@
 //! Undefined flags, documented choices: AF is 0 after logic ops, shifts and multiplies; OF after
 //! a shift by more than one is `CF xor MSB(result)` for left shifts and `MSB(src xor result)`
 //! for right shifts (what the count-1 formula gives); after a multiply SF, ZF and PF follow the
-//! low result. `div`/`idiv` leave the flags as they were.
+//! low result. `div`/`idiv` leave the flags as they were. Instructions that change only some
+//! flags (`rol`/`ror`: CF OF; `bt*`: CF; `clc`/`stc`/`cmc`, `sahf`, `popf`) materialise the
+//! flags (`Eflags`) and edit them; `bt*` keep OF SF AF PF (undefined in the SDM); `bsf`/`bsr`
+//! record a logic op on the source (ZF = source is zero, the undefined rest follows it).
 
 use ir::{BinOp, Builder, Cond, Helper, HelperFlags, Temp, Type};
 

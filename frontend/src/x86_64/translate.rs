@@ -13,8 +13,8 @@
 //! needs (`insn_start`'s extra word records the static `cc_op`, or `u64::MAX`, for logs).
 //!
 //! Not implemented yet (exit [`EXIT_UD`], with a warning at translation time): rcl/rcr,
-//! shld/shrd, 32-bit address-size string instructions, 16-bit `pushf`/`popf`, SSE/x87,
-//! system instructions. `lock` prefixes are ignored (one vCPU).
+//! 32-bit address-size string and loop instructions, 16-bit `pushf`/`popf`, `enter`, SSE/x87,
+//! system instructions (cpuid, rdtsc, ...). `lock` prefixes are ignored (one vCPU).
 
 use accel_tcg::{CodeReader, MemFault};
 use iced_x86::{ConditionCode, Decoder, DecoderError, DecoderOptions, Instruction, Mnemonic};
@@ -800,6 +800,57 @@ impl Translator<'_> {
                 self.set_rflags(v);
             }
             Rol | Ror => self.rotate(i)?,
+            Shld | Shrd => self.double_shift(i)?,
+            Jrcxz | Jecxz | Loop | Loope | Loopne => {
+                use iced_x86::Code;
+                // loop with a 0x67 prefix counts in ecx: not supported.
+                if matches!(
+                    i.code(),
+                    Code::Loop_rel8_64_ECX | Code::Loope_rel8_64_ECX | Code::Loopne_rel8_64_ECX
+                ) {
+                    return None;
+                }
+                let rcx = self.reg(RCX);
+                let taken = self.b.new_label();
+                match i.mnemonic() {
+                    Jrcxz | Jecxz => {
+                        let m = if i.mnemonic() == Jecxz {
+                            u32::MAX as u64
+                        } else {
+                            u64::MAX
+                        };
+                        let mk = self.konst(m);
+                        self.b.brcond(Cond::TstEq, rcx, mk, taken);
+                    }
+                    m => {
+                        // loop: rcx -= 1 (no flags), taken while rcx != 0 (and ZF for
+                        // loope/loopne, read before anything changes).
+                        let zf = match m {
+                            Loope | Loopne => {
+                                let (c, a, b) = self.cc.condition(self.b, 4);
+                                let z = self.b.local(I64);
+                                self.b.setcond(c, z, a, b);
+                                Some(z)
+                            }
+                            _ => None,
+                        };
+                        self.b.addi(rcx, rcx, u64::MAX);
+                        let not_taken = self.b.new_label();
+                        if let Some(z) = zf {
+                            let want = if m == Loope { 0 } else { 1 };
+                            self.b.brcondi(Cond::Eq, z, want, not_taken);
+                        }
+                        self.b.brcondi(Cond::Ne, rcx, 0, taken);
+                        self.b.set_label(not_taken);
+                    }
+                }
+                self.set_rip(self.next);
+                self.b.goto_tb(1);
+                self.b.set_label(taken);
+                self.set_rip(i.near_branch_target());
+                self.b.goto_tb(0);
+                return Some(Flow::End);
+            }
             Bt | Bts | Btr | Btc => self.bit_test(i)?,
             Bsf | Bsr | Tzcnt | Lzcnt | Popcnt => self.bit_scan(i)?,
             Bswap => {
@@ -1007,6 +1058,67 @@ impl Translator<'_> {
         }
         self.cc.known = None;
         self.write_reg(dst, r);
+        Some(())
+    }
+
+    /// `shld`/`shrd` by an immediate or cl. The lazy flags reuse `Shl`/`Sar`: `cc_src` is
+    /// the double-width value shifted by count - 1, whose top (shld) or bottom (shrd) bit is
+    /// the last bit shifted out. A 16-bit shift by more than 16 leaves an undefined result.
+    fn double_shift(&mut self, i: &Instruction) -> Option<()> {
+        let dst = self.operand(i, 0)?;
+        let src = self.operand(i, 1)?;
+        let size = dst.size();
+        let bits = 8u64 << size;
+        let count_mask = if size == 3 { 63 } else { 31 };
+        let left = i.mnemonic() == Mnemonic::Shld;
+        let n = match i.op2_kind() {
+            OpKind::Register if i.op2_register() == Register::CL => {
+                let rcx = self.reg(RCX);
+                let n = self.tmp();
+                self.b.binary_imm(BinOp::And, n, rcx, count_mask);
+                n
+            }
+            OpKind::Register => return None,
+            _ => self.konst(i.immediate(2) & count_mask),
+        };
+        let d = self.read(dst);
+        let sv = self.read(src);
+        // Shifts by `bits - n` stay in 1..bits for n in 1..bits; the count-1 value splits its
+        // second shift in two so n = 1 never asks for a shift by `bits`.
+        let (back, n1) = (self.tmp(), self.tmp());
+        let w = self.konst(bits);
+        self.b.sub(back, w, n);
+        self.b.addi(n1, n, u64::MAX);
+        let (main, other) = if left {
+            (BinOp::Shl, BinOp::Shr)
+        } else {
+            (BinOp::Shr, BinOp::Shl)
+        };
+        let (r, t, s, t2) = (self.tmp(), self.tmp(), self.tmp(), self.tmp());
+        self.b.binary(main, r, d, n);
+        self.b.binary(other, t, sv, back);
+        self.b.or(r, r, t);
+        self.b.binary(main, s, d, n1);
+        self.b.binary_imm(other, t2, sv, 1);
+        self.b.binary(other, t2, t2, back);
+        self.b.or(s, s, t2);
+        let zero = self.konst(0);
+        // A zero count changes nothing, not even the destination.
+        let r_sel = self.tmp();
+        self.b.movcond(Cond::Eq, r_sel, n, zero, d, r);
+        self.store(dst, r_sel);
+        let kind = if left { CcKind::Shl } else { CcKind::Sar };
+        let enc = self.konst(CcOp::new(kind, size).encode());
+        for (g, new) in [
+            (cpu::CC_OP_GLOBAL, enc),
+            (cpu::CC_DST_GLOBAL, r),
+            (cpu::CC_SRC_GLOBAL, s),
+        ] {
+            let g = self.b.global(g);
+            self.b.movcond(Cond::Eq, g, n, zero, g, new);
+        }
+        self.cc.known = None;
+        self.write_reg(dst, r_sel);
         Some(())
     }
 
