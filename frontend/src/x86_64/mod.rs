@@ -2,6 +2,7 @@
 //! general-purpose integer instructions into `ir` blocks, decoding with iced-x86.
 
 pub mod cpu;
+pub mod disasm;
 pub mod flags;
 pub mod translate;
 

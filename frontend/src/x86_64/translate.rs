@@ -191,7 +191,7 @@ pub fn translate(
 /// Reads and decodes the instruction at `pc`: `Ok(None)` for an invalid encoding. Reads up
 /// to 15 bytes; when the following page is not readable, decodes from what the current page
 /// holds and fails only if the instruction really extends past it.
-fn fetch(code: &mut dyn CodeReader, pc: u64) -> Result<Option<Instruction>, MemFault> {
+pub(crate) fn fetch(code: &mut dyn CodeReader, pc: u64) -> Result<Option<Instruction>, MemFault> {
     let mut buf = [0u8; MAX_INSN_LEN];
     let in_page = ((PAGE_SIZE - (pc & !PAGE_MASK)) as usize).min(MAX_INSN_LEN);
     code.read(pc, &mut buf[..in_page])?;
