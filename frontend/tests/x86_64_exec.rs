@@ -119,6 +119,8 @@ struct Run {
     regs: [u64; 16],
     rip: u64,
     rflags: u64,
+    xmm: [[u64; 2]; 16],
+    mxcsr: u64,
     ram: GuestMemoryMmap,
 }
 
@@ -160,6 +162,8 @@ fn run_mode(code: &[u8], data: &[u8], fs_base: u64, mode: ExecMode) -> Run {
         regs: c.regs,
         rip: c.rip,
         rflags: c.rflags(),
+        xmm: c.xmm,
+        mxcsr: c.mxcsr,
         ram,
     }
 }
@@ -176,6 +180,8 @@ fn run_full(name: &str, source: &str, data: &[u8], fs_base: u64) -> Run {
     );
     assert_eq!(jit.rip, interp.rip, "{name}: rip");
     assert_eq!(jit.rflags, interp.rflags, "{name}: rflags");
+    assert_eq!(jit.xmm, interp.xmm, "{name}: xmm");
+    assert_eq!(jit.mxcsr, interp.mxcsr, "{name}: mxcsr");
     jit
 }
 
@@ -617,7 +623,7 @@ fn exits_hlt_syscall_int3_ud() {
     assert_eq!((r.ret, r.rip), (EXIT_INT3, CODE + 2));
     let r = run_full("ud", "mov eax, 1; ud2; hlt", &[], 0);
     assert_eq!((r.ret, r.rip), (EXIT_UD, CODE + 5));
-    let r = run_full("unimpl", "nop; cpuid; hlt", &[], 0);
+    let r = run_full("unimpl", "nop; xgetbv; hlt", &[], 0);
     assert_eq!((r.ret, r.rip), (EXIT_UD, CODE + 1));
 }
 
@@ -1089,4 +1095,145 @@ fn loop_jrcxz_and_double_shifts() {
     assert_eq!(r.r("rsi"), 0x8000_0000);
     assert_eq!(r.r("r11") & 0xff, 1, "shrd: CF is the bit shifted out");
     assert_eq!(r.r("r12"), 7, "a zero count changes nothing");
+}
+
+#[test]
+fn cpuid_reports_sse2_and_the_vendor() {
+    let r = run(
+        "cpuid",
+        "xor eax, eax; cpuid; mov r8, rbx; mov r9, rdx; mov r10, rcx
+         mov eax, 1; cpuid; hlt",
+    );
+    let vendor: Vec<u8> = [r.r("r8"), r.r("r9"), r.r("r10")]
+        .iter()
+        .flat_map(|w| (*w as u32).to_le_bytes())
+        .collect();
+    assert_eq!(&vendor, b"TernEmulator");
+    assert_ne!(r.r("rdx") & 3 << 25, 0, "SSE and SSE2");
+    assert_eq!(r.r("rcx") & 1 << 27, 0, "no OSXSAVE");
+}
+
+#[test]
+fn rdtsc_counts_up() {
+    // The counter differs between runs, so only the JIT runs.
+    let code = assemble(
+        "rdtsc",
+        "rdtsc; shl rdx, 32; or rax, rdx; mov rbx, rax; rdtsc; shl rdx, 32; or rax, rdx; hlt",
+    );
+    let r = run_mode(&code, &[], 0, ExecMode::Jit);
+    assert_eq!(r.ret, EXIT_HLT);
+    assert!(r.r("rax") > r.r("rbx"));
+}
+
+#[test]
+fn sse_moves_and_zeroing_rules() {
+    let mut data = Vec::new();
+    for k in 0..8u64 {
+        data.extend((0x1111_1111_1111_1111 * (k + 1)).to_le_bytes());
+    }
+    let r = run_full(
+        "sse_moves",
+        &format!(
+            "mov rsi, {DATA}
+             movdqa xmm0, [rsi]
+             movdqu xmm1, [rsi + 8]
+             movaps xmm2, xmm0
+             movss xmm2, [rsi + 16]
+             movdqa xmm3, xmm0
+             movss xmm3, xmm1
+             movdqa xmm4, xmm0
+             movsd xmm4, [rsi + 24]
+             movq xmm5, [rsi + 32]
+             mov rax, 0x123456789
+             movd xmm6, eax
+             movq xmm7, rax
+             movdqa xmm8, xmm0
+             movhps xmm8, [rsi + 40]
+             movlps xmm8, [rsi + 48]
+             movdqu [rsi + 64], xmm1
+             movss [rsi + 80], xmm0
+             movhps [rsi + 88], xmm0
+             movq rbx, xmm1
+             movd ecx, xmm1
+             pmovmskb edx, xmm0
+             hlt"
+        ),
+        &data,
+        0,
+    );
+    assert_eq!(r.ret, EXIT_HLT);
+    let q = |k: u64| 0x1111_1111_1111_1111 * (k + 1);
+    assert_eq!(r.xmm[0], [q(0), q(1)]);
+    assert_eq!(r.xmm[1], [q(1), q(2)]);
+    assert_eq!(
+        r.xmm[2],
+        [q(2) & 0xffff_ffff, 0],
+        "movss from memory zeroes"
+    );
+    assert_eq!(r.xmm[3], [q(0) & !0xffff_ffff | q(1) & 0xffff_ffff, q(1)]);
+    assert_eq!(r.xmm[4], [q(3), 0], "movsd from memory zeroes");
+    assert_eq!(r.xmm[5], [q(4), 0]);
+    assert_eq!(r.xmm[6], [0x2345_6789, 0]);
+    assert_eq!(r.xmm[7], [0x1_2345_6789, 0]);
+    assert_eq!(r.xmm[8], [q(6), q(5)]);
+    assert_eq!((r.mem64(DATA + 64), r.mem64(DATA + 72)), (q(1), q(2)));
+    assert_eq!(
+        r.mem64(DATA + 80),
+        q(0) & 0xffff_ffff,
+        "movss stores four bytes"
+    );
+    assert_eq!(r.mem64(DATA + 88), q(1));
+    assert_eq!((r.r("rbx"), r.r("rcx")), (q(1), q(1) & 0xffff_ffff));
+    assert_eq!(r.r("rdx"), 0, "no byte of xmm0 has its top bit set");
+}
+
+#[test]
+fn misaligned_movdqa_is_a_general_protection_fault() {
+    let r = run_full(
+        "gp_movdqa",
+        &format!("mov rsi, {DATA}; mov rcx, 9; movdqa xmm0, [rsi + 8]; hlt"),
+        &[],
+        0,
+    );
+    assert_eq!(r.ret, RET_FAULT_BASE + vector::GP as u32);
+    assert_eq!(r.r("rcx"), 9);
+    let r = run_full(
+        "gp_ldmxcsr",
+        &format!("mov rsi, {DATA}; mov dword ptr [rsi], 0x10000; ldmxcsr [rsi]; hlt"),
+        &[],
+        0,
+    );
+    assert_eq!(r.ret, RET_FAULT_BASE + vector::GP as u32);
+    assert_eq!(r.mxcsr, 0x1f80);
+}
+
+#[test]
+fn sse_floating_point_sets_mxcsr_flags_and_rounds_as_told() {
+    let r = run_full(
+        "sse_fp",
+        &format!(
+            "mov rsi, {DATA}
+             mov eax, 1; cvtsi2sd xmm0, eax
+             mov eax, 3; cvtsi2sd xmm1, eax
+             movapd xmm2, xmm0; divsd xmm2, xmm1
+             stmxcsr [rsi]; mov ebx, [rsi]
+             mov dword ptr [rsi], 0x5f80; ldmxcsr [rsi]
+             movapd xmm3, xmm0; divsd xmm3, xmm1
+             cvtsd2si r8, xmm3
+             mov rax, 0x7ff8000000000000; movq xmm4, rax
+             cvttsd2si r9, xmm4; cvttsd2si r10d, xmm4
+             ucomisd xmm4, xmm0
+             hlt"
+        ),
+        &[],
+        0,
+    );
+    assert_eq!(r.ret, EXIT_HLT);
+    assert_eq!(f64::from_bits(r.xmm[2][0]), 1.0 / 3.0);
+    assert_eq!(r.r("rbx"), 0x1f80 | 0x20, "inexact");
+    assert_eq!(r.xmm[3][0], (1.0f64 / 3.0).to_bits() + 1, "rounded up");
+    assert_eq!(r.r("r8"), 1, "rounded up to an integer too");
+    assert_eq!((r.r("r9"), r.r("r10")), (1 << 63, 0x8000_0000));
+    assert_eq!(r.rflags & (ZF | PF | CF), ZF | PF | CF, "unordered");
+    assert_eq!(r.mxcsr & 0x3f, 0x21, "invalid and inexact");
 }

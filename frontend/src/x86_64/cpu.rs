@@ -52,9 +52,10 @@ pub struct X86Cpu {
     pub fs_base: u64,
     /// GS segment base.
     pub gs_base: u64,
-    /// SSE registers (not used by the translator yet).
+    /// SSE registers, low quadword first. Not globals: SSE instructions run in helpers
+    /// that read and write them here, and moves to memory load them with `env_load`.
     pub xmm: [[u64; 2]; 16],
-    /// SSE control/status (not used yet).
+    /// SSE control/status register (low 32 bits; the rest stay zero).
     pub mxcsr: u64,
     /// The exception vector when a block stopped on an exception (0 #DE, 3 #BP, 6 #UD ...).
     pub cause: u64,
@@ -129,6 +130,8 @@ offsets! {
     FS_BASE_OFFSET => fs_base,
     /// Byte offset of `gs_base`.
     GS_BASE_OFFSET => gs_base,
+    /// Byte offset of `mxcsr`.
+    MXCSR_OFFSET => mxcsr,
     /// Byte offset of `cause`.
     CAUSE_OFFSET => cause,
     /// Byte offset of `error_code`.
@@ -138,6 +141,11 @@ offsets! {
 /// Byte offset of `regs[i]`.
 pub const fn reg_offset(i: usize) -> u32 {
     (std::mem::offset_of!(X86Cpu, regs) + 8 * i) as u32
+}
+
+/// Byte offset of quadword `half` (0 low, 1 high) of `xmm[i]`.
+pub const fn xmm_offset(i: usize, half: usize) -> u32 {
+    (std::mem::offset_of!(X86Cpu, xmm) + 16 * i + 8 * half) as u32
 }
 
 /// Global index of `cc_op`.

@@ -4,6 +4,9 @@
 pub mod cpu;
 pub mod disasm;
 pub mod flags;
+#[cfg(target_arch = "x86_64")]
+pub mod sse;
+pub mod system;
 pub mod translate;
 
 pub use cpu::X86Cpu;

@@ -47,6 +47,8 @@ pub mod vector {
     pub const BP: u64 = 3;
     /// Invalid opcode.
     pub const UD: u64 = 6;
+    /// General protection (misaligned 16-byte SSE operand, reserved MXCSR bits); error code 0.
+    pub const GP: u64 = 13;
 }
 
 /// Iterations of a `rep` string instruction run before the block gives the loop a chance to
@@ -223,6 +225,9 @@ fn cc_of(i: &Instruction) -> Option<u8> {
 }
 
 const I64: Type = Type::I64;
+
+#[cfg(target_arch = "x86_64")]
+mod sse;
 
 impl Translator<'_> {
     fn tmp(&mut self) -> Temp {
@@ -466,6 +471,11 @@ impl Translator<'_> {
 
     fn insn(&mut self, i: &Instruction) -> Option<Flow> {
         use Mnemonic::*;
+        // First: SSE's movsd/cmpsd share their mnemonics with the string instructions.
+        #[cfg(target_arch = "x86_64")]
+        if sse::is_sse(i) {
+            return self.sse(i);
+        }
         if matches!(
             i.mnemonic(),
             Movsb
@@ -499,6 +509,18 @@ impl Translator<'_> {
             }
         }
         match i.mnemonic() {
+            Cpuid => self.b.call(&CPUID, &[Temp::ENV], None),
+            Rdtsc => {
+                let v = self.tmp();
+                self.b.call(&RDTSC, &[], Some(v));
+                let (lo, hi) = (self.tmp(), self.tmp());
+                self.b.ext(ExtFrom::U32, lo, v);
+                self.b.binary_imm(BinOp::Shr, hi, v, 32);
+                let rax = self.reg(RAX);
+                self.b.mov(rax, lo);
+                let rdx = self.reg(RDX);
+                self.b.mov(rdx, hi);
+            }
             Nop | Pause | Endbr64 | Lfence | Mfence | Sfence | Prefetchnta | Prefetcht0
             | Prefetcht1 | Prefetcht2 | Prefetchw => {}
             Mov => {
@@ -1611,6 +1633,20 @@ static DIVIDE: Helper = Helper {
         .union(HelperFlags::MAY_RAISE),
 };
 
+/// `cpuid(env)`: reads eax/ecx, writes rax/rbx/rcx/rdx.
+static CPUID: Helper = Helper {
+    name: "x86_cpuid",
+    func: super::system::helper_cpuid,
+    flags: HelperFlags::READS_GLOBALS.union(HelperFlags::WRITES_GLOBALS),
+};
+
+/// `rdtsc() -> tsc`: no state.
+static RDTSC: Helper = Helper {
+    name: "x86_rdtsc",
+    func: super::system::helper_rdtsc,
+    flags: HelperFlags::NONE,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1684,7 +1720,7 @@ mod tests {
 
     #[test]
     fn undecodable_bytes_and_unimplemented_instructions_exit_with_ud() {
-        for bytes in [&[0x0f, 0xff][..], &[0x0f, 0xa2], &[0x06]] {
+        for bytes in [&[0x0f, 0xff][..], &[0x0f, 0x01, 0xd0], &[0x06]] {
             let mut code = Window {
                 start: 0x1000,
                 bytes: bytes.iter().copied().chain([0x90; 16]).collect(),
