@@ -6,7 +6,7 @@
 //! executables, and put the program break after the highest segment. Programs that need a
 //! dynamic loader (`PT_INTERP`) are refused with a clear message.
 
-use goblin::elf::header::{EM_RISCV, ET_DYN, ET_EXEC};
+use goblin::elf::header::{EM_RISCV, EM_X86_64, ET_DYN, ET_EXEC};
 use goblin::elf::program_header::{PF_R, PF_W, PF_X, PT_INTERP, PT_LOAD, PT_PHDR};
 
 use crate::space::{
@@ -19,6 +19,8 @@ use crate::space::{
 pub enum Arch {
     /// RV64GC Linux (asm-generic system call table).
     Riscv64,
+    /// x86_64 Linux (its own system call table, `struct stat` and signal frame).
+    X86_64,
 }
 
 impl Arch {
@@ -26,13 +28,34 @@ impl Arch {
     pub fn machine(self) -> &'static str {
         match self {
             Arch::Riscv64 => "riscv64",
+            Arch::X86_64 => "x86_64",
         }
     }
 
-    /// `AT_HWCAP`: for riscv64 one bit per single-letter extension, bit (letter - 'A').
+    /// The architecture of ELF `e_machine`, if tern emulates it.
+    pub fn from_machine(machine: u16) -> Option<Arch> {
+        match machine {
+            EM_RISCV => Some(Arch::Riscv64),
+            EM_X86_64 => Some(Arch::X86_64),
+            _ => None,
+        }
+    }
+
+    /// `AT_HWCAP`: for riscv64 one bit per single-letter extension, bit (letter - 'A'); for
+    /// x86_64 the cpuid leaf 1 EDX the CPU advertises. The x86_64 frontend exposes no cpuid
+    /// constant yet, so it is 0 ("no features claimed"; glibc asks cpuid itself anyway).
     pub fn hwcap(self) -> u64 {
         match self {
             Arch::Riscv64 => b"IMAFDC".iter().fold(0, |acc, &c| acc | 1u64 << (c - b'A')),
+            Arch::X86_64 => 0,
+        }
+    }
+
+    /// `AT_PLATFORM`: the string Linux puts on the initial stack (riscv64 has none).
+    pub fn platform(self) -> Option<&'static [u8]> {
+        match self {
+            Arch::Riscv64 => None,
+            Arch::X86_64 => Some(b"x86_64"),
         }
     }
 }
@@ -50,8 +73,18 @@ pub enum ElfError {
     #[error("big-endian ELF executables are not supported")]
     BigEndian,
     /// `e_machine` names an architecture we do not emulate.
-    #[error("unsupported ELF machine {0} (only riscv64, EM_RISCV = 243, is supported)")]
+    #[error(
+        "unsupported ELF machine {0} (riscv64, EM_RISCV = 243, and x86_64, EM_X86_64 = 62, are)"
+    )]
     Machine(u16),
+    /// The program is for another architecture than the one asked for (`--arch`).
+    #[error("the program is a {found} executable, not {wanted}")]
+    WrongArch {
+        /// What `--arch` asked for.
+        wanted: &'static str,
+        /// What the ELF header says.
+        found: &'static str,
+    },
     /// Neither ET_EXEC nor ET_DYN (a relocatable object or a core file).
     #[error("ELF type {0} is not an executable")]
     NotExecutable(u16),
@@ -105,13 +138,11 @@ pub fn probe(bytes: &[u8]) -> Result<Arch, ElfError> {
     }
     let e_type = u16::from_le_bytes([bytes[16], bytes[17]]);
     let machine = u16::from_le_bytes([bytes[18], bytes[19]]);
-    if machine != EM_RISCV {
-        return Err(ElfError::Machine(machine));
-    }
+    let arch = Arch::from_machine(machine).ok_or(ElfError::Machine(machine))?;
     if e_type != ET_EXEC && e_type != ET_DYN {
         return Err(ElfError::NotExecutable(e_type));
     }
-    Ok(Arch::Riscv64)
+    Ok(arch)
 }
 
 fn prot_of(flags: u32) -> u32 {
@@ -358,8 +389,8 @@ pub(crate) mod tests {
     fn wrong_machine_32_bit_and_truncated_files_are_clear_errors() {
         let s = space();
         let mut elf = tiny_elf(ET_EXEC, 0x10000, &[0; 4], &[]);
-        elf[18..20].copy_from_slice(&62u16.to_le_bytes());
-        assert!(matches!(load(&s, &elf), Err(ElfError::Machine(62))));
+        elf[18..20].copy_from_slice(&40u16.to_le_bytes());
+        assert!(matches!(load(&s, &elf), Err(ElfError::Machine(40))));
         let mut elf = tiny_elf(ET_EXEC, 0x10000, &[0; 4], &[]);
         elf[4] = 1;
         assert!(matches!(load(&s, &elf), Err(ElfError::Class32)));
@@ -395,6 +426,18 @@ pub(crate) mod tests {
         ];
         let elf = tiny_elf(ET_EXEC, 0x10000, &[0; 4], &[huge]);
         assert!(matches!(load(&s, &elf), Err(ElfError::Malformed(_))));
+    }
+
+    #[test]
+    fn x86_64_executables_are_recognised_by_their_machine() {
+        let s = space();
+        let mut elf = tiny_elf(ET_EXEC, 0x40_0000, &[0xf4], &[]);
+        elf[18..20].copy_from_slice(&EM_X86_64.to_le_bytes());
+        assert_eq!(probe(&elf).unwrap(), Arch::X86_64);
+        let l = load(&s, &elf).unwrap();
+        assert_eq!((l.arch, l.entry), (Arch::X86_64, 0x40_0000));
+        assert_eq!(Arch::X86_64.machine(), "x86_64");
+        assert_eq!(Arch::X86_64.platform(), Some(&b"x86_64"[..]));
     }
 
     #[test]

@@ -1,12 +1,13 @@
-//! Linux user-mode emulation: runs a static riscv64 Linux program on the TCG engine, with
-//! its system calls carried out on the host.
+//! Linux user-mode emulation: runs a static riscv64 or x86_64 Linux program on the TCG engine,
+//! with its system calls carried out on the host.
 //!
 //! The pieces: [`space`] is the guest address space (one host reservation plus a VMA table,
 //! which is also the engine's "physical" memory), [`elf`] loads the program, [`stack`] builds
-//! the initial stack, [`riscv64`] is the engine's `Guest` for riscv64 user mode, [`syscall`]
-//! runs system calls and [`signal`] delivers signals. [`run`] ties them together: it loops
-//! running guest code until the guest makes a system call or takes a signal, handles that, and
-//! goes on until the guest exits or dies.
+//! the initial stack, [`riscv64`] and [`x86_64`] are the engine's `Guest`s for user mode,
+//! [`syscall`] runs system calls (one layer, a number table per architecture) and [`signal`]
+//! delivers signals (the architecture's half is [`signal::UserCpu`]). [`run`] ties them
+//! together: it loops running guest code until the guest makes a system call or takes a
+//! signal, handles that, and goes on until the guest exits or dies.
 
 pub mod elf;
 pub mod riscv64;
@@ -14,20 +15,27 @@ pub mod signal;
 pub mod space;
 pub mod stack;
 pub mod syscall;
+pub mod x86_64;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use accel_tcg::{Engine, EngineConfig, ExecMode, Vcpu};
+use accel_tcg::{CpuState, Engine, EngineConfig, ExecMode, Guest, Vcpu};
 use frontend::riscv64::Riscv64Cpu;
+use frontend::x86_64::X86Cpu;
 
+use crate::elf::{Arch, LoadedElf};
 use crate::riscv64::{RiscvUser, RET_ECALL, RET_FAULT};
-use crate::signal::{Delivery, SigInfo};
+use crate::signal::{Delivery, SigInfo, UserCpu};
 use crate::space::{AddressSpace, MAP_ANONYMOUS, MAP_PRIVATE, PROT_EXEC, PROT_READ};
+use crate::stack::InitialStack;
 use crate::syscall::{Outcome, Process};
+use crate::x86_64::X86User;
 
-/// Size of the guest address space: 2^38 bytes, riscv64 Sv39's user half.
+/// Size of the guest address space: 2^38 bytes, riscv64 Sv39's user half. x86_64 guests get
+/// the same (their 2^47-byte user half would not fit in one host reservation beside tern's
+/// own): static programs load at 4 MiB and mmap top-down from here.
 pub const ADDRESS_SPACE_SIZE: u64 = 1 << 38;
 
 /// The `rt_sigreturn` trampoline handlers return to (`li a7, 139; ecall`), as Linux's vDSO
@@ -46,6 +54,8 @@ pub struct UserOptions {
     /// Forward SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to this process to
     /// the guest (installs process-wide host handlers; leave it on for the `tern` binary).
     pub forward_host_signals: bool,
+    /// The architecture the program must be (`--arch`); `None`: whatever its ELF header says.
+    pub arch: Option<Arch>,
 }
 
 impl Default for UserOptions {
@@ -55,6 +65,7 @@ impl Default for UserOptions {
             exec_mode: ExecMode::Jit,
             log: accel_tcg::LogConfig::default(),
             forward_host_signals: true,
+            arch: None,
         }
     }
 }
@@ -117,7 +128,13 @@ pub fn run(
         path: program.to_path_buf(),
         source,
     };
-    elf::probe(&bytes).map_err(elf_err)?;
+    let arch = elf::probe(&bytes).map_err(elf_err)?;
+    if let Some(wanted) = options.arch.filter(|&w| w != arch) {
+        return Err(elf_err(elf::ElfError::WrongArch {
+            wanted: wanted.machine(),
+            found: arch.machine(),
+        }));
+    }
     let space = Arc::new(AddressSpace::new(ADDRESS_SPACE_SIZE)?);
     let loaded = elf::load(&space, &bytes).map_err(elf_err)?;
     drop(bytes);
@@ -131,10 +148,13 @@ pub fn run(
         MAP_PRIVATE | MAP_ANONYMOUS,
         None,
     )?;
-    let code: Vec<u8> = SIGRETURN_TRAMPOLINE
-        .iter()
-        .flat_map(|w| w.to_le_bytes())
-        .collect();
+    let code: Vec<u8> = match arch {
+        Arch::Riscv64 => SIGRETURN_TRAMPOLINE
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect(),
+        Arch::X86_64 => x86_64::SIGRETURN_TRAMPOLINE.to_vec(),
+    };
     space.write_unchecked_prot(tramp, &code)?;
 
     let mut argv = Vec::with_capacity(args.len() + 1);
@@ -164,25 +184,58 @@ pub fn run(
     let mut process = Process::new(space.clone(), loaded.arch, exe, tramp);
     process.strace = options.strace;
 
-    let engine = Engine::new(
-        RiscvUser::new(space.clone()),
-        space.clone(),
-        EngineConfig {
-            mode: options.exec_mode,
-            system: false,
-            log: options.log.clone(),
-            ..EngineConfig::default()
-        },
-    )?;
-    let mut cpu = Riscv64Cpu::new(loaded.entry);
-    cpu.x[2] = st.sp;
+    let config = EngineConfig {
+        mode: options.exec_mode,
+        system: false,
+        log: options.log.clone(),
+        ..EngineConfig::default()
+    };
+    match arch {
+        Arch::Riscv64 => {
+            let mut cpu = Riscv64Cpu::new(loaded.entry);
+            cpu.x[2] = st.sp;
+            let guest = RiscvUser::new(space.clone());
+            start(
+                guest, cpu, space, config, program, &loaded, &st, options, process,
+            )
+        }
+        Arch::X86_64 => {
+            let mut cpu = X86Cpu::new(loaded.entry);
+            cpu.regs[frontend::x86_64::cpu::RSP] = st.sp;
+            let guest = X86User::new(space.clone());
+            start(
+                guest, cpu, space, config, program, &loaded, &st, options, process,
+            )
+        }
+    }
+}
+
+/// Makes the engine and the vCPU for `guest` starting in `cpu`, and drives it.
+#[allow(clippy::too_many_arguments)]
+fn start<G>(
+    guest: G,
+    cpu: Box<G::Cpu>,
+    space: Arc<AddressSpace>,
+    config: EngineConfig,
+    program: &Path,
+    loaded: &LoadedElf,
+    st: &InitialStack,
+    options: &UserOptions,
+    mut process: Process,
+) -> Result<i32, UserError>
+where
+    G: Guest,
+    G::Cpu: UserCpu + CpuState,
+{
+    let engine = Engine::new(guest, space, config)?;
     let mut vcpu = Vcpu::new(engine, cpu);
     if options.forward_host_signals {
         signal::install_host_handlers(vcpu.exit_requester());
     }
     log::debug!(
-        "running {} at entry {:#x}, sp {:#x}",
+        "running {} ({}) at entry {:#x}, sp {:#x}",
         program.display(),
+        loaded.arch.machine(),
         loaded.entry,
         st.sp
     );
@@ -190,25 +243,23 @@ pub fn run(
 }
 
 /// The loop: run guest code, then serve what stopped it.
-fn drive(vcpu: &mut Vcpu<RiscvUser>, process: &mut Process) -> Result<i32, UserError> {
+fn drive<G>(vcpu: &mut Vcpu<G>, process: &mut Process) -> Result<i32, UserError>
+where
+    G: Guest,
+    G::Cpu: UserCpu + CpuState,
+{
     loop {
         let code = vcpu.run()?;
         match code {
             RET_ECALL => {
                 let cpu = vcpu.cpu_mut();
-                let nr = cpu.x[17];
-                let a = [
-                    cpu.x[10], cpu.x[11], cpu.x[12], cpu.x[13], cpu.x[14], cpu.x[15],
-                ];
-                let sys = syscall::riscv64::sys(nr);
+                let (nr, raw) = cpu.syscall_request();
+                let (sys, a) = syscall::table(process.arch, nr, raw);
                 match process.syscall(cpu, sys, nr, a) {
-                    Outcome::Return(r) => {
-                        cpu.x[10] = r as u64;
-                        cpu.pc = cpu.pc.wrapping_add(4);
-                    }
+                    Outcome::Return(r) => cpu.syscall_return(r),
                     Outcome::Exit(status) => return Ok(status),
                     Outcome::Restored => {}
-                    Outcome::Killed(info) => return Ok(fatal(info, cpu.pc)),
+                    Outcome::Killed(info) => return Ok(fatal(info, cpu.pc())),
                 }
                 if std::mem::take(&mut process.flush_tlb) {
                     vcpu.flush_tlb();
@@ -218,18 +269,18 @@ fn drive(vcpu: &mut Vcpu<RiscvUser>, process: &mut Process) -> Result<i32, UserE
                 }
             }
             RET_FAULT => {
-                let info = riscv64::recorded_signal(vcpu.cpu());
+                let info = vcpu.cpu().recorded_signal();
                 log::debug!(
                     "guest fault {} at pc {:#x}, address {:#x}",
                     signal::name(info.signo),
-                    vcpu.cpu().pc,
+                    vcpu.cpu().pc(),
                     info.addr
                 );
                 process.signals.force(info);
                 let space = process.space.clone();
                 let cpu = vcpu.cpu_mut();
                 if let Delivery::Fatal(info) = process.signals.deliver(cpu, &space, info) {
-                    return Ok(fatal(info, cpu.pc));
+                    return Ok(fatal(info, cpu.pc()));
                 }
             }
             _ => {}
@@ -246,7 +297,7 @@ fn drive(vcpu: &mut Vcpu<RiscvUser>, process: &mut Process) -> Result<i32, UserE
             let space = process.space.clone();
             let cpu = vcpu.cpu_mut();
             if let Delivery::Fatal(info) = process.signals.deliver(cpu, &space, info) {
-                return Ok(fatal(info, cpu.pc));
+                return Ok(fatal(info, cpu.pc()));
             }
         }
     }

@@ -1,5 +1,7 @@
 //! Guest signals: the actions the guest installed, its mask and pending set, the alternate
-//! stack, and delivery (the riscv64 `rt_sigframe` as Linux builds it) and return from handlers.
+//! stack, and delivery and return from handlers. The architecture-specific half (the
+//! `rt_sigframe` layout, which registers carry what) is the [`UserCpu`] trait; the riscv64
+//! frame is here, the x86_64 one in [`crate::x86_64`].
 //!
 //! Signal numbers, `sa_flags` bits and `siginfo_t` are the asm-generic ones, which riscv64
 //! and x86_64 share. Synchronous faults (SIGSEGV, SIGBUS, SIGILL, SIGTRAP) are delivered at once
@@ -77,6 +79,8 @@ use sig::*;
 pub mod sa {
     /// Handler takes (signo, siginfo, ucontext).
     pub const SIGINFO: u64 = 0x4;
+    /// `restorer` is valid (x86_64: glibc always sets it).
+    pub const RESTORER: u64 = 0x0400_0000;
     /// Run the handler on the alternate stack.
     pub const ONSTACK: u64 = 0x0800_0000;
     /// Restart interrupted system calls (not done: calls return EINTR).
@@ -105,6 +109,12 @@ pub mod si {
     pub const ILL_ILLOPC: i32 = 1;
     /// Breakpoint.
     pub const TRAP_BRKPT: i32 = 1;
+    /// Illegal operand (x86 #UD).
+    pub const ILL_ILLOPN: i32 = 2;
+    /// Integer divide by zero (x86 #DE).
+    pub const FPE_INTDIV: i32 = 1;
+    /// Sent by the kernel itself (x86 int3, #GP).
+    pub const KERNEL: i32 = 0x80;
 }
 
 /// `SIG_DFL`.
@@ -179,8 +189,8 @@ fn bit(signo: u32) -> u64 {
 /// Signals that can be neither caught nor blocked.
 const UNBLOCKABLE: u64 = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1));
 
-/// One installed action (the kernel's `struct sigaction` for riscv64: handler, flags, mask;
-/// riscv64 has no `sa_restorer`).
+/// One installed action (the kernel's `struct sigaction`: handler, flags, mask, and on x86_64
+/// the `sa_restorer` handlers return to; riscv64 has none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SigAction {
     /// Handler address, SIG_DFL or SIG_IGN.
@@ -189,6 +199,8 @@ pub struct SigAction {
     pub flags: u64,
     /// Signals blocked while the handler runs.
     pub mask: u64,
+    /// `sa_restorer` (x86_64, with SA_RESTORER): where the handler returns; 0 if none.
+    pub restorer: u64,
 }
 
 /// What a signal's default action does.
@@ -447,11 +459,12 @@ impl SignalState {
         }
     }
 
-    /// Delivers `info` to the guest running on `cpu`: builds the riscv64 signal frame and
-    /// points the CPU at the handler, or reports that the signal is ignored or fatal.
-    pub fn deliver(
+    /// Delivers `info` to the guest running on `cpu`: picks the stack, has the architecture
+    /// build its signal frame and point the CPU at the handler, or reports that the signal is
+    /// ignored or fatal.
+    pub fn deliver<C: UserCpu + ?Sized>(
         &mut self,
-        cpu: &mut Riscv64Cpu,
+        cpu: &mut C,
         space: &AddressSpace,
         info: SigInfo,
     ) -> Delivery {
@@ -466,25 +479,34 @@ impl SignalState {
             }
             _ => {}
         }
-        let mut sp = cpu.x[2];
+        let old_sp = cpu.sp();
+        let mut sp = old_sp;
+        let mut new_stack = false;
         if act.flags & sa::ONSTACK != 0
             && self.altstack.flags & SS_DISABLE == 0
             && !self.on_altstack(sp)
         {
             sp = self.altstack.sp.wrapping_add(self.altstack.size);
+            new_stack = true;
         }
-        let frame = sp.wrapping_sub(frame::SIZE) & !15;
-        if write_frame(cpu, space, frame, &info, self).is_err() {
+        let mut altstack = self.altstack;
+        if self.on_altstack(old_sp) {
+            altstack.flags |= SS_ONSTACK;
+        }
+        let request = FrameRequest {
+            sp,
+            new_stack,
+            info,
+            action: act,
+            mask: self.mask,
+            altstack,
+            trampoline: self.trampoline,
+        };
+        if let Err(frame) = cpu.push_signal_frame(space, &request) {
             log::debug!("cannot write the signal frame at {frame:#x}: SIGSEGV");
             self.actions[SIGSEGV as usize] = SigAction::default();
             return Delivery::Fatal(SigInfo::fault(SIGSEGV, si::SEGV_MAPERR, frame));
         }
-        cpu.x[1] = self.trampoline;
-        cpu.x[2] = frame;
-        cpu.x[10] = u64::from(info.signo);
-        cpu.x[11] = frame + frame::INFO;
-        cpu.x[12] = frame + frame::UC;
-        cpu.pc = act.handler;
         self.mask |= act.mask;
         if act.flags & sa::NODEFER == 0 {
             self.mask |= bit(info.signo);
@@ -498,44 +520,105 @@ impl SignalState {
 
     /// `rt_sigreturn`: restores the registers, FP state, mask and alternate stack saved in the
     /// frame at the guest's `sp`.
-    pub fn sigreturn(
+    pub fn sigreturn<C: UserCpu + ?Sized>(
         &mut self,
-        cpu: &mut Riscv64Cpu,
+        cpu: &mut C,
         space: &AddressSpace,
     ) -> Result<(), SpaceError> {
-        let frame = cpu.x[2];
-        let mut uc = vec![0u8; (frame::SIZE - frame::UC) as usize];
-        space.read(frame + frame::UC, &mut uc)?;
-        let word = |off: u64| {
-            let o = (off - frame::UC) as usize;
-            u64::from_le_bytes(uc[o..o + 8].try_into().expect("8 bytes"))
-        };
-        cpu.pc = word(frame::REGS);
-        for i in 1..32 {
-            cpu.x[i] = word(frame::REGS + 8 * i as u64);
-        }
-        for i in 0..32 {
-            cpu.f[i] = word(frame::FPREGS + 8 * i as u64);
-        }
-        let fcsr = word(frame::FCSR) as u32;
-        cpu.fflags = u64::from(fcsr & 0x1f);
-        cpu.frm = u64::from((fcsr >> 5) & 7);
-        cpu.reservation = u64::MAX;
-        self.mask = word(frame::SIGMASK) & !UNBLOCKABLE;
-        let ss = AltStack {
-            sp: word(frame::STACK),
-            flags: word(frame::STACK + 8) as u32,
-            size: word(frame::STACK + 16),
-        };
+        let saved = cpu.pop_signal_frame(space)?;
+        self.mask = saved.mask & !UNBLOCKABLE;
+        let ss = saved.altstack;
         // Like the kernel's restore_altstack: a bad saved stack is ignored, not fatal.
         let _ = self.set_altstack(
-            cpu.x[2],
+            cpu.sp(),
             Some(AltStack {
                 flags: ss.flags & SS_DISABLE,
                 ..ss
             }),
         );
         Ok(())
+    }
+}
+
+/// What the architecture needs to build a signal frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameRequest {
+    /// Stack top to build below (the alternate stack's top when switching to it).
+    pub sp: u64,
+    /// Whether `sp` is a fresh alternate stack (x86_64 skips its red zone only on the
+    /// interrupted stack).
+    pub new_stack: bool,
+    /// The signal.
+    pub info: SigInfo,
+    /// Its action (handler, flags, restorer).
+    pub action: SigAction,
+    /// The mask to save (restored by `rt_sigreturn`).
+    pub mask: u64,
+    /// The alternate stack to save, SS_ONSTACK set when the interrupted code was on it.
+    pub altstack: AltStack,
+    /// The `rt_sigreturn` trampoline page, for handlers without a restorer.
+    pub trampoline: u64,
+}
+
+/// What `rt_sigreturn` reads back besides the registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SavedContext {
+    /// The signal mask.
+    pub mask: u64,
+    /// The alternate stack setting.
+    pub altstack: AltStack,
+}
+
+/// What the architecture-neutral layers (signal delivery, system calls, the driver loop)
+/// need from a guest CPU; each architecture's half of the user-mode ABI.
+pub trait UserCpu {
+    /// The stack pointer.
+    fn sp(&self) -> u64;
+    /// The program counter.
+    fn pc(&self) -> u64;
+    /// The system call the CPU stopped on: its number and six arguments. Also does what the
+    /// instruction does to other registers (x86_64's `syscall` writes rcx and r11).
+    fn syscall_request(&mut self) -> (u64, [u64; 6]);
+    /// Puts `r` in the result register and moves past the system call instruction.
+    fn syscall_return(&mut self, r: i64);
+    /// The fault signal the guest's exit and exception hooks recorded in the CPU state.
+    fn recorded_signal(&self) -> SigInfo;
+    /// Writes the architecture's `rt_sigframe` below `req.sp` and points the CPU at the
+    /// handler; on failure, the guest address that could not be written.
+    fn push_signal_frame(&mut self, space: &AddressSpace, req: &FrameRequest) -> Result<(), u64>;
+    /// Restores the registers from the frame `rt_sigreturn` finds at the stack pointer.
+    fn pop_signal_frame(&mut self, space: &AddressSpace) -> Result<SavedContext, SpaceError>;
+    /// `arch_prctl`'s FS (`gs` false) or GS base, on architectures that have them.
+    fn segment_base(&mut self, _gs: bool) -> Option<&mut u64> {
+        None
+    }
+}
+
+/// A boxed CPU (how the engine holds them) is the CPU.
+impl<T: UserCpu + ?Sized> UserCpu for Box<T> {
+    fn sp(&self) -> u64 {
+        (**self).sp()
+    }
+    fn pc(&self) -> u64 {
+        (**self).pc()
+    }
+    fn syscall_request(&mut self) -> (u64, [u64; 6]) {
+        (**self).syscall_request()
+    }
+    fn syscall_return(&mut self, r: i64) {
+        (**self).syscall_return(r)
+    }
+    fn recorded_signal(&self) -> SigInfo {
+        (**self).recorded_signal()
+    }
+    fn push_signal_frame(&mut self, space: &AddressSpace, req: &FrameRequest) -> Result<(), u64> {
+        (**self).push_signal_frame(space, req)
+    }
+    fn pop_signal_frame(&mut self, space: &AddressSpace) -> Result<SavedContext, SpaceError> {
+        (**self).pop_signal_frame(space)
+    }
+    fn segment_base(&mut self, gs: bool) -> Option<&mut u64> {
+        (**self).segment_base(gs)
     }
 }
 
@@ -563,12 +646,78 @@ pub mod frame {
     pub const FCSR: u64 = FPREGS + 256;
 }
 
+impl UserCpu for Riscv64Cpu {
+    fn sp(&self) -> u64 {
+        self.x[2]
+    }
+
+    fn pc(&self) -> u64 {
+        self.pc
+    }
+
+    fn syscall_request(&mut self) -> (u64, [u64; 6]) {
+        let x = &self.x;
+        (x[17], [x[10], x[11], x[12], x[13], x[14], x[15]])
+    }
+
+    fn syscall_return(&mut self, r: i64) {
+        self.x[10] = r as u64;
+        self.pc = self.pc.wrapping_add(4);
+    }
+
+    fn recorded_signal(&self) -> SigInfo {
+        crate::riscv64::recorded_signal(self)
+    }
+
+    fn push_signal_frame(&mut self, space: &AddressSpace, req: &FrameRequest) -> Result<(), u64> {
+        let frame = req.sp.wrapping_sub(frame::SIZE) & !15;
+        if write_frame(self, space, frame, req).is_err() {
+            return Err(frame);
+        }
+        self.x[1] = req.trampoline;
+        self.x[2] = frame;
+        self.x[10] = u64::from(req.info.signo);
+        self.x[11] = frame + frame::INFO;
+        self.x[12] = frame + frame::UC;
+        self.pc = req.action.handler;
+        Ok(())
+    }
+
+    fn pop_signal_frame(&mut self, space: &AddressSpace) -> Result<SavedContext, SpaceError> {
+        let frame = self.x[2];
+        let mut uc = vec![0u8; (frame::SIZE - frame::UC) as usize];
+        space.read(frame + frame::UC, &mut uc)?;
+        let word = |off: u64| {
+            let o = (off - frame::UC) as usize;
+            u64::from_le_bytes(uc[o..o + 8].try_into().expect("8 bytes"))
+        };
+        self.pc = word(frame::REGS);
+        for i in 1..32 {
+            self.x[i] = word(frame::REGS + 8 * i as u64);
+        }
+        for i in 0..32 {
+            self.f[i] = word(frame::FPREGS + 8 * i as u64);
+        }
+        let fcsr = word(frame::FCSR) as u32;
+        self.fflags = u64::from(fcsr & 0x1f);
+        self.frm = u64::from((fcsr >> 5) & 7);
+        self.reservation = u64::MAX;
+        Ok(SavedContext {
+            mask: word(frame::SIGMASK),
+            altstack: AltStack {
+                sp: word(frame::STACK),
+                flags: word(frame::STACK + 8) as u32,
+                size: word(frame::STACK + 16),
+            },
+        })
+    }
+}
+
 fn write_frame(
     cpu: &Riscv64Cpu,
     space: &AddressSpace,
     at: u64,
-    info: &SigInfo,
-    state: &SignalState,
+    req: &FrameRequest,
 ) -> Result<(), SpaceError> {
     let mut f = vec![0u8; frame::SIZE as usize];
     let mut put = |off: u64, v: u64| {
@@ -576,14 +725,10 @@ fn write_frame(
     };
     put(frame::FLAGS, 0);
     put(frame::LINK, 0);
-    let mut ss_flags = u64::from(state.altstack.flags);
-    if state.on_altstack(cpu.x[2]) {
-        ss_flags |= u64::from(SS_ONSTACK);
-    }
-    put(frame::STACK, state.altstack.sp);
-    put(frame::STACK + 8, ss_flags);
-    put(frame::STACK + 16, state.altstack.size);
-    put(frame::SIGMASK, state.mask);
+    put(frame::STACK, req.altstack.sp);
+    put(frame::STACK + 8, u64::from(req.altstack.flags));
+    put(frame::STACK + 16, req.altstack.size);
+    put(frame::SIGMASK, req.mask);
     put(frame::REGS, cpu.pc);
     for i in 1..32 {
         put(frame::REGS + 8 * i as u64, cpu.x[i]);
@@ -592,7 +737,7 @@ fn write_frame(
         put(frame::FPREGS + 8 * i as u64, cpu.f[i]);
     }
     put(frame::FCSR, (cpu.frm & 7) << 5 | (cpu.fflags & 0x1f));
-    f[..128].copy_from_slice(&info.to_bytes());
+    f[..128].copy_from_slice(&req.info.to_bytes());
     space.write(at, &f)
 }
 
@@ -693,6 +838,7 @@ mod tests {
             handler: 0x2_0000,
             flags,
             mask,
+            restorer: 0,
         }
     }
 

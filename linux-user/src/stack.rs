@@ -39,6 +39,8 @@ pub mod at {
     pub const GID: u64 = 13;
     /// Effective gid.
     pub const EGID: u64 = 14;
+    /// Platform name string.
+    pub const PLATFORM: u64 = 15;
     /// Hardware capabilities.
     pub const HWCAP: u64 = 16;
     /// Clock ticks per second.
@@ -92,6 +94,10 @@ pub fn build(
         Ok(p)
     };
     let execfn_addr = push_str(execfn)?;
+    let platform_addr = match elf.arch.platform() {
+        Some(name) => Some(push_str(name)?),
+        None => None,
+    };
     let mut env_ptrs = Vec::with_capacity(env.len());
     for e in env.iter().rev() {
         env_ptrs.push(push_str(e)?);
@@ -117,7 +123,7 @@ pub fn build(
         // SAFETY: no preconditions.
         unsafe { libc::getegid() },
     );
-    let auxv: [(u64, u64); 17] = [
+    let mut auxv: Vec<(u64, u64)> = vec![
         (at::PHDR, elf.phdr),
         (at::PHENT, elf.phent),
         (at::PHNUM, elf.phnum),
@@ -134,8 +140,11 @@ pub fn build(
         (at::HWCAP, elf.arch.hwcap()),
         (at::CLKTCK, 100),
         (at::EXECFN, execfn_addr),
-        (at::NULL, 0),
     ];
+    if let Some(addr) = platform_addr {
+        auxv.push((at::PLATFORM, addr));
+    }
+    auxv.push((at::NULL, 0));
     let words = 1 + arg_ptrs.len() + 1 + env_ptrs.len() + 1 + 2 * auxv.len();
     let sp = (p - 8 * words as u64) & !15;
     if sp < bottom + PAGE_SIZE {
@@ -234,6 +243,28 @@ mod tests {
         assert_eq!(auxv.last(), Some(&(at::NULL, 0)));
         // Strings sit above the table, below the top.
         assert!(get(at::EXECFN) > st.sp && get(at::EXECFN) < top);
+    }
+
+    #[test]
+    fn x86_64_stacks_name_their_platform() {
+        let s = AddressSpace::new(1 << 32).unwrap();
+        let top = (1u64 << 32) - 0x1000;
+        let e = LoadedElf {
+            arch: Arch::X86_64,
+            ..elf()
+        };
+        let st = build(&s, top, &e, &[b"p".to_vec()], &[], b"p", [1; 16]).unwrap();
+        let (_, _, auxv) = parse(&s, st.sp);
+        let get = |k| auxv.iter().find(|a| a.0 == k).map(|a| a.1).unwrap();
+        assert_eq!(s.read_cstr(get(at::PLATFORM), 100).unwrap(), b"x86_64");
+        assert_eq!(get(at::HWCAP), Arch::X86_64.hwcap());
+        let (_, _, rv) = parse(&s, {
+            let s2 = &s;
+            build(s2, top, &elf(), &[b"p".to_vec()], &[], b"p", [1; 16])
+                .unwrap()
+                .sp
+        });
+        assert!(rv.iter().all(|a| a.0 != at::PLATFORM), "riscv64 has none");
     }
 
     #[test]

@@ -57,7 +57,10 @@ mod tty {
 
 impl Process {
     fn stat_out(&mut self, st: &libc::stat, at: u64) -> SysResult {
-        self.put(at, &generic_stat(st))?;
+        match self.arch {
+            crate::elf::Arch::Riscv64 => self.put(at, &generic_stat(st))?,
+            crate::elf::Arch::X86_64 => self.put(at, &super::x86_64::stat(st))?,
+        }
         Ok(0)
     }
 

@@ -2,8 +2,10 @@
 //! to, and the handlers, which run them on the host.
 //!
 //! Handlers take raw 64-bit arguments, check every guest pointer against the VMA table
-//! (EFAULT, never a host fault), translate structures whose riscv64 layout differs from the
-//! host's (`struct stat`), and return the Linux convention: a value, or `-errno`.
+//! (EFAULT, never a host fault), translate structures whose guest layout differs from the
+//! host's (`struct stat` on riscv64, `struct sigaction` on x86_64), and return the Linux
+//! convention: a value, or `-errno`. Each architecture has a number table ([`riscv64`],
+//! [`x86_64`]) and one layer serves them all; [`table`] picks the table.
 //!
 //! File descriptors are the host's own: the guest's fd 0..2 are tern's stdin, stdout and
 //! stderr, and a guest `open` returns a host descriptor. tern opens no descriptors of its own
@@ -12,13 +14,12 @@
 mod fs;
 pub mod riscv64;
 mod strace;
+pub mod x86_64;
 
 use std::sync::Arc;
 
-use frontend::riscv64::Riscv64Cpu;
-
 use crate::elf::Arch;
-use crate::signal::{self, sig, AltStack, SigAction, SigInfo, SignalState};
+use crate::signal::{self, sig, AltStack, SigAction, SigInfo, SignalState, UserCpu};
 use crate::space::{AddressSpace, Need, SpaceError, MAP_ANONYMOUS, PROT_EXEC};
 
 pub use strace::format_call;
@@ -63,7 +64,29 @@ sys_enum! {
     Mprotect = "mprotect", Madvise = "madvise", RiscvHwprobe = "riscv_hwprobe",
     RiscvFlushIcache = "riscv_flush_icache", Prlimit64 = "prlimit64",
     Renameat2 = "renameat2", Getrandom = "getrandom", Membarrier = "membarrier",
-    Statx = "statx", Rseq = "rseq", Faccessat2 = "faccessat2", Unknown = "unknown",
+    Statx = "statx", Rseq = "rseq", Faccessat2 = "faccessat2", ArchPrctl = "arch_prctl",
+    Dup2 = "dup2", Unknown = "unknown",
+}
+
+/// The system call number `nr` with arguments `a` means on `arch`, with the arguments of the
+/// guest-neutral call it maps onto (x86_64's legacy path calls become their `*at` forms).
+pub fn table(arch: Arch, nr: u64, a: [u64; 6]) -> (Sys, [u64; 6]) {
+    match arch {
+        Arch::Riscv64 => (riscv64::sys(nr), a),
+        Arch::X86_64 => x86_64::sys(nr, a),
+    }
+}
+
+/// `arch_prctl` codes.
+mod arch_prctl {
+    /// Set the GS base.
+    pub const SET_GS: u64 = 0x1001;
+    /// Set the FS base.
+    pub const SET_FS: u64 = 0x1002;
+    /// Read the FS base.
+    pub const GET_FS: u64 = 0x1003;
+    /// Read the GS base.
+    pub const GET_GS: u64 = 0x1004;
 }
 
 /// How a system call ended.
@@ -210,7 +233,13 @@ impl Process {
     }
 
     /// Runs system call `sys` (number `nr` on the guest) with arguments `a`.
-    pub fn syscall(&mut self, cpu: &mut Riscv64Cpu, sys: Sys, nr: u64, a: [u64; 6]) -> Outcome {
+    pub fn syscall<C: UserCpu + ?Sized>(
+        &mut self,
+        cpu: &mut C,
+        sys: Sys,
+        nr: u64,
+        a: [u64; 6],
+    ) -> Outcome {
         let before = self.strace.then(|| format_call(self, sys, nr, &a));
         let outcome = match self.dispatch(cpu, sys, nr, a) {
             Ok(o) => o,
@@ -230,9 +259,9 @@ impl Process {
         outcome
     }
 
-    fn dispatch(
+    fn dispatch<C: UserCpu + ?Sized>(
         &mut self,
-        cpu: &mut Riscv64Cpu,
+        cpu: &mut C,
         sys: Sys,
         nr: u64,
         a: [u64; 6],
@@ -248,7 +277,7 @@ impl Process {
                         signal::si::SEGV_MAPERR,
                         match e {
                             SpaceError::Fault(a) => a,
-                            _ => cpu.x[2],
+                            _ => cpu.sp(),
                         },
                     )),
                 })
@@ -446,7 +475,7 @@ impl Process {
                 };
                 let old = self
                     .signals
-                    .set_altstack(cpu.x[2], new)
+                    .set_altstack(cpu.sp(), new)
                     .map_err(|e| e.errno())?;
                 if a[1] != 0 {
                     let mut b = [0u8; 24];
@@ -456,6 +485,34 @@ impl Process {
                     self.put(a[1], &b)?;
                 }
                 Ok(0)
+            }
+            ArchPrctl => {
+                let (gs, set) = match a[0] {
+                    arch_prctl::SET_FS => (false, true),
+                    arch_prctl::SET_GS => (true, true),
+                    arch_prctl::GET_FS => (false, false),
+                    arch_prctl::GET_GS => (true, false),
+                    _ => return Err(libc::EINVAL),
+                };
+                let Some(base) = cpu.segment_base(gs) else {
+                    return Err(libc::EINVAL);
+                };
+                if set {
+                    // A non-canonical base would #GP on the kernel's wrmsr.
+                    if a[1] >= 1 << 47 {
+                        return Err(libc::EPERM);
+                    }
+                    *base = a[1];
+                    Ok(0)
+                } else {
+                    let v = *base;
+                    self.put(a[1], &v.to_le_bytes())?;
+                    Ok(0)
+                }
+            }
+            Dup2 => {
+                // SAFETY: dup2 has no memory-safety preconditions.
+                host(i64::from(unsafe { libc::dup2(a[0] as i32, a[1] as i32) }))
             }
             Unknown => {
                 log::warn!("unknown system call {nr} (returns ENOSYS)");
@@ -634,13 +691,11 @@ impl Process {
             return Err(libc::EINVAL);
         }
         let new = if a[1] != 0 {
-            let b = self.get::<24>(a[1])?;
-            let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8"));
-            Some(SigAction {
-                handler: w(0),
-                flags: w(1),
-                mask: w(2),
-            })
+            // riscv64's struct is 24 bytes, x86_64's 32 (it adds sa_restorer).
+            let mut b = [0u8; 32];
+            let len = sigaction_to(self.arch, &SigAction::default()).len();
+            self.space.read(a[1], &mut b[..len]).map_err(space_err)?;
+            Some(sigaction_from(self.arch, &b))
         } else {
             None
         };
@@ -649,14 +704,40 @@ impl Process {
             .set_action(a[0] as u32, new)
             .map_err(|e| e.errno())?;
         if a[2] != 0 {
-            let mut b = [0u8; 24];
-            b[0..8].copy_from_slice(&old.handler.to_le_bytes());
-            b[8..16].copy_from_slice(&old.flags.to_le_bytes());
-            b[16..24].copy_from_slice(&old.mask.to_le_bytes());
+            let b = sigaction_to(self.arch, &old);
             self.put(a[2], &b)?;
         }
         Ok(0)
     }
+}
+
+/// The kernel's `struct sigaction` for `arch`: riscv64 (asm-generic) is handler, flags, mask;
+/// x86_64 is handler, flags, restorer, mask.
+fn sigaction_from(arch: Arch, b: &[u8; 32]) -> SigAction {
+    let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8"));
+    match arch {
+        Arch::Riscv64 => SigAction {
+            handler: w(0),
+            flags: w(1),
+            mask: w(2),
+            restorer: 0,
+        },
+        Arch::X86_64 => SigAction {
+            handler: w(0),
+            flags: w(1),
+            restorer: w(2),
+            mask: w(3),
+        },
+    }
+}
+
+/// [`sigaction_from`]'s inverse, as many bytes as `arch`'s struct has.
+fn sigaction_to(arch: Arch, act: &SigAction) -> Vec<u8> {
+    let words: &[u64] = match arch {
+        Arch::Riscv64 => &[act.handler, act.flags, act.mask],
+        Arch::X86_64 => &[act.handler, act.flags, act.restorer, act.mask],
+    };
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
 
 /// The bytes of a plain C struct (no padding secrets: these are kernel ABI structs that the
@@ -671,6 +752,7 @@ fn as_bytes<T: Copy>(v: &T) -> &[u8] {
 mod tests {
     use super::*;
     use crate::space::{MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+    use frontend::riscv64::Riscv64Cpu;
 
     pub(crate) fn process() -> (Process, Box<Riscv64Cpu>) {
         let space = Arc::new(AddressSpace::new(1 << 32).unwrap());

@@ -1,0 +1,530 @@
+//! The x86_64 user-mode guest: the frontend's translator over the process's address space,
+//! the x86_64 half of the user ABI ([`UserCpu`]: `syscall` registers, the `rt_sigframe`), and
+//! the mapping of CPU exceptions to the signals Linux sends for them (#UD SIGILL, int3
+//! SIGTRAP, #DE SIGFPE, page faults SIGSEGV).
+
+use std::sync::Arc;
+
+use accel_tcg::{Access, Action, CodeReader, Guest, MemFault, PageMapping, PageProt};
+use frontend::x86_64::flags::{self as xflags, CcOp};
+use frontend::x86_64::translate::{self as xt, vector};
+use frontend::x86_64::{cpu, X86Cpu};
+use ir::{Builder, GlobalDef, Type};
+
+use crate::riscv64::{RET_ECALL, RET_FAULT, RET_INTERRUPT};
+use crate::signal::{self, sa, si, sig, AltStack, FrameRequest, SavedContext, SigInfo, UserCpu};
+use crate::space::{page_down, AddressSpace, Need, SpaceError};
+
+/// `Vcpu::run` return code: the guest ran `syscall` (rip = the next instruction).
+pub const RET_SYSCALL: u32 = RET_ECALL;
+
+/// The `rt_sigreturn` trampoline for handlers installed without SA_RESTORER (x86_64 glibc
+/// always passes one; Linux would kill such a handler's process, tern is lenient):
+/// `mov eax, 15; syscall`.
+pub const SIGRETURN_TRAMPOLINE: [u8; 7] = [0xb8, 15, 0, 0, 0, 0x0f, 0x05];
+
+/// Index of each general register in [`X86Cpu::regs`] (hardware order).
+mod r {
+    pub const RAX: usize = 0;
+    pub const RCX: usize = 1;
+    pub const RDX: usize = 2;
+    pub const RBX: usize = 3;
+    pub const RSP: usize = 4;
+    pub const RBP: usize = 5;
+    pub const RSI: usize = 6;
+    pub const RDI: usize = 7;
+    pub const R8: usize = 8;
+    pub const R9: usize = 9;
+    pub const R10: usize = 10;
+    pub const R11: usize = 11;
+}
+
+/// Packs a fault signal into `X86Cpu::cause` (signal in the high half, so it never looks like
+/// an exception vector, which the frontend's helpers store there).
+fn encode_cause(signo: u32, code: i32) -> u64 {
+    u64::from(signo) << 32 | u64::from(code as u32)
+}
+
+/// The signal recorded in the CPU state (by [`X86User::raise`], an exit or an exception).
+pub fn recorded_signal(cpu: &X86Cpu) -> SigInfo {
+    let signo = (cpu.cause >> 32) as u32;
+    let signo = if signo == 0 || signo as usize > signal::NSIG {
+        sig::SIGSEGV
+    } else {
+        signo
+    };
+    let mut info = SigInfo::fault(signo, cpu.cause as u32 as i32, cpu.error_code);
+    if info.code == si::KERNEL {
+        info.addr = 0;
+    }
+    info
+}
+
+/// Records signal `signo` with `code` for address `addr` (kept in `error_code` until
+/// [`recorded_signal`] reads it: user mode has no other use for it at that point).
+fn record(cpu: &mut X86Cpu, signo: u32, code: i32, addr: u64) {
+    cpu.cause = encode_cause(signo, code);
+    cpu.error_code = addr;
+}
+
+/// The x86_64 Linux user-mode guest.
+pub struct X86User {
+    space: Arc<AddressSpace>,
+    globals: Arc<[GlobalDef]>,
+}
+
+impl X86User {
+    /// A guest whose memory is `space`.
+    pub fn new(space: Arc<AddressSpace>) -> X86User {
+        X86User {
+            space,
+            globals: cpu::globals(),
+        }
+    }
+}
+
+impl Guest for X86User {
+    type Cpu = X86Cpu;
+
+    fn globals(&self) -> Arc<[GlobalDef]> {
+        self.globals.clone()
+    }
+
+    fn addr_type(&self) -> Type {
+        Type::I64
+    }
+
+    fn block_key(&self, cpu: &X86Cpu) -> (u64, u32) {
+        (cpu.rip, 0)
+    }
+
+    fn code_mmu_idx(&self, _flags: u32) -> u8 {
+        0
+    }
+
+    fn translate(
+        &self,
+        pc: u64,
+        _flags: u32,
+        code: &mut dyn CodeReader,
+        b: &mut Builder,
+        max_insns: u32,
+    ) -> Result<(), MemFault> {
+        xt::translate(pc, code, b, max_insns, 0)
+    }
+
+    fn restore_state(&self, cpu: &mut X86Cpu, pc: u64, extra: u64) {
+        xt::restore_state(cpu, pc, extra);
+    }
+
+    fn page_walk(
+        &self,
+        _cpu: &mut X86Cpu,
+        vaddr: u64,
+        access: Access,
+        _mmu_idx: u8,
+    ) -> Result<PageMapping, MemFault> {
+        let page = page_down(vaddr);
+        let Some(vma_prot) = self.space.page_prot(page) else {
+            return Err(MemFault::Page(si::SEGV_MAPERR as u64));
+        };
+        let prot = PageProt {
+            read: Need::Read.allowed_by(vma_prot),
+            write: Need::Write.allowed_by(vma_prot),
+            execute: Need::Exec.allowed_by(vma_prot),
+        };
+        let ok = match access {
+            Access::Read => prot.read,
+            Access::Write => prot.write,
+            Access::Execute => prot.execute,
+        };
+        if !ok {
+            return Err(MemFault::Page(si::SEGV_ACCERR as u64));
+        }
+        Ok(PageMapping {
+            phys_page: page,
+            prot,
+        })
+    }
+
+    fn raise(&self, cpu: &mut X86Cpu, fault: MemFault, vaddr: u64, _access: Access) {
+        // x86 has no alignment faults for ordinary accesses (AC is off): anything else the
+        // engine reports is a page fault.
+        let code = match fault {
+            MemFault::Page(c) if c == si::SEGV_ACCERR as u64 => si::SEGV_ACCERR,
+            _ => si::SEGV_MAPERR,
+        };
+        record(cpu, sig::SIGSEGV, code, vaddr);
+    }
+
+    fn on_exit(&self, cpu: &mut X86Cpu, reason: u32) -> Action {
+        match reason {
+            xt::EXIT_SYSCALL => return Action::Return(RET_SYSCALL),
+            // int3 is a trap: rip is already past it; Linux sends SI_KERNEL.
+            xt::EXIT_INT3 => record(cpu, sig::SIGTRAP, si::KERNEL, 0),
+            // hlt at CPL 3 is #GP, which Linux turns into SIGSEGV from the kernel; rip is
+            // back at the instruction.
+            xt::EXIT_HLT => {
+                cpu.rip = cpu.rip.wrapping_sub(1);
+                record(cpu, sig::SIGSEGV, si::KERNEL, 0);
+            }
+            other => {
+                if other != xt::EXIT_UD {
+                    log::warn!("unknown exit reason {other} at rip {:#x}: SIGILL", cpu.rip);
+                }
+                let rip = cpu.rip;
+                record(cpu, sig::SIGILL, si::ILL_ILLOPN, rip);
+            }
+        }
+        Action::Return(RET_FAULT)
+    }
+
+    fn on_exception(&self, cpu: &mut X86Cpu) -> Action {
+        if cpu.cause >> 32 == 0 {
+            // A vector stored by a frontend helper; rip is the faulting instruction.
+            let rip = cpu.rip;
+            match cpu.cause {
+                vector::DE => record(cpu, sig::SIGFPE, si::FPE_INTDIV, rip),
+                vector::UD => record(cpu, sig::SIGILL, si::ILL_ILLOPN, rip),
+                vector::BP => record(cpu, sig::SIGTRAP, si::KERNEL, 0),
+                v => {
+                    log::warn!("exception vector {v} at rip {rip:#x}: SIGSEGV");
+                    record(cpu, sig::SIGSEGV, si::KERNEL, 0);
+                }
+            }
+        }
+        Action::Return(RET_FAULT)
+    }
+
+    fn on_exit_request(&self, _cpu: &mut X86Cpu) -> Action {
+        if signal::host_signals_pending() {
+            Action::Return(RET_INTERRUPT)
+        } else {
+            Action::Continue
+        }
+    }
+
+    fn disassemble(&self, pc: u64, code: &mut dyn CodeReader) -> Option<(String, u64)> {
+        frontend::x86_64::disasm::disassemble(pc, code)
+    }
+}
+
+/// The x86_64 `struct rt_sigframe` (`arch/x86/include/asm/sigframe.h`): the return address
+/// the handler's `ret` pops (`pretcode`), the `ucontext`, the `siginfo`, and the FPU state
+/// (fxsave format, 64-byte aligned) above them.
+pub mod frame {
+    /// `pretcode`: the restorer.
+    pub const PRETCODE: u64 = 0;
+    /// `uc`.
+    pub const UC: u64 = 8;
+    /// `uc.uc_flags`.
+    pub const FLAGS: u64 = UC;
+    /// `uc.uc_link`.
+    pub const LINK: u64 = UC + 8;
+    /// `uc.uc_stack` (ss_sp, ss_flags + padding, ss_size).
+    pub const STACK: u64 = UC + 16;
+    /// `uc.uc_mcontext`: `struct sigcontext`, 256 bytes.
+    pub const MCONTEXT: u64 = UC + 40;
+    /// `uc.uc_sigmask`.
+    pub const SIGMASK: u64 = UC + 296;
+    /// `info`.
+    pub const INFO: u64 = UC + 304;
+    /// Bytes up to the end of `info`.
+    pub const SIZE: u64 = INFO + 128;
+    /// The fxsave area the `fpstate` pointer names.
+    pub const FPSTATE_SIZE: u64 = 512;
+
+    /// Offsets in `struct sigcontext` (x86_64): r8..r15, rdi, rsi, rbp, rbx, rdx, rax, rcx,
+    /// rsp, rip, eflags, cs/gs/fs/ss, err, trapno, oldmask, cr2, fpstate.
+    pub mod sc {
+        /// r8 (r9..r15 follow).
+        pub const R8: u64 = 0;
+        /// rdi.
+        pub const RDI: u64 = 64;
+        /// rsi.
+        pub const RSI: u64 = 72;
+        /// rbp.
+        pub const RBP: u64 = 80;
+        /// rbx.
+        pub const RBX: u64 = 88;
+        /// rdx.
+        pub const RDX: u64 = 96;
+        /// rax.
+        pub const RAX: u64 = 104;
+        /// rcx.
+        pub const RCX: u64 = 112;
+        /// rsp.
+        pub const RSP: u64 = 120;
+        /// rip.
+        pub const RIP: u64 = 128;
+        /// eflags.
+        pub const EFLAGS: u64 = 136;
+        /// cs (u16), then gs, fs, ss.
+        pub const CS: u64 = 144;
+        /// ss (u16).
+        pub const SS: u64 = 150;
+        /// Page-fault error code.
+        pub const ERR: u64 = 152;
+        /// Exception vector.
+        pub const TRAPNO: u64 = 160;
+        /// The old mask's first word.
+        pub const OLDMASK: u64 = 168;
+        /// Fault address.
+        pub const CR2: u64 = 176;
+        /// Pointer to the fxsave area.
+        pub const FPSTATE: u64 = 184;
+    }
+
+    /// Offsets in the fxsave area.
+    pub mod fx {
+        /// x87 control word (u16).
+        pub const FCW: u64 = 0;
+        /// MXCSR (u32).
+        pub const MXCSR: u64 = 24;
+        /// MXCSR_MASK (u32).
+        pub const MXCSR_MASK: u64 = 28;
+        /// xmm0 (16 bytes each).
+        pub const XMM: u64 = 160;
+    }
+}
+
+/// `uc_flags`: the saved `ss` is meaningful and restored strictly (what 64-bit Linux sets).
+const UC_SIGCONTEXT_SS: u64 = 2;
+const UC_STRICT_RESTORE_SS: u64 = 4;
+/// User code and stack selectors of 64-bit Linux.
+const USER_CS: u16 = 0x33;
+const USER_SS: u16 = 0x2b;
+/// The space below rsp that leaf functions may use without moving it.
+const RED_ZONE: u64 = 128;
+/// RFLAGS bits `rt_sigreturn` takes from the frame (the kernel's FIX_EFLAGS): CF PF AF ZF SF
+/// TF DF OF, NT, RF, AC, ID.
+const FIX_EFLAGS: u64 = xflags::ARITH | 1 << 8 | xflags::DF | 1 << 14 | 1 << 16 | 1 << 18 | 1 << 21;
+
+/// Sets RFLAGS from `v`: the arithmetic flags become materialised lazy flags.
+fn set_rflags(cpu: &mut X86Cpu, v: u64) {
+    cpu.cc_op = CcOp::EFLAGS.encode();
+    cpu.cc_src = v & xflags::ARITH;
+    cpu.cc_dst = 0;
+    cpu.cc_src2 = 0;
+    cpu.df = if v & xflags::DF != 0 { u64::MAX } else { 1 };
+    cpu.eflags = (v & !(xflags::ARITH | xflags::DF)) | 0x2;
+}
+
+/// The exception vector and error code a fault signal came from, for `sigcontext`.
+fn trap_of(info: &SigInfo) -> (u64, u64) {
+    if !info.fault {
+        return (0, 0);
+    }
+    match info.signo {
+        sig::SIGSEGV if info.code != si::KERNEL => {
+            // User-mode page fault: U=4, plus P=1 for a protection violation.
+            let p = u64::from(info.code == si::SEGV_ACCERR);
+            (14, 4 | p)
+        }
+        sig::SIGSEGV => (13, 0),
+        sig::SIGFPE => (vector::DE, 0),
+        sig::SIGILL => (vector::UD, 0),
+        sig::SIGTRAP => (vector::BP, 0),
+        _ => (0, 0),
+    }
+}
+
+impl UserCpu for X86Cpu {
+    fn sp(&self) -> u64 {
+        self.regs[r::RSP]
+    }
+
+    fn pc(&self) -> u64 {
+        self.rip
+    }
+
+    fn syscall_request(&mut self) -> (u64, [u64; 6]) {
+        // What the `syscall` instruction itself does: the return rip in rcx, RFLAGS in r11.
+        self.regs[r::RCX] = self.rip;
+        self.regs[r::R11] = self.rflags();
+        let g = &self.regs;
+        (
+            g[r::RAX],
+            [
+                g[r::RDI],
+                g[r::RSI],
+                g[r::RDX],
+                g[r::R10],
+                g[r::R8],
+                g[r::R9],
+            ],
+        )
+    }
+
+    fn syscall_return(&mut self, r: i64) {
+        // rip already points past `syscall`.
+        self.regs[r::RAX] = r as u64;
+    }
+
+    fn recorded_signal(&self) -> SigInfo {
+        recorded_signal(self)
+    }
+
+    fn push_signal_frame(&mut self, space: &AddressSpace, req: &FrameRequest) -> Result<(), u64> {
+        let mut sp = req.sp;
+        if !req.new_stack {
+            sp = sp.wrapping_sub(RED_ZONE);
+        }
+        let fpstate = sp.wrapping_sub(frame::FPSTATE_SIZE) & !63;
+        // As if `call handler` had pushed the restorer: rsp + 8 is 16-byte aligned.
+        let at = (fpstate.wrapping_sub(frame::SIZE) & !15).wrapping_sub(8);
+        let restorer = if req.action.flags & sa::RESTORER != 0 {
+            req.action.restorer
+        } else {
+            req.trampoline
+        };
+        let f = frame_bytes(self, req, fpstate, restorer);
+        let fx = fxsave_bytes(self);
+        if space.write(fpstate, &fx).is_err() {
+            return Err(fpstate);
+        }
+        if space.write(at, &f).is_err() {
+            return Err(at);
+        }
+        self.regs[r::RDI] = u64::from(req.info.signo);
+        self.regs[r::RSI] = at + frame::INFO;
+        self.regs[r::RDX] = at + frame::UC;
+        self.regs[r::RAX] = 0;
+        self.regs[r::RSP] = at;
+        self.rip = req.action.handler;
+        // Handlers start with DF and TF clear.
+        let flags = self.rflags() & !(xflags::DF | 1 << 8);
+        set_rflags(self, flags);
+        Ok(())
+    }
+
+    fn pop_signal_frame(&mut self, space: &AddressSpace) -> Result<SavedContext, SpaceError> {
+        // The handler's `ret` popped pretcode: the frame starts 8 below rsp.
+        let at = self.regs[r::RSP].wrapping_sub(8);
+        let mut uc = vec![0u8; (frame::INFO - frame::UC) as usize];
+        space.read(at + frame::UC, &mut uc)?;
+        let word = |off: u64| {
+            let o = (off - frame::UC) as usize;
+            u64::from_le_bytes(uc[o..o + 8].try_into().expect("8 bytes"))
+        };
+        let m = |off: u64| word(frame::MCONTEXT + off);
+        for i in 0..8 {
+            self.regs[r::R8 + i] = m(frame::sc::R8 + 8 * i as u64);
+        }
+        self.regs[r::RDI] = m(frame::sc::RDI);
+        self.regs[r::RSI] = m(frame::sc::RSI);
+        self.regs[r::RBP] = m(frame::sc::RBP);
+        self.regs[r::RBX] = m(frame::sc::RBX);
+        self.regs[r::RDX] = m(frame::sc::RDX);
+        self.regs[r::RAX] = m(frame::sc::RAX);
+        self.regs[r::RCX] = m(frame::sc::RCX);
+        self.regs[r::RSP] = m(frame::sc::RSP);
+        self.rip = m(frame::sc::RIP);
+        let flags = (self.rflags() & !FIX_EFLAGS) | (m(frame::sc::EFLAGS) & FIX_EFLAGS);
+        set_rflags(self, flags);
+        let fp = m(frame::sc::FPSTATE);
+        if fp != 0 {
+            let mut fx = [0u8; frame::FPSTATE_SIZE as usize];
+            space.read(fp, &mut fx)?;
+            let mx = u32::from_le_bytes(fx[24..28].try_into().expect("4 bytes"));
+            // Reserved MXCSR bits would #GP in the kernel's fxrstor: refuse like it does.
+            if mx & 0xffff_0000 != 0 {
+                return Err(SpaceError::Fault(fp + frame::fx::MXCSR));
+            }
+            self.mxcsr = u64::from(mx);
+            for (i, x) in self.xmm.iter_mut().enumerate() {
+                let o = (frame::fx::XMM + 16 * i as u64) as usize;
+                x[0] = u64::from_le_bytes(fx[o..o + 8].try_into().expect("8 bytes"));
+                x[1] = u64::from_le_bytes(fx[o + 8..o + 16].try_into().expect("8 bytes"));
+            }
+        }
+        Ok(SavedContext {
+            mask: word(frame::SIGMASK),
+            altstack: AltStack {
+                sp: word(frame::STACK),
+                flags: word(frame::STACK + 8) as u32,
+                size: word(frame::STACK + 16),
+            },
+        })
+    }
+
+    fn segment_base(&mut self, gs: bool) -> Option<&mut u64> {
+        Some(if gs {
+            &mut self.gs_base
+        } else {
+            &mut self.fs_base
+        })
+    }
+}
+
+/// The frame's bytes up to the end of `info`, the registers saved from `cpu`.
+fn frame_bytes(cpu: &X86Cpu, req: &FrameRequest, fpstate: u64, restorer: u64) -> Vec<u8> {
+    let mut f = vec![0u8; frame::SIZE as usize];
+    let mut put = |off: u64, v: &[u8]| {
+        f[off as usize..off as usize + v.len()].copy_from_slice(v);
+    };
+    put(frame::PRETCODE, &restorer.to_le_bytes());
+    put(
+        frame::FLAGS,
+        &(UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS).to_le_bytes(),
+    );
+    put(frame::LINK, &0u64.to_le_bytes());
+    put(frame::STACK, &req.altstack.sp.to_le_bytes());
+    put(
+        frame::STACK + 8,
+        &u64::from(req.altstack.flags).to_le_bytes(),
+    );
+    put(frame::STACK + 16, &req.altstack.size.to_le_bytes());
+    let mc = |off: u64| frame::MCONTEXT + off;
+    for i in 0..8 {
+        put(
+            mc(frame::sc::R8 + 8 * i as u64),
+            &cpu.regs[r::R8 + i].to_le_bytes(),
+        );
+    }
+    for (off, reg) in [
+        (frame::sc::RDI, r::RDI),
+        (frame::sc::RSI, r::RSI),
+        (frame::sc::RBP, r::RBP),
+        (frame::sc::RBX, r::RBX),
+        (frame::sc::RDX, r::RDX),
+        (frame::sc::RAX, r::RAX),
+        (frame::sc::RCX, r::RCX),
+        (frame::sc::RSP, r::RSP),
+    ] {
+        put(mc(off), &cpu.regs[reg].to_le_bytes());
+    }
+    put(mc(frame::sc::RIP), &cpu.rip.to_le_bytes());
+    put(mc(frame::sc::EFLAGS), &cpu.rflags().to_le_bytes());
+    put(mc(frame::sc::CS), &USER_CS.to_le_bytes());
+    put(mc(frame::sc::SS), &USER_SS.to_le_bytes());
+    let (trapno, err) = trap_of(&req.info);
+    put(mc(frame::sc::ERR), &err.to_le_bytes());
+    put(mc(frame::sc::TRAPNO), &trapno.to_le_bytes());
+    put(mc(frame::sc::OLDMASK), &req.mask.to_le_bytes());
+    let cr2 = if req.info.fault && req.info.signo == sig::SIGSEGV {
+        req.info.addr
+    } else {
+        0
+    };
+    put(mc(frame::sc::CR2), &cr2.to_le_bytes());
+    put(mc(frame::sc::FPSTATE), &fpstate.to_le_bytes());
+    put(frame::SIGMASK, &req.mask.to_le_bytes());
+    put(frame::INFO, &req.info.to_bytes());
+    f
+}
+
+/// The fxsave-format FPU/SSE state of `cpu`.
+fn fxsave_bytes(cpu: &X86Cpu) -> [u8; frame::FPSTATE_SIZE as usize] {
+    let mut fx = [0u8; frame::FPSTATE_SIZE as usize];
+    // x87 default control word (all exceptions masked, 64-bit precision).
+    fx[frame::fx::FCW as usize..][..2].copy_from_slice(&0x37fu16.to_le_bytes());
+    fx[frame::fx::MXCSR as usize..][..4].copy_from_slice(&(cpu.mxcsr as u32).to_le_bytes());
+    fx[frame::fx::MXCSR_MASK as usize..][..4].copy_from_slice(&0xffffu32.to_le_bytes());
+    for (i, x) in cpu.xmm.iter().enumerate() {
+        let o = (frame::fx::XMM + 16 * i as u64) as usize;
+        fx[o..o + 8].copy_from_slice(&x[0].to_le_bytes());
+        fx[o + 8..o + 16].copy_from_slice(&x[1].to_le_bytes());
+    }
+    fx
+}
