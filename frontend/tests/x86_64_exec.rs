@@ -803,9 +803,19 @@ fn a_long_rep_goes_round_the_loop_and_finishes() {
     assert_eq!(r.mem64(DATA + 9992), 0x5a5a_5a5a_5a5a_5a5a);
 }
 
-/// Runs `body` natively as a static Linux program and returns the registers (rsp excluded,
-/// left 0) and RFLAGS it ends with.
-fn run_native(name: &str, body: &str) -> ([u64; 16], u64) {
+/// What a native run ends with: the registers (rsp left 0), RFLAGS, xmm0..15 and MXCSR.
+struct Native {
+    regs: [u64; 16],
+    flags: u64,
+    xmm: [[u64; 2]; 16],
+    mxcsr: u64,
+}
+
+/// Bytes the native program writes out: 16 registers, RFLAGS, 16 XMM registers, MXCSR.
+const NATIVE_OUT: usize = 136 + 256 + 8;
+
+/// Runs `body` natively as a static Linux program and returns the state it ends with.
+fn run_native(name: &str, body: &str) -> Native {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("x86_64_exec");
     std::fs::create_dir_all(&dir).unwrap();
     let (s, o, exe) = (
@@ -819,11 +829,15 @@ fn run_native(name: &str, body: &str) -> ([u64; 16], u64) {
             src += &format!("mov [rip + buf + {}], {r}\n", 8 * i);
         }
     }
-    src += "pushfq; pop rax; mov [rip + buf + 128], rax
-            mov eax, 1; mov edi, 1; lea rsi, [rip + buf]; mov edx, 136; syscall
+    src += "pushfq; pop rax; mov [rip + buf + 128], rax\n";
+    for i in 0..16 {
+        src += &format!("movdqu [rip + buf + {}], xmm{i}\n", 136 + 16 * i);
+    }
+    src += "stmxcsr [rip + buf + 392]
+            mov eax, 1; mov edi, 1; lea rsi, [rip + buf]; mov edx, 400; syscall
             mov eax, 60; xor edi, edi; syscall
             .bss
-            buf: .zero 136\n";
+            buf: .zero 400\n";
     std::fs::write(&s, src).unwrap();
     assert!(Command::new("as")
         .args(["--64", "-o"])
@@ -840,13 +854,18 @@ fn run_native(name: &str, body: &str) -> ([u64; 16], u64) {
         .unwrap()
         .success());
     let out = Command::new(&exe).output().unwrap();
-    assert_eq!(out.stdout.len(), 136, "{name}: native run");
+    assert_eq!(out.stdout.len(), NATIVE_OUT, "{name}: native run");
     let word = |i: usize| u64::from_le_bytes(out.stdout[8 * i..8 * i + 8].try_into().unwrap());
     let mut regs = [0; 16];
     for (i, r) in regs.iter_mut().enumerate() {
         *r = word(i);
     }
-    (regs, word(16))
+    Native {
+        regs,
+        flags: word(16),
+        xmm: core::array::from_fn(|i| [word(17 + 2 * i), word(18 + 2 * i)]),
+        mxcsr: word(49) & 0xffff_ffff,
+    }
 }
 
 /// Random straight-line and branching integer code, with defined flags only (shifts and
@@ -1023,8 +1042,21 @@ fn random_program(rng: &mut u64, len: usize, memory: bool) -> (String, Vec<Strin
 
 /// How the frontend's run of `body` differs from the host's, if it does.
 fn host_mismatch(name: &str, body: &str) -> Option<String> {
-    let (regs, flags) = run_native(name, body);
+    let Native {
+        regs,
+        flags,
+        xmm,
+        mxcsr,
+    } = run_native(name, body);
     let r = run(name, &format!("{body}\nhlt"));
+    for (i, (got, host)) in r.xmm.iter().zip(xmm).enumerate() {
+        if *got != host {
+            return Some(format!("xmm{i}: {got:x?}, host {host:x?}"));
+        }
+    }
+    if r.mxcsr != mxcsr {
+        return Some(format!("mxcsr {:#x}, host {mxcsr:#x}", r.mxcsr));
+    }
     for i in (0..16).filter(|&i| i != cpu::RSP) {
         if r.regs[i] != regs[i] {
             return Some(format!(
@@ -1046,10 +1078,21 @@ const PROGRAMS: u32 = 48;
 /// Runs random programs against the host; on a difference, reports the shortest failing
 /// prefix so the message names the instruction that went wrong.
 fn compare_random_programs(seed: u64, memory: bool) {
+    compare_programs(seed, if memory { "mem" } else { "" }, |rng| {
+        random_program(rng, 60, memory)
+    });
+}
+
+/// Runs `PROGRAMS` programs from `gen` against the host (see [`compare_random_programs`]).
+fn compare_programs(
+    seed: u64,
+    kind: &str,
+    gen: impl Fn(&mut u64) -> (String, Vec<String>, String),
+) {
     let mut rng = seed;
     for n in 0..PROGRAMS {
-        let (pro, lines, epi) = random_program(&mut rng, 60, memory);
-        let name = format!("random{}{n}", if memory { "mem" } else { "" });
+        let (pro, lines, epi) = gen(&mut rng);
+        let name = format!("random{kind}{n}");
         let body = |k: usize| format!("{pro}{}{epi}", lines[..k].concat());
         if host_mismatch(&name, &body(lines.len())).is_none() {
             continue;
@@ -1236,4 +1279,210 @@ fn sse_floating_point_sets_mxcsr_flags_and_rounds_as_told() {
     assert_eq!((r.r("r9"), r.r("r10")), (1 << 63, 0x8000_0000));
     assert_eq!(r.rflags & (ZF | PF | CF), ZF | PF | CF, "unordered");
     assert_eq!(r.mxcsr & 0x3f, 0x21, "invalid and inexact");
+}
+
+/// Random SSE/SSE2 code: xmm0..15 loaded from a random stack buffer holding integers,
+/// floats and doubles; integer, logic, shuffle, floating-point (under random rounding modes,
+/// DAZ and FTZ), compare and convert instructions with register and aligned memory sources;
+/// the buffer, the XMM registers and MXCSR are compared with the host's.
+fn random_sse_program(rng: &mut u64, len: usize) -> (String, Vec<String>, String) {
+    let mut next = move || {
+        *rng ^= *rng << 13;
+        *rng ^= *rng >> 7;
+        *rng ^= *rng << 17;
+        *rng
+    };
+    const INT: [&str; 52] = [
+        "paddb",
+        "paddw",
+        "paddd",
+        "paddq",
+        "paddsb",
+        "paddsw",
+        "paddusb",
+        "paddusw",
+        "psubb",
+        "psubw",
+        "psubd",
+        "psubq",
+        "psubsb",
+        "psubsw",
+        "psubusb",
+        "psubusw",
+        "pcmpeqb",
+        "pcmpeqw",
+        "pcmpeqd",
+        "pcmpgtb",
+        "pcmpgtw",
+        "pcmpgtd",
+        "pminub",
+        "pmaxub",
+        "pminsw",
+        "pmaxsw",
+        "pavgb",
+        "pavgw",
+        "psadbw",
+        "pmullw",
+        "pmulhw",
+        "pmulhuw",
+        "pmuludq",
+        "pmaddwd",
+        "punpcklbw",
+        "punpcklwd",
+        "punpckldq",
+        "punpcklqdq",
+        "punpckhbw",
+        "punpckhwd",
+        "punpckhdq",
+        "punpckhqdq",
+        "packsswb",
+        "packuswb",
+        "packssdw",
+        "pand",
+        "pandn",
+        "por",
+        "pxor",
+        "unpcklps",
+        "unpckhpd",
+        "andnpd",
+    ];
+    const SHIFT: [&str; 8] = [
+        "psllw", "pslld", "psllq", "psrlw", "psrld", "psrlq", "psraw", "psrad",
+    ];
+    const FP: [&str; 36] = [
+        "addss",
+        "addsd",
+        "addps",
+        "addpd",
+        "subss",
+        "subsd",
+        "subps",
+        "subpd",
+        "mulss",
+        "mulsd",
+        "mulps",
+        "mulpd",
+        "divss",
+        "divsd",
+        "divps",
+        "divpd",
+        "minss",
+        "minsd",
+        "minps",
+        "minpd",
+        "maxss",
+        "maxsd",
+        "maxps",
+        "maxpd",
+        "sqrtss",
+        "sqrtsd",
+        "sqrtps",
+        "sqrtpd",
+        "cvtss2sd",
+        "cvtsd2ss",
+        "cvtps2pd",
+        "cvtpd2ps",
+        "cvtdq2ps",
+        "cvtps2dq",
+        "cvttps2dq",
+        "cvtpd2dq",
+    ];
+    const R64: [&str; 8] = ["rax", "rcx", "rdx", "rbx", "rsi", "rdi", "r8", "r9"];
+    const R32: [&str; 8] = ["eax", "ecx", "edx", "ebx", "esi", "edi", "r8d", "r9d"];
+    let mut s = String::from("lea rsp, [rsp - 256]\n");
+    for k in 0..32 {
+        let v = match next() % 4 {
+            0 => next(),
+            1 => {
+                let f = |x: u64| (((x % 2000) as f32 - 1000.0) / 8.0).to_bits() as u64;
+                f(next()) | f(next()) << 32
+            }
+            2 => (((next() % 20000) as f64 - 10000.0) / 3.0).to_bits(),
+            _ => next() & 0x807f_ffff_807f_ffff, // denormals and zeros
+        };
+        s += &format!("mov rax, {v:#x}; mov [rsp + {}], rax\n", 8 * k);
+    }
+    for i in 0..16 {
+        s += &format!("movdqa xmm{i}, [rsp + {}]\n", 16 * i);
+    }
+    for r in R64 {
+        s += &format!("mov {r}, {:#x}\n", next());
+    }
+    let mut lines = Vec::new();
+    for n in 0..len {
+        let (a, b) = (next() % 16, next() % 16);
+        let src = if next() % 4 == 0 {
+            format!("[rsp + {}]", 16 * (next() % 16))
+        } else {
+            format!("xmm{b}")
+        };
+        let imm = next() as u8;
+        let (r64, r32) = (R64[(next() % 8) as usize], R32[(next() % 8) as usize]);
+        let line = match next() % 16 {
+            0..=3 => format!("{} xmm{a}, {src}", INT[(next() % 52) as usize]),
+            4 => format!("{} xmm{a}, {}", SHIFT[(next() % 8) as usize], imm % 40),
+            5 => format!("{} xmm{a}, xmm{b}", SHIFT[(next() % 8) as usize],),
+            6 => format!(
+                "{} xmm{a}, {src}, {imm}",
+                ["pshufd", "pshuflw", "pshufhw", "shufps", "shufpd"][(next() % 5) as usize]
+            ),
+            7 => format!(
+                "{} xmm{a}, {}",
+                ["pslldq", "psrldq"][(next() % 2) as usize],
+                imm % 20
+            ),
+            8..=10 => format!("{} xmm{a}, {src}", FP[(next() % 36) as usize]),
+            11 => format!(
+                "{} xmm{a}, {src}, {}",
+                ["cmpps", "cmppd", "cmpss", "cmpsd"][(next() % 4) as usize],
+                imm % 8
+            ),
+            12 => format!(
+                "{} xmm{a}, xmm{b}; adc {r64}, 0",
+                ["comiss", "comisd", "ucomiss", "ucomisd"][(next() % 4) as usize]
+            ),
+            13 => match next() % 6 {
+                0 => format!("cvtsi2sd xmm{a}, {r64}"),
+                1 => format!("cvtsi2ss xmm{a}, {r32}"),
+                2 => format!("cvtsd2si {r64}, xmm{b}"),
+                3 => format!("cvttss2si {r32}, xmm{b}"),
+                4 => format!("pextrw {r32}, xmm{b}, {imm}"),
+                _ => format!("pinsrw xmm{a}, {r32}, {imm}"),
+            },
+            14 => match next() % 6 {
+                0 => format!("pmovmskb {r32}, xmm{b}"),
+                1 => format!("movmskps {r32}, xmm{b}"),
+                2 => format!("movss xmm{a}, xmm{b}"),
+                3 => format!(
+                    "movsd xmm{a}, {}",
+                    if next() % 2 == 0 {
+                        format!("xmm{b}")
+                    } else {
+                        format!("[rsp + {}]", 8 * (next() % 32))
+                    }
+                ),
+                4 => format!("movhps xmm{a}, [rsp + {}]", 8 * (next() % 32)),
+                _ => format!("movdqu [rsp + {}], xmm{b}", next() % 240),
+            },
+            // A new rounding mode, DAZ and FTZ; the exception flags start clean.
+            _ => format!(
+                "push {:#x}; ldmxcsr [rsp]; add rsp, 8",
+                0x1f80 | (next() & 0xe040)
+            ),
+        };
+        lines.push(format!("{line} # {n}\n"));
+    }
+    let mut epi = String::from("xor eax, eax\n");
+    for k in 0..32 {
+        epi += &format!("rol rax, 1; xor rax, [rsp + {}]\n", 8 * k);
+    }
+    epi += "lea rsp, [rsp + 256]\n";
+    (s, lines, epi)
+}
+
+#[test]
+fn random_sse_code_matches_the_host_cpu() {
+    compare_programs(0x1234_5678_9abc_def1, "sse", |rng| {
+        random_sse_program(rng, 60)
+    });
 }
