@@ -30,9 +30,53 @@ pub struct RiscvHarts {
     /// Set by the machine's tick when the running hart should let the next one run.
     pub(crate) slice_over: AtomicBool,
     pub(crate) harts: usize,
+    /// Per hart: the last synchronous trap and how many times in a row it repeated.
+    pub(crate) traps: Vec<std::sync::Mutex<TrapRepeat>>,
 }
 
+/// The same exception at the same pc, over and over, with nothing else in between: a hart
+/// that can never make progress (a kernel that crashed before setting up its trap vector).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct TrapRepeat {
+    cause: u64,
+    pc: u64,
+    tval: u64,
+    count: u32,
+}
+
+/// Identical consecutive traps after which the run ends as a guest crash.
+const TRAP_LOOP_LIMIT: u32 = 100_000;
+
 impl RiscvHarts {
+    /// Takes the synchronous exception recorded in the hart, ending the run when the hart has
+    /// taken exactly this trap, at this pc, [`TRAP_LOOP_LIMIT`] times in a row.
+    fn take_exception(&self, cpu: &mut Riscv64Cpu) -> Action {
+        let (cause, pc, tval) = (cpu.cause, cpu.pc, cpu.tval);
+        let hart = cpu.csrs.mhartid as usize;
+        if let Some(slot) = self.traps.get(hart) {
+            let mut t = slot.lock().unwrap_or_else(|p| p.into_inner());
+            if (t.cause, t.pc, t.tval) == (cause, pc, tval) {
+                t.count += 1;
+            } else {
+                *t = TrapRepeat {
+                    cause,
+                    pc,
+                    tval,
+                    count: 1,
+                };
+            }
+            if t.count >= TRAP_LOOP_LIMIT {
+                self.control.finish(crate::run_control::Outcome::GuestCrash(format!(
+                    "hart {hart} is stuck: exception {cause} (tval {tval:#x}) at pc {pc:#x}, {TRAP_LOOP_LIMIT} times in a row (privilege {}, mtvec {:#x}, stvec {:#x})",
+                    cpu.priv_level, cpu.csrs.mtvec, cpu.csrs.stvec
+                )));
+                return Action::Return(RET_STOP);
+            }
+        }
+        trap::take_trap(cpu, cause, tval);
+        Action::Continue
+    }
+
     fn mode(cpu: &Riscv64Cpu) -> Mode {
         let fs = cpu.csrs.mstatus & frontend::riscv64::system::csr::MSTATUS_FS;
         Mode {
@@ -103,7 +147,11 @@ impl Guest for RiscvHarts {
 
     fn on_exit(&self, cpu: &mut Riscv64Cpu, reason: u32) -> Action {
         match reason {
-            EXIT_ECALL | EXIT_EBREAK | EXIT_ILLEGAL => trap::take_trap(cpu, cpu.cause, cpu.tval),
+            EXIT_ECALL | EXIT_EBREAK | EXIT_ILLEGAL => {
+                if let Action::Return(code) = self.take_exception(cpu) {
+                    return Action::Return(code);
+                }
+            }
             EXIT_WFI => {
                 if !trap::wfi_wakeup(cpu) {
                     return Action::Return(RET_IDLE);
@@ -117,8 +165,7 @@ impl Guest for RiscvHarts {
     }
 
     fn on_exception(&self, cpu: &mut Riscv64Cpu) -> Action {
-        trap::take_trap(cpu, cpu.cause, cpu.tval);
-        Action::Continue
+        self.take_exception(cpu)
     }
 
     fn on_exit_request(&self, cpu: &mut Riscv64Cpu) -> Action {

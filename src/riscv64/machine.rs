@@ -246,6 +246,7 @@ pub fn run(config: &MachineConfig) -> Result<Outcome, MachineError> {
         control: control.clone(),
         slice_over: Default::default(),
         harts,
+        traps: (0..harts).map(|_| Default::default()).collect(),
     };
     let engine = Engine::new(
         guest,
