@@ -1486,3 +1486,33 @@ fn random_sse_code_matches_the_host_cpu() {
         random_sse_program(rng, 60)
     });
 }
+
+#[test]
+fn fxsave_and_fxrstor_round_trip_xmm_and_mxcsr() {
+    let r = run_full(
+        "fxsave",
+        &format!(
+            "mov rsi, {DATA}
+             mov rax, 0x1122334455667788; movq xmm3, rax; pshufd xmm15, xmm3, 0x44
+             push 0x3f80; ldmxcsr [rsp]; add rsp, 8
+             fxsave [rsi]
+             pxor xmm3, xmm3; pxor xmm15, xmm15
+             push 0x1f80; ldmxcsr [rsp]; add rsp, 8
+             fxrstor [rsi]
+             hlt"
+        ),
+        &[],
+        0,
+    );
+    assert_eq!(r.ret, EXIT_HLT);
+    assert_eq!(r.xmm[3], [0x1122_3344_5566_7788, 0]);
+    assert_eq!(r.xmm[15], [0x1122_3344_5566_7788; 2]);
+    assert_eq!(r.mxcsr, 0x3f80);
+    assert_eq!(r.mem64(DATA) & 0xffff, 0x037f, "FCW at its reset value");
+    assert_eq!(
+        r.mem64(DATA + 24),
+        0xffff << 32 | 0x3f80,
+        "MXCSR and MXCSR_MASK"
+    );
+    assert_eq!(r.mem64(DATA + 160 + 3 * 16), 0x1122_3344_5566_7788);
+}
