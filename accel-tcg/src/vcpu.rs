@@ -201,7 +201,9 @@ impl<G: Guest> Vcpu<G> {
 
     /// Runs guest code until the frontend returns an [`Action::Return`] code.
     pub fn run(&mut self) -> Result<u32, TcgError> {
-        let mut link_from: Option<(u32, u8)> = None;
+        // The block and slot of the last unlinked goto_tb exit, and the code-buffer flush count
+        // then: after a flush, block ids are reused and that block is gone.
+        let mut link_from: Option<(u32, u8, u64)> = None;
         loop {
             if self.cpu().header().exit_request.load(Ordering::Acquire) != 0 {
                 self.cpu().header().exit_request.store(0, Ordering::Release);
@@ -222,8 +224,12 @@ impl<G: Guest> Vcpu<G> {
                     continue;
                 }
             };
-            if let Some((from, slot)) = link_from.take().filter(|_| self.engine.config.chain) {
-                self.try_link(from, slot, &tb);
+            if let Some((from, slot, flushes)) =
+                link_from.take().filter(|_| self.engine.config.chain)
+            {
+                if flushes == self.engine.stats.flushes.load(Ordering::Acquire) {
+                    self.try_link(from, slot, &tb);
+                }
             }
             let exit = self.execute(&tb);
             self.ctx().stats.dispatches += 1;
@@ -231,8 +237,14 @@ impl<G: Guest> Vcpu<G> {
                 return Err(TcgError::BadExitCode(exit));
             };
             match exit.kind {
-                ExitKind::GotoTb0 => link_from = Some((exit.block_id, 0)),
-                ExitKind::GotoTb1 => link_from = Some((exit.block_id, 1)),
+                ExitKind::GotoTb0 | ExitKind::GotoTb1 => {
+                    let slot = (exit.kind == ExitKind::GotoTb1) as u8;
+                    link_from = Some((
+                        exit.block_id,
+                        slot,
+                        self.engine.stats.flushes.load(Ordering::Acquire),
+                    ));
+                }
                 ExitKind::Lookup | ExitKind::ExitRequested => {}
                 ExitKind::Exit => {
                     let engine = self.engine.clone();
