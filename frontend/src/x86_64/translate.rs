@@ -15,7 +15,7 @@
 //! Not implemented yet (exit [`EXIT_UD`], with a warning at translation time): rcl/rcr,
 //! 32-bit address-size string and loop instructions, 16-bit `pushf`/`popf`, `enter`, x87,
 //! MMX, SSE3 and later, `xgetbv`, `rdtscp`, `cmpxchg8b/16b`. `lock` prefixes are ignored
-//! (one vCPU). SSE/SSE2 are in [`sse`] (x86_64 hosts only: they run the host instruction);
+//! (one vCPU). SSE/SSE2 are in `translate::sse` (x86_64 hosts only: they run the host instruction);
 //! `cpuid`/`rdtsc` in [`super::system`].
 
 use accel_tcg::{CodeReader, MemFault};
