@@ -528,3 +528,322 @@ fn fxsave_bytes(cpu: &X86Cpu) -> [u8; frame::FPSTATE_SIZE as usize] {
     }
     fx
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signal::{SigAction, SignalState, SIG_DFL};
+    use crate::space::{MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+    use crate::syscall::{self, Outcome, Process, Sys};
+
+    const HANDLER: u64 = 0x2_0000;
+    const RESTORER: u64 = 0x3_0000;
+
+    fn setup() -> (Arc<AddressSpace>, Box<X86Cpu>) {
+        let s = Arc::new(AddressSpace::new(1 << 32).unwrap());
+        s.mmap(
+            0x100_0000,
+            0x10_0000,
+            PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+            None,
+        )
+        .unwrap();
+        let mut cpu = X86Cpu::new(0x40_1000);
+        for (i, reg) in cpu.regs.iter_mut().enumerate() {
+            *reg = 0x1000 + i as u64;
+        }
+        cpu.regs[r::RSP] = 0x110_0000 - 0x108;
+        set_rflags(&mut cpu, xflags::CF | xflags::ZF | xflags::DF | 0x2);
+        cpu.mxcsr = 0x1fa0;
+        cpu.xmm[3] = [0x3333, 0x3_0000];
+        (s, cpu)
+    }
+
+    fn action(flags: u64) -> SigAction {
+        SigAction {
+            handler: HANDLER,
+            flags: flags | sa::RESTORER,
+            mask: 0,
+            restorer: RESTORER,
+        }
+    }
+
+    fn read_u64(s: &AddressSpace, at: u64) -> u64 {
+        s.read_u64(at).unwrap()
+    }
+
+    #[test]
+    fn the_frame_has_the_kernel_layout_and_sigreturn_restores_everything() {
+        let (s, mut cpu) = setup();
+        let mut st = SignalState::new(0x7000);
+        st.set_action(sig::SIGUSR1, Some(action(sa::SIGINFO)))
+            .unwrap();
+        st.mask = 1 << (sig::SIGALRM - 1);
+        let sp0 = cpu.regs[r::RSP];
+        let info = SigInfo::sent(sig::SIGUSR1, si::TKILL, 42, 1000);
+        assert_eq!(
+            st.deliver(&mut cpu, &s, info),
+            crate::signal::Delivery::Handler
+        );
+        let f = cpu.regs[r::RSP];
+        assert_eq!((f + 8) % 16, 0, "as if called: rsp + 8 is 16-byte aligned");
+        assert!(f + frame::SIZE <= sp0 - RED_ZONE, "below the red zone");
+        assert_eq!(cpu.rip, HANDLER);
+        assert_eq!(cpu.regs[r::RDI], u64::from(sig::SIGUSR1));
+        assert_eq!(cpu.regs[r::RSI], f + 312, "&info");
+        assert_eq!(cpu.regs[r::RDX], f + 8, "&uc");
+        assert_eq!(cpu.regs[r::RAX], 0);
+        assert_eq!(cpu.rflags() & xflags::DF, 0, "handlers start with DF clear");
+        assert_eq!(read_u64(&s, f), RESTORER, "pretcode");
+        // ucontext: flags, link, stack, then sigcontext in the kernel's register order.
+        assert_eq!(read_u64(&s, f + 8), 6);
+        let mc = f + 8 + 40;
+        let expect = [
+            (0, 0x1008),      // r8
+            (56, 0x100f),     // r15
+            (64, 0x1007),     // rdi
+            (72, 0x1006),     // rsi
+            (80, 0x1005),     // rbp
+            (88, 0x1003),     // rbx
+            (96, 0x1002),     // rdx
+            (104, 0x1000),    // rax
+            (112, 0x1001),    // rcx
+            (120, sp0),       // rsp
+            (128, 0x40_1000), // rip
+        ];
+        for (off, v) in expect {
+            assert_eq!(read_u64(&s, mc + off), v, "sigcontext offset {off}");
+        }
+        let fl = read_u64(&s, mc + 136);
+        assert_eq!(
+            fl & (xflags::CF | xflags::ZF | xflags::DF),
+            xflags::CF | xflags::ZF | xflags::DF
+        );
+        let mut sel = [0u8; 8];
+        s.read(mc + 144, &mut sel).unwrap();
+        assert_eq!(u16::from_le_bytes([sel[0], sel[1]]), 0x33, "cs");
+        assert_eq!(u16::from_le_bytes([sel[6], sel[7]]), 0x2b, "ss");
+        assert_eq!(
+            read_u64(&s, f + 8 + 296),
+            1 << (sig::SIGALRM - 1),
+            "uc_sigmask"
+        );
+        let fp = read_u64(&s, mc + 184);
+        assert_eq!(fp % 64, 0, "fpstate is 64-byte aligned");
+        assert!(fp >= f + frame::SIZE && fp + 512 <= sp0 - RED_ZONE);
+        let mut fx = [0u8; 512];
+        s.read(fp, &mut fx).unwrap();
+        assert_eq!(u32::from_le_bytes(fx[24..28].try_into().unwrap()), 0x1fa0);
+        assert_eq!(
+            u64::from_le_bytes(fx[160 + 48..160 + 56].try_into().unwrap()),
+            0x3333
+        );
+        let mut w = [0u8; 4];
+        s.read(f + 312, &mut w).unwrap();
+        assert_eq!(u32::from_le_bytes(w), sig::SIGUSR1, "si_signo");
+
+        // The handler clobbers state, returns (popping pretcode), and calls rt_sigreturn.
+        cpu.regs = [0; 16];
+        cpu.regs[r::RSP] = f + 8;
+        cpu.xmm[3] = [0, 0];
+        cpu.mxcsr = 0x1f80;
+        set_rflags(&mut cpu, 0x2);
+        st.sigreturn(&mut cpu, &s).unwrap();
+        assert_eq!(cpu.rip, 0x40_1000);
+        assert_eq!(cpu.regs[r::RSP], sp0);
+        for i in [0, 1, 2, 3, 5, 6, 7, 8, 15] {
+            assert_eq!(cpu.regs[i], 0x1000 + i as u64, "register {i}");
+        }
+        assert_eq!(
+            cpu.rflags() & (xflags::CF | xflags::ZF | xflags::DF),
+            xflags::CF | xflags::ZF | xflags::DF
+        );
+        assert_eq!(cpu.df, u64::MAX, "DF set again");
+        assert_eq!((cpu.mxcsr, cpu.xmm[3]), (0x1fa0, [0x3333, 0x3_0000]));
+        assert_eq!(st.mask, 1 << (sig::SIGALRM - 1));
+    }
+
+    #[test]
+    fn a_fault_frame_records_trapno_and_cr2_and_no_restorer_uses_the_trampoline() {
+        let (s, mut cpu) = setup();
+        let mut st = SignalState::new(0x7000);
+        st.set_action(
+            sig::SIGSEGV,
+            Some(SigAction {
+                handler: HANDLER,
+                flags: sa::SIGINFO,
+                mask: 0,
+                restorer: 0,
+            }),
+        )
+        .unwrap();
+        let info = SigInfo::fault(sig::SIGSEGV, si::SEGV_ACCERR, 0xdead_0000);
+        st.deliver(&mut cpu, &s, info);
+        let f = cpu.regs[r::RSP];
+        assert_eq!(read_u64(&s, f), 0x7000, "trampoline as the return address");
+        let mc = f + 8 + 40;
+        assert_eq!(read_u64(&s, mc + 160), 14, "trapno: page fault");
+        assert_eq!(read_u64(&s, mc + 152), 5, "err: user, protection");
+        assert_eq!(read_u64(&s, mc + 176), 0xdead_0000, "cr2");
+        assert_eq!(read_u64(&s, f + 312 + 16), 0xdead_0000, "si_addr");
+    }
+
+    #[test]
+    fn an_unwritable_stack_kills_with_sigsegv() {
+        let (s, mut cpu) = setup();
+        let mut st = SignalState::new(0x7000);
+        st.set_action(sig::SIGUSR1, Some(action(0))).unwrap();
+        cpu.regs[r::RSP] = 0x5000;
+        assert!(matches!(
+            st.deliver(&mut cpu, &s, SigInfo::sent(sig::SIGUSR1, si::USER, 1, 0)),
+            crate::signal::Delivery::Fatal(SigInfo {
+                signo: sig::SIGSEGV,
+                ..
+            })
+        ));
+        assert_eq!(st.action(sig::SIGUSR1).unwrap().handler, HANDLER);
+        assert_eq!(st.action(sig::SIGSEGV).unwrap().handler, SIG_DFL);
+    }
+
+    #[test]
+    fn syscall_entry_reads_rax_and_the_abi_argument_registers_and_clobbers_rcx_r11() {
+        let (_, mut cpu) = setup();
+        cpu.rip = 0x40_2002;
+        let flags = cpu.rflags();
+        let (nr, a) = cpu.syscall_request();
+        assert_eq!(nr, 0x1000);
+        assert_eq!(a, [0x1007, 0x1006, 0x1002, 0x100a, 0x1008, 0x1009]);
+        assert_eq!(cpu.regs[r::RCX], 0x40_2002, "rcx = return rip");
+        assert_eq!(cpu.regs[r::R11], flags, "r11 = rflags");
+        cpu.syscall_return(-22);
+        assert_eq!(cpu.regs[r::RAX] as i64, -22);
+        assert_eq!(cpu.rip, 0x40_2002, "rip already past syscall");
+    }
+
+    #[test]
+    fn arch_prctl_sets_and_gets_fs_and_gs_through_the_syscall_layer() {
+        let (s, mut cpu) = setup();
+        let mut p = Process::new(s.clone(), crate::elf::Arch::X86_64, "/x".into(), 0x7000);
+        let mut call = |cpu: &mut X86Cpu, nr: u64, a: [u64; 6]| {
+            let (sys, a) = syscall::table(crate::elf::Arch::X86_64, nr, a);
+            match p.syscall(cpu, sys, nr, a) {
+                Outcome::Return(r) => r,
+                o => panic!("{o:?}"),
+            }
+        };
+        assert_eq!(call(&mut cpu, 158, [0x1002, 0x7fff_1000, 0, 0, 0, 0]), 0);
+        assert_eq!(cpu.fs_base, 0x7fff_1000);
+        assert_eq!(call(&mut cpu, 158, [0x1001, 0x5000, 0, 0, 0, 0]), 0);
+        assert_eq!(cpu.gs_base, 0x5000);
+        assert_eq!(call(&mut cpu, 158, [0x1003, 0x100_0000, 0, 0, 0, 0]), 0);
+        assert_eq!(s.read_u64(0x100_0000).unwrap(), 0x7fff_1000);
+        assert_eq!(call(&mut cpu, 158, [0x1004, 0x100_0008, 0, 0, 0, 0]), 0);
+        assert_eq!(s.read_u64(0x100_0008).unwrap(), 0x5000);
+        assert_eq!(
+            call(&mut cpu, 158, [0x1003, 0x10, 0, 0, 0, 0]),
+            -i64::from(libc::EFAULT)
+        );
+        assert_eq!(
+            call(&mut cpu, 158, [0x1002, 1 << 47, 0, 0, 0, 0]),
+            -i64::from(libc::EPERM),
+            "non-canonical"
+        );
+        assert_eq!(
+            call(&mut cpu, 158, [7, 0, 0, 0, 0, 0]),
+            -i64::from(libc::EINVAL)
+        );
+        assert_eq!(Sys::ArchPrctl.name(), "arch_prctl");
+    }
+
+    #[test]
+    fn x86_64_sigaction_carries_the_restorer_between_flags_and_mask() {
+        let (s, mut cpu) = setup();
+        let mut p = Process::new(s.clone(), crate::elf::Arch::X86_64, "/x".into(), 0x7000);
+        let act = 0x100_0000;
+        for (i, v) in [HANDLER, sa::SIGINFO | sa::RESTORER, RESTORER, 0x400]
+            .iter()
+            .enumerate()
+        {
+            s.write_u64(act + 8 * i as u64, *v).unwrap();
+        }
+        let r = p.syscall(
+            &mut cpu,
+            Sys::RtSigaction,
+            13,
+            [10, act, act + 0x100, 8, 0, 0],
+        );
+        assert_eq!(r, Outcome::Return(0));
+        let got = p.signals.action(10).unwrap();
+        assert_eq!(
+            (got.handler, got.restorer, got.mask),
+            (HANDLER, RESTORER, 0x400)
+        );
+        let r = p.syscall(
+            &mut cpu,
+            Sys::RtSigaction,
+            13,
+            [10, 0, act + 0x100, 8, 0, 0],
+        );
+        assert_eq!(r, Outcome::Return(0));
+        assert_eq!(read_u64(&s, act + 0x110), RESTORER);
+        assert_eq!(read_u64(&s, act + 0x118), 0x400);
+    }
+
+    #[test]
+    fn exceptions_become_the_signals_linux_sends() {
+        let g = X86User::new(Arc::new(AddressSpace::new(1 << 32).unwrap()));
+        let mut cpu = X86Cpu::new(0x40_1000);
+        assert_eq!(
+            g.on_exit(&mut cpu, xt::EXIT_SYSCALL),
+            Action::Return(RET_SYSCALL)
+        );
+        assert_eq!(g.on_exit(&mut cpu, xt::EXIT_UD), Action::Return(RET_FAULT));
+        assert_eq!(
+            recorded_signal(&cpu),
+            SigInfo::fault(sig::SIGILL, si::ILL_ILLOPN, 0x40_1000)
+        );
+        g.on_exit(&mut cpu, xt::EXIT_INT3);
+        assert_eq!(
+            recorded_signal(&cpu),
+            SigInfo::fault(sig::SIGTRAP, si::KERNEL, 0)
+        );
+        cpu.cause = vector::DE;
+        assert_eq!(g.on_exception(&mut cpu), Action::Return(RET_FAULT));
+        assert_eq!(
+            recorded_signal(&cpu),
+            SigInfo::fault(sig::SIGFPE, si::FPE_INTDIV, 0x40_1000)
+        );
+        g.raise(
+            &mut cpu,
+            MemFault::Page(si::SEGV_ACCERR as u64),
+            0x44,
+            Access::Write,
+        );
+        g.on_exception(&mut cpu);
+        assert_eq!(
+            recorded_signal(&cpu),
+            SigInfo::fault(sig::SIGSEGV, si::SEGV_ACCERR, 0x44)
+        );
+        g.raise(
+            &mut cpu,
+            MemFault::Page(si::SEGV_MAPERR as u64),
+            0,
+            Access::Read,
+        );
+        assert_eq!(
+            recorded_signal(&cpu),
+            SigInfo::fault(sig::SIGSEGV, si::SEGV_MAPERR, 0)
+        );
+    }
+
+    #[test]
+    fn the_trampoline_is_mov_eax_15_syscall() {
+        assert_eq!(SIGRETURN_TRAMPOLINE[0], 0xb8, "mov eax, imm32");
+        assert_eq!(
+            u32::from_le_bytes(SIGRETURN_TRAMPOLINE[1..5].try_into().unwrap()),
+            15
+        );
+        assert_eq!(&SIGRETURN_TRAMPOLINE[5..], &[0x0f, 0x05]);
+    }
+}
