@@ -120,6 +120,42 @@ pub struct Engine<G: Guest> {
     pub(crate) config: EngineConfig,
     pub(crate) addr_mask: u64,
     pub(crate) stats: EngineStats,
+    /// Pages that became code, for the other vCPUs' TLBs (see [`CodePageLog`]).
+    pub(crate) code_pages: std::sync::Mutex<CodePageLog>,
+    /// [`CodePageLog::end`], readable without the lock.
+    pub(crate) code_pages_end: std::sync::atomic::AtomicUsize,
+}
+
+/// Physical pages that gained their first translated block, in order. The vCPU that
+/// translated a block write-watches the page in its own TLB at once; every other vCPU must do
+/// the same before it runs guest code again, or a store through one of its older TLB entries
+/// would change the code without invalidating it. Each vCPU remembers how far it has read.
+#[derive(Debug, Default)]
+pub(crate) struct CodePageLog {
+    /// Absolute index of `pages[0]`.
+    pub base: usize,
+    /// Pages from `base` on.
+    pub pages: Vec<u64>,
+}
+
+impl CodePageLog {
+    /// Entries kept before the log is dropped and readers flush their whole TLB instead.
+    const LIMIT: usize = 4096;
+
+    /// Absolute index one past the last page.
+    pub fn end(&self) -> usize {
+        self.base + self.pages.len()
+    }
+
+    /// Appends pages; returns the new end.
+    pub fn push(&mut self, pages: &[u64]) -> usize {
+        if self.pages.len() + pages.len() > Self::LIMIT {
+            self.base = self.end();
+            self.pages.clear();
+        }
+        self.pages.extend_from_slice(pages);
+        self.end()
+    }
 }
 
 impl<G: Guest> Engine<G> {
@@ -152,6 +188,8 @@ impl<G: Guest> Engine<G> {
             config,
             addr_mask,
             stats: EngineStats::default(),
+            code_pages: Default::default(),
+            code_pages_end: Default::default(),
         }))
     }
 

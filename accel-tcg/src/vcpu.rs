@@ -41,6 +41,8 @@ pub(crate) struct Context<G: Guest> {
     /// Set by a store that modified the block it ran in.
     pub restart: bool,
     pub stats: VcpuStats,
+    /// How far this vCPU has applied the engine's code-page log to its TLB.
+    pub code_pages_seen: usize,
 }
 
 /// Owns the CPU-state allocation, shared with [`ExitRequester`]s so they never outlive it.
@@ -107,6 +109,7 @@ impl<G: Guest> Vcpu<G> {
             tlb: SoftTlb::new(),
             jump_cache: JumpCache::new(),
             restart: false,
+            code_pages_seen: 0,
             stats: VcpuStats::default(),
         });
         let ctx = NonNull::from(Box::leak(ctx));
@@ -213,6 +216,7 @@ impl<G: Guest> Vcpu<G> {
                     return Ok(code);
                 }
             }
+            self.watch_new_code_pages();
             let tb = match self.find_block()? {
                 Some(tb) => tb,
                 None => {
@@ -260,6 +264,27 @@ impl<G: Guest> Vcpu<G> {
                 }
             }
         }
+    }
+
+    /// Write-watches, in this vCPU's TLB, the pages that other vCPUs made code since the last
+    /// call (or flushes the TLB when the log moved on too far).
+    fn watch_new_code_pages(&mut self) {
+        let engine = self.engine.clone();
+        let end = engine.code_pages_end.load(Ordering::Acquire);
+        let ctx = self.ctx();
+        if end == ctx.code_pages_seen {
+            return;
+        }
+        let log = engine.code_pages.lock().unwrap();
+        if ctx.code_pages_seen < log.base {
+            ctx.tlb.flush();
+            ctx.jump_cache.clear();
+        } else {
+            for &page in &log.pages[ctx.code_pages_seen - log.base..] {
+                ctx.tlb.watch_phys_page(page);
+            }
+        }
+        ctx.code_pages_seen = log.end();
     }
 
     /// Restores the state to the faulting instruction of block `block_id`, then takes the
@@ -437,8 +462,12 @@ impl<G: Guest> Vcpu<G> {
                 .insert(TranslationBlock::new(id, key, ranges, insn_starts, code));
         drop(jit);
         let ctx = self.ctx();
-        for page in new_pages {
+        for &page in &new_pages {
             ctx.tlb.watch_phys_page(page);
+        }
+        if !new_pages.is_empty() {
+            let end = engine.code_pages.lock().unwrap().push(&new_pages);
+            engine.code_pages_end.store(end, Ordering::Release);
         }
         Ok(Some(tb))
     }

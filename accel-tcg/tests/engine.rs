@@ -387,3 +387,39 @@ fn system_mode_never_links_blocks_across_guest_pages() {
         }
     }
 }
+
+#[test]
+fn a_store_from_another_vcpu_through_an_older_tlb_entry_still_invalidates_code() {
+    both_modes(|mode| {
+        // vCPU B's program (at 0x3000): a store into the page of A's code before A translated
+        // it (so B's TLB maps that page for writes, unwatched), then, after A ran, a store that
+        // patches A's instruction.
+        let b_code = 0x3000u64;
+        let mut code = program(&[insn(LI, 0, 0, 1), insn(HALT, 0, 0, 0)]);
+        code.resize((b_code - CODE) as usize, 0);
+        code.extend(program(&[
+            insn(LI, 1, 0, (CODE + 0x800) as i32),
+            insn(STW, 1, 1, 0),
+            insn(HALT, 0, 0, 0),
+            insn(LI, 1, 0, (CODE + 4) as i32),
+            insn(LI, 2, 0, 9),
+            insn(STW, 2, 1, 0),
+            insn(HALT, 0, 0, 0),
+        ]));
+        let m = machine(mode, &code, |_| {});
+        let engine = m.vcpu.engine().clone();
+        let mut a = m.vcpu;
+        let mut b = Vcpu::new(engine, ToyCpu::new(b_code));
+        assert_eq!(
+            b.run().unwrap(),
+            RET_HALT,
+            "B writes into A's (not yet code) page"
+        );
+        assert_eq!(a.run().unwrap(), RET_HALT);
+        assert_eq!(a.cpu().regs[0], 1);
+        assert_eq!(b.run().unwrap(), RET_HALT, "B patches A's immediate");
+        a.cpu_mut().pc = CODE;
+        assert_eq!(a.run().unwrap(), RET_HALT);
+        assert_eq!(a.cpu().regs[0], 9, "A runs the patched instruction");
+    });
+}
