@@ -26,13 +26,15 @@ struct Cli {
 enum Command {
     /// Boot a guest kernel on a virtual machine.
     Run(RunArgs),
-    /// Run a static Linux program of another architecture (riscv64) through the JIT.
+    /// Run a static Linux program (riscv64 or x86_64) through the JIT.
     User(UserArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum UserArch {
     Riscv64,
+    #[value(name = "x86_64")]
+    X86_64,
 }
 
 #[derive(clap::Args)]
@@ -208,7 +210,11 @@ fn main() -> ExitCode {
 
 /// `tern user`: the guest's exit status becomes tern's (128 + signal for a fatal signal).
 fn user(args: UserArgs) -> Result<u8, Failure> {
-    let UserArch::Riscv64 = args.arch.unwrap_or(UserArch::Riscv64);
+    // Without --arch the program's ELF header decides; with it, a mismatch is refused.
+    let arch = args.arch.map(|a| match a {
+        UserArch::Riscv64 => linux_user::elf::Arch::Riscv64,
+        UserArch::X86_64 => linux_user::elf::Arch::X86_64,
+    });
     let mut log = match &args.log {
         Some(items) => {
             accel_tcg::LogConfig::parse(items).map_err(|e| usage(anyhow::anyhow!("--log: {e}")))?
@@ -221,6 +227,7 @@ fn user(args: UserArgs) -> Result<u8, Failure> {
     let options = linux_user::UserOptions {
         log,
         strace: args.strace,
+        arch,
         exec_mode: if args.interpreter {
             accel_tcg::ExecMode::Interpreter
         } else {

@@ -78,7 +78,7 @@ pub enum ElfError {
     )]
     Machine(u16),
     /// The program is for another architecture than the one asked for (`--arch`).
-    #[error("the program is a {found} executable, not {wanted}")]
+    #[error("the program is for {found}, not {wanted}")]
     WrongArch {
         /// What `--arch` asked for.
         wanted: &'static str,
