@@ -42,12 +42,11 @@ impl Arch {
     }
 
     /// `AT_HWCAP`: for riscv64 one bit per single-letter extension, bit (letter - 'A'); for
-    /// x86_64 the cpuid leaf 1 EDX the CPU advertises. The x86_64 frontend exposes no cpuid
-    /// constant yet, so it is 0 ("no features claimed"; glibc asks cpuid itself anyway).
+    /// x86_64 the cpuid leaf 1 EDX the translated CPU advertises, as Linux passes it.
     pub fn hwcap(self) -> u64 {
         match self {
             Arch::Riscv64 => b"IMAFDC".iter().fold(0, |acc, &c| acc | 1u64 << (c - b'A')),
-            Arch::X86_64 => 0,
+            Arch::X86_64 => u64::from(frontend::x86_64::system::LEAF1_EDX),
         }
     }
 
@@ -438,6 +437,13 @@ pub(crate) mod tests {
         assert_eq!((l.arch, l.entry), (Arch::X86_64, 0x40_0000));
         assert_eq!(Arch::X86_64.machine(), "x86_64");
         assert_eq!(Arch::X86_64.platform(), Some(&b"x86_64"[..]));
+    }
+
+    #[test]
+    fn x86_64_hwcap_is_what_cpuid_leaf_1_edx_says() {
+        let edx = frontend::x86_64::system::cpuid(1, 0)[3];
+        assert_eq!(Arch::X86_64.hwcap(), u64::from(edx));
+        assert_ne!(Arch::X86_64.hwcap() & 1 << 26, 0, "SSE2");
     }
 
     #[test]
