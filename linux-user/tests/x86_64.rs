@@ -1,6 +1,6 @@
-//! The freestanding x86_64 test programs of `tests/user/x86_64/` (raw `syscall`, no SSE), run
-//! natively and through this crate's `tern-user` binary, JIT and interpreter: stdout and the
-//! exit status must agree (a native death by signal N is tern's status 128 + N). Each case
+//! The freestanding x86_64 test programs of `tests/user/x86_64/` (raw `syscall`, no SSE), and
+//! the C programs of `tests/user/` built against static glibc, run natively and through this
+//! crate's `tern-user` binary, JIT and interpreter: stdout and the exit status must agree (a native death by signal N is tern's status 128 + N). Each case
 //! also pins the expected output, so a host that behaves oddly cannot make both sides wrong
 //! in the same way unnoticed.
 
@@ -147,4 +147,79 @@ fn unhandled_faults_kill_with_the_linux_signal() {
             &format!("about to fault: {what}\n"),
         );
     }
+}
+
+/// Runs `prog args` natively and under tern-user (JIT) and checks they agree; returns the
+/// native (status, stdout). For the glibc programs, whose output the riscv64 tests pin.
+fn same_as_native(prog: &str, args: &[&str]) -> (i32, String) {
+    let path = programs().join(prog);
+    let mut native = Command::new(&path);
+    native.args(args);
+    let (ns, no, _) = output(native);
+    let mut tern = Command::new(env!("CARGO_BIN_EXE_tern-user"));
+    tern.arg(&path).args(args);
+    let (ts, to, te) = output(tern);
+    assert_eq!(
+        (ts, to.as_str()),
+        (ns, no.as_str()),
+        "tern-user {prog} {args:?}; stderr:\n{te}"
+    );
+    (ns, no)
+}
+
+#[test]
+fn glibc_hello_args_malloc_and_exit_statuses() {
+    assert_eq!(
+        same_as_native("glibc-hello", &[]),
+        (0, "hello, world\n".to_string())
+    );
+    let (_, out) = same_as_native("glibc-args", &["one", "two words", ""]);
+    assert!(out.starts_with("argc=4\nargv[1]=one\nargv[2]=two words\nargv[3]=\n"));
+    same_as_native("glibc-malloc", &[]);
+    assert_eq!(same_as_native("glibc-exitcode", &["42"]).0, 42);
+    assert_eq!(same_as_native("glibc-exitcode", &["abort"]).0, 134);
+    assert_eq!(same_as_native("glibc-exitcode", &["segv"]).0, 139);
+}
+
+#[test]
+fn glibc_signals() {
+    for what in ["segv", "usr1"] {
+        assert_eq!(same_as_native("glibc-signals", &[what]).0, 0, "{what}");
+    }
+}
+
+#[test]
+fn glibc_file_io() {
+    let base =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("x86-fileio-{}", std::process::id()));
+    let mut outs = Vec::new();
+    for runner in ["native", "tern"] {
+        let dir = base.join(runner);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let prog = programs().join("glibc-fileio");
+        let cmd = if runner == "native" {
+            let mut c = Command::new(&prog);
+            c.arg(&dir);
+            c
+        } else {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_tern-user"));
+            c.arg(&prog).arg(&dir);
+            c
+        };
+        outs.push(output(cmd));
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "{runner} cleaned up"
+        );
+    }
+    std::fs::remove_dir_all(&base).unwrap();
+    assert_eq!(
+        (outs[1].0, &outs[1].1),
+        (outs[0].0, &outs[0].1),
+        "stderr:\n{}",
+        outs[1].2
+    );
+    assert!(outs[0].1.contains("data=quick\n"), "{}", outs[0].1);
 }
