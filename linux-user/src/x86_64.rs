@@ -838,6 +838,23 @@ mod tests {
     }
 
     #[test]
+    fn time_returns_the_seconds_and_stores_them_when_asked() {
+        let (s, mut cpu) = setup();
+        let mut p = Process::new(s.clone(), crate::elf::Arch::X86_64, "/x".into(), 0x7000);
+        let (sys, a) = syscall::table(crate::elf::Arch::X86_64, 201, [0x100_0000, 0, 0, 0, 0, 0]);
+        let Outcome::Return(t) = p.syscall(&mut cpu, sys, 201, a) else {
+            panic!("time must return")
+        };
+        assert!(t > 1_600_000_000, "{t}");
+        let stored = s.read_u64(0x100_0000).unwrap() as i64;
+        assert!(stored == t || stored == t + 1);
+        let Outcome::Return(e) = p.syscall(&mut cpu, Sys::Time, 201, [0x10, 0, 0, 0, 0, 0]) else {
+            panic!("time must return")
+        };
+        assert_eq!(e, -i64::from(libc::EFAULT));
+    }
+
+    #[test]
     fn the_trampoline_is_mov_eax_15_syscall() {
         assert_eq!(SIGRETURN_TRAMPOLINE[0], 0xb8, "mov eax, imm32");
         assert_eq!(

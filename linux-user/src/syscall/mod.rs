@@ -65,7 +65,7 @@ sys_enum! {
     RiscvFlushIcache = "riscv_flush_icache", Prlimit64 = "prlimit64",
     Renameat2 = "renameat2", Getrandom = "getrandom", Membarrier = "membarrier",
     Statx = "statx", Rseq = "rseq", Faccessat2 = "faccessat2", ArchPrctl = "arch_prctl",
-    Dup2 = "dup2", Unknown = "unknown",
+    Dup2 = "dup2", Time = "time", Unknown = "unknown",
 }
 
 /// The system call number `nr` with arguments `a` means on `arch`, with the arguments of the
@@ -509,6 +509,18 @@ impl Process {
                     self.put(a[1], &v.to_le_bytes())?;
                     Ok(0)
                 }
+            }
+            Time => {
+                // SAFETY: all-zero is a valid timespec.
+                let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+                // SAFETY: `ts` is valid and writable.
+                host(i64::from(unsafe {
+                    libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts)
+                }))?;
+                if a[0] != 0 {
+                    self.put(a[0], &ts.tv_sec.to_le_bytes())?;
+                }
+                Ok(ts.tv_sec)
             }
             Dup2 => {
                 // SAFETY: dup2 has no memory-safety preconditions.

@@ -106,6 +106,7 @@ pub fn sys(nr: u64, a: [u64; 6]) -> (Sys, [u64; 6]) {
         160 => Setrlimit,
         186 => Gettid,
         200 => Tkill,
+        201 => Time,
         202 => Futex,
         203 => SchedSetaffinity,
         204 => SchedGetaffinity,
@@ -188,6 +189,7 @@ mod tests {
         assert_eq!(sys(13, a).0, Sys::RtSigaction);
         assert_eq!(sys(9, a).0, Sys::Mmap);
         assert_eq!(sys(5000, a).0, Sys::Unknown);
+        assert_eq!(sys(201, a).0, Sys::Time);
     }
 
     #[test]
@@ -280,6 +282,7 @@ mod tests {
             (libc::SYS_setrlimit, Sys::Setrlimit),
             (libc::SYS_gettid, Sys::Gettid),
             (libc::SYS_tkill, Sys::Tkill),
+            (libc::SYS_time, Sys::Time),
             (libc::SYS_futex, Sys::Futex),
             (libc::SYS_sched_setaffinity, Sys::SchedSetaffinity),
             (libc::SYS_sched_getaffinity, Sys::SchedGetaffinity),
