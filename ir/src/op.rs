@@ -327,6 +327,51 @@ pub fn deposit(ty: Type, base: u64, val: u64, pos: u8, len: u8) -> u64 {
 /// The largest number of helper-call arguments (the SysV integer argument registers).
 pub const MAX_CALL_ARGS: usize = 6;
 
+/// The operand walk behind [`Op::for_each_use`] and [`Op::for_each_use_mut`]: one list of
+/// which fields an op reads, for shared and for mutable references (`$iter` is `iter` or
+/// `iter_mut` over call arguments).
+macro_rules! visit_uses {
+    ($op:expr, $f:expr, $iter:ident) => {{
+        let mut f = $f;
+        match $op {
+            Op::Mov { src, .. }
+            | Op::Unary { src, .. }
+            | Op::Ext { src, .. }
+            | Op::Trunc { src, .. } => f(src),
+            Op::Extract { src, .. } => f(src),
+            Op::Binary { a, b, .. } | Op::SetCond { a, b, .. } | Op::BrCond { a, b, .. } => {
+                f(a);
+                f(b);
+            }
+            Op::Deposit { base, val, .. } => {
+                f(base);
+                f(val);
+            }
+            Op::MovCond { a, b, t, f: fv, .. } => {
+                f(a);
+                f(b);
+                f(t);
+                f(fv);
+            }
+            Op::Load { addr, .. } => f(addr),
+            Op::Store { val, addr, .. } => {
+                f(val);
+                f(addr);
+            }
+            Op::EnvStore { val, .. } => f(val),
+            Op::Call { args, nargs, .. } => args[..*nargs as usize].$iter().for_each(f),
+            Op::EnvLoad { .. }
+            | Op::SetLabel(_)
+            | Op::Br(_)
+            | Op::Fence
+            | Op::InsnStart { .. }
+            | Op::GotoTb { .. }
+            | Op::ExitTb { .. }
+            | Op::LookupAndGoto => {}
+        }
+    }};
+}
+
 /// One operation. Operands are temps (constants are [`TempKind::Const`](crate::TempKind)
 /// temps); `ty` fields give the operation's type, which the verifier checks against the temps.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -450,82 +495,12 @@ pub enum Op {
 impl Op {
     /// Calls `f` on every temp the op reads.
     pub fn for_each_use(&self, mut f: impl FnMut(Temp)) {
-        match *self {
-            Op::Mov { src, .. }
-            | Op::Unary { src, .. }
-            | Op::Ext { src, .. }
-            | Op::Trunc { src, .. } => f(src),
-            Op::Extract { src, .. } => f(src),
-            Op::Binary { a, b, .. } | Op::SetCond { a, b, .. } | Op::BrCond { a, b, .. } => {
-                f(a);
-                f(b);
-            }
-            Op::Deposit { base, val, .. } => {
-                f(base);
-                f(val);
-            }
-            Op::MovCond { a, b, t, f: fv, .. } => {
-                f(a);
-                f(b);
-                f(t);
-                f(fv);
-            }
-            Op::Load { addr, .. } => f(addr),
-            Op::Store { val, addr, .. } => {
-                f(val);
-                f(addr);
-            }
-            Op::EnvStore { val, .. } => f(val),
-            Op::Call { args, nargs, .. } => args[..nargs as usize].iter().copied().for_each(f),
-            Op::EnvLoad { .. }
-            | Op::SetLabel(_)
-            | Op::Br(_)
-            | Op::Fence
-            | Op::InsnStart { .. }
-            | Op::GotoTb { .. }
-            | Op::ExitTb { .. }
-            | Op::LookupAndGoto => {}
-        }
+        visit_uses!(self, |t: &Temp| f(*t), iter)
     }
 
     /// Calls `f` on a mutable reference to every temp the op reads (for rewriting passes).
-    pub fn for_each_use_mut(&mut self, mut f: impl FnMut(&mut Temp)) {
-        match self {
-            Op::Mov { src, .. }
-            | Op::Unary { src, .. }
-            | Op::Ext { src, .. }
-            | Op::Trunc { src, .. } => f(src),
-            Op::Extract { src, .. } => f(src),
-            Op::Binary { a, b, .. } | Op::SetCond { a, b, .. } | Op::BrCond { a, b, .. } => {
-                f(a);
-                f(b);
-            }
-            Op::Deposit { base, val, .. } => {
-                f(base);
-                f(val);
-            }
-            Op::MovCond { a, b, t, f: fv, .. } => {
-                f(a);
-                f(b);
-                f(t);
-                f(fv);
-            }
-            Op::Load { addr, .. } => f(addr),
-            Op::Store { val, addr, .. } => {
-                f(val);
-                f(addr);
-            }
-            Op::EnvStore { val, .. } => f(val),
-            Op::Call { args, nargs, .. } => args[..*nargs as usize].iter_mut().for_each(f),
-            Op::EnvLoad { .. }
-            | Op::SetLabel(_)
-            | Op::Br(_)
-            | Op::Fence
-            | Op::InsnStart { .. }
-            | Op::GotoTb { .. }
-            | Op::ExitTb { .. }
-            | Op::LookupAndGoto => {}
-        }
+    pub fn for_each_use_mut(&mut self, f: impl FnMut(&mut Temp)) {
+        visit_uses!(self, f, iter_mut)
     }
 
     /// The temp the op writes, if any.
