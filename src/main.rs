@@ -243,7 +243,8 @@ fn user(args: UserArgs) -> Result<u8, Failure> {
                 e,
                 linux_user::UserError::Read { .. } | linux_user::UserError::Elf { .. }
             );
-            let error = anyhow::Error::new(e);
+            // The message already names the cause; the error chain would repeat it.
+            let error = anyhow::anyhow!("{e}");
             Err(if is_input {
                 usage(error)
             } else {

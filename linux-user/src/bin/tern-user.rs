@@ -1,4 +1,5 @@
-//! `tern-user [--strace] [--interp] PROGRAM ARGS...`: runs a static riscv64 Linux program.
+//! `tern-user [--strace] [--interp] PROGRAM ARGS...`: runs a static riscv64 or x86_64 Linux program (the
+//! architecture comes from its ELF header).
 //!
 //! A stand-alone front door to the crate (the `tern user` subcommand does the same), used by
 //! the crate's own integration tests. Exit status: the guest's, 128 + signal when a signal
