@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use accel_tcg::{Access, Action, CodeReader, Guest, MemFault, PageMapping, PageProt};
+use accel_tcg::{Access, Action, CodeReader, Guest, MemFault, PageMapping};
 use frontend::riscv64::translate as rv;
 use frontend::riscv64::{cpu, Riscv64Cpu};
 use ir::{Builder, GlobalDef, Type};
 
 use crate::signal::{self, si, sig, SigInfo};
-use crate::space::{page_down, AddressSpace, Need};
+use crate::space::AddressSpace;
 
 /// `Vcpu::run` return code: the guest made a system call (`pc` = the `ecall`).
 pub const RET_ECALL: u32 = 1;
@@ -92,28 +92,7 @@ impl Guest for RiscvUser {
         access: Access,
         _mmu_idx: u8,
     ) -> Result<PageMapping, MemFault> {
-        let page = page_down(vaddr);
-        // The per-page copy of the VMA table: no lock and no tree search per TLB refill.
-        let Some(vma_prot) = self.space.page_prot(page) else {
-            return Err(MemFault::Page(si::SEGV_MAPERR as u64));
-        };
-        let prot = PageProt {
-            read: Need::Read.allowed_by(vma_prot),
-            write: Need::Write.allowed_by(vma_prot),
-            execute: Need::Exec.allowed_by(vma_prot),
-        };
-        let ok = match access {
-            Access::Read => prot.read,
-            Access::Write => prot.write,
-            Access::Execute => prot.execute,
-        };
-        if !ok {
-            return Err(MemFault::Page(si::SEGV_ACCERR as u64));
-        }
-        Ok(PageMapping {
-            phys_page: page,
-            prot,
-        })
+        self.space.walk(vaddr, access)
     }
 
     fn raise(&self, cpu: &mut Riscv64Cpu, fault: MemFault, vaddr: u64, _access: Access) {

@@ -706,6 +706,42 @@ impl PhysMemory for AddressSpace {
     }
 }
 
+impl AddressSpace {
+    /// The softmmu page walk of user mode (physical = virtual): the page of `vaddr` and what
+    /// the guest may do with it, or the SIGSEGV code (`SEGV_MAPERR` for no mapping,
+    /// `SEGV_ACCERR` for a forbidden access) as `MemFault::Page`. Reads the per-page copy of
+    /// the VMA table: no lock and no tree search per TLB refill.
+    pub fn walk(
+        &self,
+        vaddr: u64,
+        access: accel_tcg::Access,
+    ) -> Result<accel_tcg::PageMapping, accel_tcg::MemFault> {
+        use crate::signal::si;
+        use accel_tcg::{Access, MemFault, PageMapping, PageProt};
+        let page = page_down(vaddr);
+        let Some(vma_prot) = self.page_prot(page) else {
+            return Err(MemFault::Page(si::SEGV_MAPERR as u64));
+        };
+        let prot = PageProt {
+            read: Need::Read.allowed_by(vma_prot),
+            write: Need::Write.allowed_by(vma_prot),
+            execute: Need::Exec.allowed_by(vma_prot),
+        };
+        let allowed = match access {
+            Access::Read => prot.read,
+            Access::Write => prot.write,
+            Access::Execute => prot.execute,
+        };
+        if !allowed {
+            return Err(MemFault::Page(si::SEGV_ACCERR as u64));
+        }
+        Ok(PageMapping {
+            phys_page: page,
+            prot,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

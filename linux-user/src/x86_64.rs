@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use accel_tcg::{Access, Action, CodeReader, Guest, MemFault, PageMapping, PageProt};
+use accel_tcg::{Access, Action, CodeReader, Guest, MemFault, PageMapping};
 use frontend::x86_64::flags::{self as xflags, CcOp};
 use frontend::x86_64::translate::{self as xt, vector};
 use frontend::x86_64::{cpu, X86Cpu};
@@ -13,7 +13,7 @@ use ir::{Builder, GlobalDef, Type};
 
 use crate::riscv64::{RET_ECALL, RET_FAULT, RET_INTERRUPT};
 use crate::signal::{self, sa, si, sig, AltStack, FrameRequest, SavedContext, SigInfo, UserCpu};
-use crate::space::{page_down, AddressSpace, Need, SpaceError};
+use crate::space::{AddressSpace, SpaceError};
 
 /// `Vcpu::run` return code: the guest ran `syscall` (rip = the next instruction).
 pub const RET_SYSCALL: u32 = RET_ECALL;
@@ -124,27 +124,7 @@ impl Guest for X86User {
         access: Access,
         _mmu_idx: u8,
     ) -> Result<PageMapping, MemFault> {
-        let page = page_down(vaddr);
-        let Some(vma_prot) = self.space.page_prot(page) else {
-            return Err(MemFault::Page(si::SEGV_MAPERR as u64));
-        };
-        let prot = PageProt {
-            read: Need::Read.allowed_by(vma_prot),
-            write: Need::Write.allowed_by(vma_prot),
-            execute: Need::Exec.allowed_by(vma_prot),
-        };
-        let ok = match access {
-            Access::Read => prot.read,
-            Access::Write => prot.write,
-            Access::Execute => prot.execute,
-        };
-        if !ok {
-            return Err(MemFault::Page(si::SEGV_ACCERR as u64));
-        }
-        Ok(PageMapping {
-            phys_page: page,
-            prot,
-        })
+        self.space.walk(vaddr, access)
     }
 
     fn raise(&self, cpu: &mut X86Cpu, fault: MemFault, vaddr: u64, _access: Access) {
