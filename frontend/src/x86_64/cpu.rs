@@ -61,6 +61,17 @@ pub struct X86Cpu {
     pub cause: u64,
     /// The exception's error code, where the vector has one.
     pub error_code: u64,
+    /// x87 physical registers R0..R7, 80-bit values as in memory (ST(i) is
+    /// R[(top + i) % 8]). Not globals: x87 instructions run in helpers (see `super::x87`).
+    pub fpr: [[u8; 10]; 8],
+    /// x87 top of stack (0..8).
+    pub fpu_top: u16,
+    /// x87 tags, abridged as in FXSAVE: bit i set when R[i] holds a value.
+    pub fpu_tags: u16,
+    /// x87 control word.
+    pub fpu_cw: u16,
+    /// x87 status word (its TOP field is kept in `fpu_top`).
+    pub fpu_sw: u16,
 }
 
 impl X86Cpu {
@@ -83,6 +94,12 @@ impl X86Cpu {
             mxcsr: 0x1f80,
             cause: 0,
             error_code: 0,
+            fpr: [[0; 10]; 8],
+            fpu_top: 0,
+            fpu_tags: 0,
+            // fninit's control word: every exception masked, 64-bit precision, to nearest.
+            fpu_cw: 0x037f,
+            fpu_sw: 0,
         })
     }
 
@@ -136,6 +153,8 @@ offsets! {
     CAUSE_OFFSET => cause,
     /// Byte offset of `error_code`.
     ERROR_CODE_OFFSET => error_code,
+    /// Byte offset of `fpu_cw`.
+    FPU_CW_OFFSET => fpu_cw,
 }
 
 /// Byte offset of `regs[i]`.

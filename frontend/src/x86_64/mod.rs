@@ -8,6 +8,8 @@ pub mod flags;
 pub mod sse;
 pub mod system;
 pub mod translate;
+#[cfg(target_arch = "x86_64")]
+pub mod x87;
 
 pub use cpu::X86Cpu;
 pub use flags::{CcKind, CcOp};

@@ -230,6 +230,8 @@ const I64: Type = Type::I64;
 
 #[cfg(target_arch = "x86_64")]
 mod sse;
+#[cfg(target_arch = "x86_64")]
+mod x87;
 
 impl Translator<'_> {
     fn tmp(&mut self) -> Temp {
@@ -477,6 +479,10 @@ impl Translator<'_> {
         #[cfg(target_arch = "x86_64")]
         if sse::is_sse(i) {
             return self.sse(i);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if x87::is_x87(i) {
+            return self.x87(i);
         }
         if matches!(
             i.mnemonic(),

@@ -343,9 +343,9 @@ impl Translator<'_> {
         Some(Flow::Next)
     }
 
-    /// `fxsave`: the 512-byte image (x87 part at its reset defaults, no x87 yet: FCW 0x37f,
-    /// everything else zero), MXCSR and its mask at 24, xmm0..15 at 160. Bytes 416..512 are
-    /// left alone, as the processor does.
+    /// `fxsave`: the 512-byte image: the x87 part (FCW, FSW, abridged FTW, ST0..7 at 32;
+    /// FOP and the instruction/data pointers zero), MXCSR and its mask at 24, xmm0..15 at
+    /// 160. Bytes 416..512 are left alone, as the processor does.
     fn fxsave(&mut self, i: &Instruction) {
         let a = self.address(i, true);
         self.check_align(a);
@@ -354,8 +354,7 @@ impl Translator<'_> {
             t.b.addi(p, a, off);
             p
         };
-        let fcw = self.konst(0x037f);
-        self.b.store(fcw, a, self.q(), self.mmu_idx);
+        self.x87_fxsave(a);
         let zero = self.konst(0);
         for off in [8, 16] {
             let p = at(self, off);
@@ -368,10 +367,6 @@ impl Translator<'_> {
             .binary_imm(ir::BinOp::Or, mx, mx, FXSAVE_MXCSR_MASK << 32);
         let p = at(self, 24);
         self.b.store(mx, p, self.q(), self.mmu_idx);
-        for off in (32..160).step_by(8) {
-            let p = at(self, off);
-            self.b.store(zero, p, self.q(), self.mmu_idx);
-        }
         for r in 0..16 {
             for half in 0..2 {
                 let v = self.xmm_load(r, half);
@@ -381,8 +376,8 @@ impl Translator<'_> {
         }
     }
 
-    /// `fxrstor`: MXCSR (with its #GP check) and xmm0..15 from the image; the x87 part is
-    /// ignored until there is an x87. Everything is loaded before anything changes.
+    /// `fxrstor`: the x87 part, MXCSR (with its #GP check) and xmm0..15 from the image.
+    /// Everything is loaded before anything changes.
     fn fxrstor(&mut self, i: &Instruction) {
         let a = self.address(i, true);
         self.check_align(a);
@@ -390,6 +385,7 @@ impl Translator<'_> {
         self.b.addi(p, a, 24);
         let mx = self.tmp();
         self.b.load(mx, p, MemOp::unsigned(Size::B32), self.mmu_idx);
+        let fpu = self.x87_fxrstor_load(a);
         let mut vals = Vec::with_capacity(32);
         for k in 0..32u64 {
             let p = self.tmp();
@@ -399,6 +395,7 @@ impl Translator<'_> {
             vals.push(v);
         }
         self.b.call(&LDMXCSR, &[Temp::ENV, mx], None);
+        self.x87_fxrstor_apply(&fpu);
         for (k, v) in vals.into_iter().enumerate() {
             self.b
                 .env_store(v, cpu::xmm_offset(k / 2, k % 2), MemOp::unsigned(Size::B64));
