@@ -354,26 +354,40 @@ fn host_cw(cw: u16) -> u16 {
     cw & 0x0f00 | 0x7f
 }
 
-/// Runs `insn` on the host with `a` in ST(0) and `b` in ST(1) under `cw`: the new ST(0) and
-/// the status word right after `insn`.
+/// The 28-byte environment (`fldenv`, 32-bit format) the host runs a guest operation in:
+/// [`host_cw`], the guest's condition codes (which instructions leave alone or leave
+/// "undefined" as they were) with no flags and TOP 0, every register empty.
+fn host_env(cw: u16, status: u16) -> [u32; 7] {
+    [
+        host_cw(cw) as u32,
+        (status & sw::CC) as u32,
+        0xffff,
+        0,
+        0,
+        0,
+        0,
+    ]
+}
+
+/// Runs `insn` on the host with `a` in ST(0) and `b` in ST(1) under `cw` and the condition
+/// codes of status `sw`: the new ST(0) and the status word right after `insn`.
 macro_rules! run2 {
-    ($insn:expr, $cw:expr, $a:expr, $b:expr) => {{
+    ($insn:expr, $cw:expr, $sw:expr, $a:expr, $b:expr) => {{
         let a: F80 = $a;
         let b: F80 = $b;
-        let cw: u16 = host_cw($cw);
+        let env = host_env($cw, $sw);
         let mut r: F80 = [0; 10];
         let mut st: u16 = 0;
         let mut saved: u16 = 0;
-        // SAFETY: saves the host control word, loads one with every exception masked (so
-        // nothing traps), pushes two values onto the x87 stack (empty between Rust
+        // SAFETY: saves the host control word, loads an environment with every exception
+        // masked (so nothing traps) and every register empty, pushes two values onto the x87 stack (empty between Rust
         // statements by the ABI), runs one instruction that leaves two values, stores the
         // status and ST(0), pops both and restores the control word: the host x87 state is
         // as before but for its flags. The pointers are to locals of the right sizes.
         unsafe {
             asm!(
                 "fnstcw word ptr [{saved}]",
-                "fldcw word ptr [{cw}]",
-                "fnclex",
+                "fldenv [{env}]",
                 "fld tbyte ptr [{b}]",
                 "fld tbyte ptr [{a}]",
                 $insn,
@@ -382,7 +396,7 @@ macro_rules! run2 {
                 "fstp st(0)",
                 "fldcw word ptr [{saved}]",
                 saved = in(reg) &mut saved,
-                cw = in(reg) &cw,
+                env = in(reg) &env,
                 a = in(reg) &a,
                 b = in(reg) &b,
                 r = in(reg) &mut r,
@@ -398,9 +412,9 @@ macro_rules! run2 {
 
 /// Converts memory bytes `m` to an 80-bit value with `insn` (`fld`/`fild` from `[{m}]`).
 macro_rules! load_mem {
-    ($insn:expr, $cw:expr, $m:expr) => {{
+    ($insn:expr, $cw:expr, $sw:expr, $m:expr) => {{
         let m: u64 = $m;
-        let cw: u16 = host_cw($cw);
+        let env = host_env($cw, $sw);
         let mut r: F80 = [0; 10];
         let mut st: u16 = 0;
         let mut saved: u16 = 0;
@@ -408,14 +422,13 @@ macro_rules! load_mem {
         unsafe {
             asm!(
                 "fnstcw word ptr [{saved}]",
-                "fldcw word ptr [{cw}]",
-                "fnclex",
+                "fldenv [{env}]",
                 $insn,
                 "fnstsw word ptr [{st}]",
                 "fstp tbyte ptr [{r}]",
                 "fldcw word ptr [{saved}]",
                 saved = in(reg) &mut saved,
-                cw = in(reg) &cw,
+                env = in(reg) &env,
                 m = in(reg) &m,
                 r = in(reg) &mut r,
                 st = in(reg) &mut st,
@@ -428,11 +441,93 @@ macro_rules! load_mem {
     }};
 }
 
+/// Runs `insn` on the host with `a` in ST(0) and memory source bytes `m` at `[{m}]`:
+/// the new ST(0) and the status right after `insn` (the memory operand's own exceptions,
+/// such as a denormal, come in the instruction's order of priority).
+macro_rules! run_mem {
+    ($insn:expr, $cw:expr, $sw:expr, $a:expr, $m:expr) => {{
+        let a: F80 = $a;
+        let m: u64 = $m;
+        let env = host_env($cw, $sw);
+        let mut r: F80 = [0; 10];
+        let mut st: u16 = 0;
+        let mut saved: u16 = 0;
+        // SAFETY: as in `run2!`; one value is pushed from `a`, the instruction reads the
+        // local `m`, and the result is popped into `r`.
+        unsafe {
+            asm!(
+                "fnstcw word ptr [{saved}]",
+                "fldenv [{env}]",
+                "fld tbyte ptr [{a}]",
+                $insn,
+                "fnstsw word ptr [{st}]",
+                "fstp tbyte ptr [{r}]",
+                "fldcw word ptr [{saved}]",
+                saved = in(reg) &mut saved,
+                env = in(reg) &env,
+                a = in(reg) &a,
+                m = in(reg) &m,
+                r = in(reg) &mut r,
+                st = in(reg) &mut st,
+                out("st(0)") _, out("st(1)") _, out("st(2)") _, out("st(3)") _,
+                out("st(4)") _, out("st(5)") _, out("st(6)") _, out("st(7)") _,
+                options(nostack),
+            );
+        }
+        (r, st)
+    }};
+}
+
+/// `fop st(0), m` (`rev`: the reversed instruction) for arithmetic `op` on memory format
+/// `fmt` (F32, F64, I16, I32), on the host.
+fn arith_mem(f: &Fpu, op: u8, rev: bool, fmt: Fmt, a: F80, m: u64) -> Option<(F80, u16)> {
+    let (cw, s) = (f.cw, f.sw);
+    macro_rules! forms {
+        ($($o:literal, $r:literal, $fmt:pat, $insn:literal;)*) => {
+            match (op, rev, fmt) {
+                $(($o, $r, $fmt) => Some(run_mem!($insn, cw, s, a, m)),)*
+                _ => None,
+            }
+        };
+    }
+    forms! {
+        0, false, Fmt::F32, "fadd dword ptr [{m}]";
+        0, false, Fmt::F64, "fadd qword ptr [{m}]";
+        0, false, Fmt::I16, "fiadd word ptr [{m}]";
+        0, false, Fmt::I32, "fiadd dword ptr [{m}]";
+        1, false, Fmt::F32, "fsub dword ptr [{m}]";
+        1, false, Fmt::F64, "fsub qword ptr [{m}]";
+        1, false, Fmt::I16, "fisub word ptr [{m}]";
+        1, false, Fmt::I32, "fisub dword ptr [{m}]";
+        1, true, Fmt::F32, "fsubr dword ptr [{m}]";
+        1, true, Fmt::F64, "fsubr qword ptr [{m}]";
+        1, true, Fmt::I16, "fisubr word ptr [{m}]";
+        1, true, Fmt::I32, "fisubr dword ptr [{m}]";
+        2, false, Fmt::F32, "fmul dword ptr [{m}]";
+        2, false, Fmt::F64, "fmul qword ptr [{m}]";
+        2, false, Fmt::I16, "fimul word ptr [{m}]";
+        2, false, Fmt::I32, "fimul dword ptr [{m}]";
+        3, false, Fmt::F32, "fdiv dword ptr [{m}]";
+        3, false, Fmt::F64, "fdiv qword ptr [{m}]";
+        3, false, Fmt::I16, "fidiv word ptr [{m}]";
+        3, false, Fmt::I32, "fidiv dword ptr [{m}]";
+        3, true, Fmt::F32, "fdivr dword ptr [{m}]";
+        3, true, Fmt::F64, "fdivr qword ptr [{m}]";
+        3, true, Fmt::I16, "fidivr word ptr [{m}]";
+        3, true, Fmt::I32, "fidivr dword ptr [{m}]";
+        // Compares (op 4, rev unused): the status carries the result.
+        4, false, Fmt::F32, "fcom dword ptr [{m}]";
+        4, false, Fmt::F64, "fcom qword ptr [{m}]";
+        4, false, Fmt::I16, "ficom word ptr [{m}]";
+        4, false, Fmt::I32, "ficom dword ptr [{m}]";
+    }
+}
+
 /// Converts `a` to a memory format with `insn` (a popping store to `[{m}]`).
 macro_rules! store_mem {
-    ($insn:expr, $cw:expr, $a:expr) => {{
+    ($insn:expr, $cw:expr, $sw:expr, $a:expr) => {{
         let a: F80 = $a;
-        let cw: u16 = host_cw($cw);
+        let env = host_env($cw, $sw);
         let mut m: u64 = 0;
         let mut st: u16 = 0;
         let mut saved: u16 = 0;
@@ -441,14 +536,13 @@ macro_rules! store_mem {
         unsafe {
             asm!(
                 "fnstcw word ptr [{saved}]",
-                "fldcw word ptr [{cw}]",
-                "fnclex",
+                "fldenv [{env}]",
                 "fld tbyte ptr [{a}]",
                 $insn,
                 "fnstsw word ptr [{st}]",
                 "fldcw word ptr [{saved}]",
                 saved = in(reg) &mut saved,
-                cw = in(reg) &cw,
+                env = in(reg) &env,
                 a = in(reg) &a,
                 m = in(reg) &mut m,
                 st = in(reg) &mut st,
@@ -486,11 +580,11 @@ fn source(f: &mut Fpu, d: &Desc, lo: u64, hi: u64) -> F80 {
     let (v, st) = match d.fmt {
         Fmt::Reg => return f.get(d.i),
         Fmt::F80 => return f80_of(lo, hi),
-        Fmt::F32 => load_mem!("fld dword ptr [{m}]", f.cw, lo),
-        Fmt::F64 => load_mem!("fld qword ptr [{m}]", f.cw, lo),
-        Fmt::I16 => load_mem!("fild word ptr [{m}]", f.cw, lo),
-        Fmt::I32 => load_mem!("fild dword ptr [{m}]", f.cw, lo),
-        Fmt::I64 => load_mem!("fild qword ptr [{m}]", f.cw, lo),
+        Fmt::F32 => load_mem!("fld dword ptr [{m}]", f.cw, f.sw, lo),
+        Fmt::F64 => load_mem!("fld qword ptr [{m}]", f.cw, f.sw, lo),
+        Fmt::I16 => load_mem!("fild word ptr [{m}]", f.cw, f.sw, lo),
+        Fmt::I32 => load_mem!("fild dword ptr [{m}]", f.cw, f.sw, lo),
+        Fmt::I64 => load_mem!("fild qword ptr [{m}]", f.cw, f.sw, lo),
     };
     f.raise(st);
     v
@@ -500,14 +594,14 @@ fn source(f: &mut Fpu, d: &Desc, lo: u64, hi: u64) -> F80 {
 fn convert(f: &Fpu, v: F80, fmt: Fmt, trunc: bool) -> (u64, u16) {
     let cw = f.cw;
     match (fmt, trunc) {
-        (Fmt::F32, _) => store_mem!("fstp dword ptr [{m}]", cw, v),
-        (Fmt::F64, _) => store_mem!("fstp qword ptr [{m}]", cw, v),
-        (Fmt::I16, false) => store_mem!("fistp word ptr [{m}]", cw, v),
-        (Fmt::I32, false) => store_mem!("fistp dword ptr [{m}]", cw, v),
-        (Fmt::I64, false) => store_mem!("fistp qword ptr [{m}]", cw, v),
-        (Fmt::I16, true) => store_mem!("fisttp word ptr [{m}]", cw, v),
-        (Fmt::I32, true) => store_mem!("fisttp dword ptr [{m}]", cw, v),
-        (Fmt::I64, true) => store_mem!("fisttp qword ptr [{m}]", cw, v),
+        (Fmt::F32, _) => store_mem!("fstp dword ptr [{m}]", cw, f.sw, v),
+        (Fmt::F64, _) => store_mem!("fstp qword ptr [{m}]", cw, f.sw, v),
+        (Fmt::I16, false) => store_mem!("fistp word ptr [{m}]", cw, f.sw, v),
+        (Fmt::I32, false) => store_mem!("fistp dword ptr [{m}]", cw, f.sw, v),
+        (Fmt::I64, false) => store_mem!("fistp qword ptr [{m}]", cw, f.sw, v),
+        (Fmt::I16, true) => store_mem!("fisttp word ptr [{m}]", cw, f.sw, v),
+        (Fmt::I32, true) => store_mem!("fisttp dword ptr [{m}]", cw, f.sw, v),
+        (Fmt::I64, true) => store_mem!("fisttp qword ptr [{m}]", cw, f.sw, v),
         (Fmt::F80, _) | (Fmt::Reg, _) => (f80_parts(&v).0, 0),
     }
 }
@@ -541,7 +635,7 @@ pub fn exec(f: &mut Fpu, d: &Desc, lo: u64, hi: u64) -> u64 {
                 match d.phase {
                     Phase::DryLo => return m,
                     Phase::DryHi => return f80_parts(&v).1,
-                    _ => f.merge(st, sw::C1),
+                    _ => f.merge(st, sw::CC),
                 }
             }
             for _ in 0..d.pops {
@@ -554,36 +648,49 @@ pub fn exec(f: &mut Fpu, d: &Desc, lo: u64, hi: u64) -> u64 {
             let (dst_i, src_i) = if to_i { (d.i, 0) } else { (0, d.i) };
             let src_ok = d.fmt != Fmt::Reg || !f.empty(src_i);
             let dst_ok = !f.empty(dst_i);
-            let src = if d.fmt == Fmt::Reg {
-                f.get(src_i)
-            } else {
-                source(f, d, lo, hi)
-            };
+            if d.fmt != Fmt::Reg {
+                let dst = f.get(0);
+                let (r, st) = if dst_ok {
+                    arith_mem(f, d.sub & 3, d.rev, d.fmt, dst, lo).unwrap_or((INDEFINITE, sw::IE))
+                } else {
+                    (INDEFINITE, 0)
+                };
+                f.merge(st, sw::CC);
+                f.set(0, r);
+                return out;
+            }
+            let src = f.get(src_i);
             let dst = f.get(dst_i);
             let (a, b) = if d.rev { (src, dst) } else { (dst, src) };
             let (r, st) = if src_ok && dst_ok {
                 match d.sub & 3 {
-                    0 => run2!("fadd st, st(1)", cw, a, b),
-                    1 => run2!("fsub st, st(1)", cw, a, b),
-                    2 => run2!("fmul st, st(1)", cw, a, b),
-                    _ => run2!("fdiv st, st(1)", cw, a, b),
+                    0 => run2!("fadd st, st(1)", cw, f.sw, a, b),
+                    1 => run2!("fsub st, st(1)", cw, f.sw, a, b),
+                    2 => run2!("fmul st, st(1)", cw, f.sw, a, b),
+                    _ => run2!("fdiv st, st(1)", cw, f.sw, a, b),
                 }
             } else {
                 (INDEFINITE, 0)
             };
-            f.merge(st, sw::C1);
+            f.merge(st, sw::CC);
             f.set(dst_i, r);
             for _ in 0..d.pops {
                 f.pop();
             }
         }
         Op::Chs | Op::Abs => {
-            let mut v = f.get(0);
-            if d.op == Op::Chs {
-                v[9] ^= 0x80;
-            } else {
-                v[9] &= 0x7f;
-            }
+            // An empty ST(0) becomes the indefinite itself (not its negation).
+            let v = match f.st(0) {
+                None => f.get(0),
+                Some(mut v) => {
+                    if d.op == Op::Chs {
+                        v[9] ^= 0x80;
+                    } else {
+                        v[9] &= 0x7f;
+                    }
+                    v
+                }
+            };
             f.sw &= !sw::C1;
             f.set(0, v);
         }
@@ -599,14 +706,13 @@ pub fn exec(f: &mut Fpu, d: &Desc, lo: u64, hi: u64) -> u64 {
                 f.set(0, INDEFINITE);
             } else {
                 let (r, st) = match (d.op, d.sub) {
-                    (Op::Sqrt, _) => run2!("fsqrt", cw, a, b),
-                    (Op::Rndint, _) => run2!("frndint", cw, a, b),
-                    (Op::Scale, _) => run2!("fscale", cw, a, b),
-                    (_, 0) => run2!("fprem", cw, a, b),
-                    _ => run2!("fprem1", cw, a, b),
+                    (Op::Sqrt, _) => run2!("fsqrt", cw, f.sw, a, b),
+                    (Op::Rndint, _) => run2!("frndint", cw, f.sw, a, b),
+                    (Op::Scale, _) => run2!("fscale", cw, f.sw, a, b),
+                    (_, 0) => run2!("fprem", cw, f.sw, a, b),
+                    _ => run2!("fprem1", cw, f.sw, a, b),
                 };
-                let cc = if d.op == Op::Prem { sw::CC } else { sw::C1 };
-                f.merge(st, cc);
+                f.merge(st, sw::CC);
                 f.set(0, r);
             }
         }
@@ -620,29 +726,33 @@ pub fn exec(f: &mut Fpu, d: &Desc, lo: u64, hi: u64) -> u64 {
         Op::Com | Op::Tst => {
             let ok = !f.empty(0) && (d.op == Op::Tst || d.fmt != Fmt::Reg || !f.empty(d.i));
             let a = f.get(0);
-            let b = if d.op == Op::Tst {
+            let b = if d.op == Op::Tst || d.fmt != Fmt::Reg {
                 ZERO
             } else {
-                source(f, d, lo, hi)
+                f.get(d.i)
             };
             let cc = if !ok {
                 sw::C0 | sw::C2 | sw::C3
             } else {
                 let (_, st) = match (d.op, d.sub & 1) {
-                    (Op::Tst, _) => run2!("ftst", cw, a, b),
-                    (_, 0) => run2!("fcom st(1)", cw, a, b),
-                    _ => run2!("fucom st(1)", cw, a, b),
+                    (Op::Tst, _) => run2!("ftst", cw, f.sw, a, b),
+                    _ if d.fmt != Fmt::Reg => {
+                        arith_mem(f, 4, false, d.fmt, a, lo).unwrap_or((INDEFINITE, sw::IE))
+                    }
+                    (_, 0) => run2!("fcom st(1)", cw, f.sw, a, b),
+                    _ => run2!("fucom st(1)", cw, f.sw, a, b),
                 };
                 f.raise(st);
                 st & (sw::C0 | sw::C2 | sw::C3)
             };
             if d.sub & 2 != 0 {
-                // fcomi: ZF = C3, PF = C2, CF = C0; the condition codes keep theirs.
+                // fcomi: ZF = C3, PF = C2, CF = C0; the condition codes keep theirs, C1
+                // included (the SDM says C1 is cleared; processors leave it, except on a
+                // stack underflow, which cleared it above).
                 let bit = |c: u16, flag: u64| if cc & c != 0 { flag } else { 0 };
                 out = bit(sw::C3, super::flags::ZF)
                     | bit(sw::C2, super::flags::PF)
                     | bit(sw::C0, super::flags::CF);
-                f.sw &= !sw::C1;
             } else {
                 f.sw = f.sw & !sw::CC | cc;
             }
@@ -654,18 +764,18 @@ pub fn exec(f: &mut Fpu, d: &Desc, lo: u64, hi: u64) -> u64 {
             let sign = (f.regs[f.phys(0)][9] >> 7) as u16;
             let cc = match f.st(0) {
                 None => sw::C3 | sw::C0,
-                Some(v) => run2!("fxam", cw, v, ZERO).1 & (sw::C0 | sw::C2 | sw::C3),
+                Some(v) => run2!("fxam", cw, f.sw, v, ZERO).1 & (sw::C0 | sw::C2 | sw::C3),
             };
             f.sw = f.sw & !sw::CC | cc | if sign != 0 { sw::C1 } else { 0 };
         }
         Op::Const => {
             let (v, st) = match d.sub {
-                0 => run2!("fstp st(0)\nfld1", cw, ZERO, ZERO),
-                1 => run2!("fstp st(0)\nfldl2t", cw, ZERO, ZERO),
-                2 => run2!("fstp st(0)\nfldl2e", cw, ZERO, ZERO),
-                3 => run2!("fstp st(0)\nfldpi", cw, ZERO, ZERO),
-                4 => run2!("fstp st(0)\nfldlg2", cw, ZERO, ZERO),
-                5 => run2!("fstp st(0)\nfldln2", cw, ZERO, ZERO),
+                0 => run2!("fstp st(0)\nfld1", cw, f.sw, ZERO, ZERO),
+                1 => run2!("fstp st(0)\nfldl2t", cw, f.sw, ZERO, ZERO),
+                2 => run2!("fstp st(0)\nfldl2e", cw, f.sw, ZERO, ZERO),
+                3 => run2!("fstp st(0)\nfldpi", cw, f.sw, ZERO, ZERO),
+                4 => run2!("fstp st(0)\nfldlg2", cw, f.sw, ZERO, ZERO),
+                5 => run2!("fstp st(0)\nfldln2", cw, f.sw, ZERO, ZERO),
                 _ => (ZERO, 0),
             };
             f.raise(st);
@@ -808,20 +918,24 @@ mod tests {
     #[test]
     fn fcomi_maps_the_condition_codes_to_zf_pf_cf() {
         let mut f = fpu();
-        exec(&mut f, &desc_mem(Op::Load, Fmt::F64), 1f64.to_bits(), 0);
+        let load = |f: &mut Fpu, x: f64| exec(f, &desc_mem(Op::Load, Fmt::F64), x.to_bits(), 0);
         let comi = |sub| Desc {
             sub,
-            ..desc_mem(Op::Com, Fmt::F64)
+            i: 1,
+            ..Desc::new(Op::Com)
         };
-        let fl = exec(&mut f, &comi(2), 2f64.to_bits(), 0);
+        load(&mut f, 2.0);
+        load(&mut f, 1.0);
+        let fl = exec(&mut f, &comi(2), 0, 0);
         assert_eq!(fl, super::super::flags::CF, "1 < 2");
-        let fl = exec(&mut f, &comi(3), f64::NAN.to_bits(), 0);
+        load(&mut f, f64::NAN);
+        let fl = exec(&mut f, &comi(3), 0, 0);
         assert_eq!(
             fl,
             super::super::flags::CF | super::super::flags::PF | super::super::flags::ZF
         );
         assert_eq!(f.sw & sw::IE, 0, "fucomi of a QNaN is quiet");
-        exec(&mut f, &comi(2), f64::NAN.to_bits(), 0);
+        exec(&mut f, &comi(2), 0, 0);
         assert_eq!(f.sw & sw::IE, sw::IE, "fcomi of a QNaN is not");
     }
 
