@@ -1,8 +1,9 @@
 //! `cpuid` and `rdtsc`: what the translated CPU tells the guest about itself.
 //!
 //! `cpuid` advertises exactly what the frontend implements, so that glibc's ifunc selection
-//! never picks a routine that would hit #UD: SSE, SSE2, FXSR, CMOV, TSC, POPCNT, LZCNT (ABM),
-//! long mode and `syscall`. No x87 (FPU bit), MMX, SSE3+, AVX/OSXSAVE/XSAVE, CX8/CX16 or BMI.
+//! never picks a routine that would hit #UD: the x87 FPU (the subset in [`super::x87`]), SSE,
+//! SSE2, FXSR, CMOV, TSC, POPCNT, LZCNT (ABM), long mode and `syscall`. No MMX, SSE3+,
+//! AVX/OSXSAVE/XSAVE, CX8/CX16 or BMI.
 
 use super::cpu::{X86Cpu, RAX, RCX, RDX};
 
@@ -16,8 +17,8 @@ const MAX_BASIC: u32 = 7;
 /// Highest extended leaf.
 const MAX_EXTENDED: u32 = 0x8000_0004;
 
-/// Leaf 1 edx: TSC (4), CMOV (15), FXSR (24), SSE (25), SSE2 (26).
-pub const LEAF1_EDX: u32 = 1 << 4 | 1 << 15 | 1 << 24 | 1 << 25 | 1 << 26;
+/// Leaf 1 edx: FPU (0), TSC (4), CMOV (15), FXSR (24), SSE (25), SSE2 (26).
+pub const LEAF1_EDX: u32 = 1 | 1 << 4 | 1 << 15 | 1 << 24 | 1 << 25 | 1 << 26;
 /// Leaf 1 ecx: POPCNT (23).
 pub const LEAF1_ECX: u32 = 1 << 23;
 /// Leaf 0x8000_0001 ecx: LAHF/SAHF in long mode (0), ABM/LZCNT (5).
@@ -124,7 +125,7 @@ mod tests {
         assert_ne!(edx & 1 << 25, 0, "SSE");
         assert_ne!(edx & 1 << 26, 0, "SSE2");
         assert_eq!(edx & 1 << 23, 0, "no MMX");
-        assert_eq!(edx & 1, 0, "no x87 yet");
+        assert_ne!(edx & 1, 0, "x87 FPU");
         assert_eq!(ecx & 1 << 27, 0, "no OSXSAVE");
         assert_eq!(ecx & 1 << 28, 0, "no AVX");
         assert_eq!(ecx & 1, 0, "no SSE3");
