@@ -1645,7 +1645,12 @@ fn random_x87_program(rng: &mut u64, len: usize) -> (String, Vec<String>, String
                 2 => format!("fcomip st, st(1); {masked}"),
                 _ => format!("fucomip st, st(2); {eflags}"),
             },
-            10 => format!("ffree st({i})"),
+            // ffree leaves all four condition codes undefined; fxam defines them again.
+            10 => format!("ffree st({i}); fxam"),
+            11 if next() % 2 == 0 => format!(
+                "fcomi st, st({j}); fcmov{} st, st({i})",
+                ["b", "nb", "e", "ne", "be", "nbe", "u", "nu"][(next() % 8) as usize]
+            ),
             _ => format!("{masked}; fnclex"),
         };
         depth += match line.split(&[' ', ';'][..]).next().unwrap() {

@@ -243,6 +243,8 @@ pub enum Op {
     Stsw = 16,
     /// `fnclex`.
     Clex = 17,
+    /// `fcmovcc st, st(i)`: the condition holds when the source `lo` is non-zero.
+    Cmov = 18,
 }
 
 impl Op {
@@ -267,6 +269,7 @@ impl Op {
             15 => Free,
             16 => Stsw,
             17 => Clex,
+            18 => Cmov,
             _ => return None,
         })
     }
@@ -618,6 +621,8 @@ pub fn exec(f: &mut Fpu, d: &Desc, lo: u64, hi: u64) -> u64 {
         Op::Stsw => out = f.status() as u64,
         Op::Load => {
             let v = match d.fmt {
+                // A full stack overflows before the operand is looked at (no #D from it).
+                _ if !f.empty(7) => INDEFINITE,
                 // No conversion: loading from a register or m80 raises nothing.
                 Fmt::Reg => f.get(d.i),
                 _ => source(f, d, lo, hi),
@@ -781,6 +786,18 @@ pub fn exec(f: &mut Fpu, d: &Desc, lo: u64, hi: u64) -> u64 {
             f.raise(st);
             f.sw &= !sw::C1;
             f.push(v);
+        }
+        Op::Cmov => {
+            if f.empty(0) || f.empty(d.i) {
+                f.underflow();
+                f.set(0, INDEFINITE);
+            } else {
+                f.sw &= !sw::C1;
+                if lo != 0 {
+                    let v = f.regs[f.phys(d.i)];
+                    f.set(0, v);
+                }
+            }
         }
         Op::Free => {
             let p = f.phys(d.i);

@@ -171,6 +171,14 @@ pub(super) fn is_x87(i: &Instruction) -> bool {
             | Wait
             | Ffree
             | Fnop
+            | Fcmovb
+            | Fcmovnb
+            | Fcmove
+            | Fcmovne
+            | Fcmovbe
+            | Fcmovnbe
+            | Fcmovu
+            | Fcmovnu
     )
 }
 
@@ -394,6 +402,28 @@ impl Translator<'_> {
                     }
                 }
                 Some(d)
+            }
+            Fcmovb | Fcmovnb | Fcmove | Fcmovne | Fcmovbe | Fcmovnbe | Fcmovu | Fcmovnu => {
+                // The condition-code numbers of jcc: B AE E NE BE A P NP.
+                let cc = match m {
+                    Fcmovb => 2,
+                    Fcmovnb => 3,
+                    Fcmove => 4,
+                    Fcmovne => 5,
+                    Fcmovbe => 6,
+                    Fcmovnbe => 7,
+                    Fcmovu => 10,
+                    _ => 11,
+                };
+                let (c, x, y) = self.cc.condition(self.b, cc);
+                let t = self.tmp();
+                self.b.setcond(c, t, x, y);
+                let d = Desc {
+                    i: (0..i.op_count()).filter_map(|n| st_of(i, n)).next_back()?,
+                    ..Desc::new(Op::Cmov)
+                };
+                self.x87_call(d, t, z);
+                return Some(Flow::Next);
             }
             Fchs => simple(Op::Chs),
             Fabs => simple(Op::Abs),
