@@ -620,15 +620,23 @@ pub fn exec(f: &mut Fpu, d: &Desc, lo: u64, hi: u64) -> u64 {
         Op::Clex => f.sw &= !(sw::FLAGS | sw::SF | sw::ES | sw::B),
         Op::Stsw => out = f.status() as u64,
         Op::Load => {
-            let v = match d.fmt {
-                // A full stack overflows before the operand is looked at (no #D from it).
-                _ if !f.empty(7) => INDEFINITE,
-                // No conversion: loading from a register or m80 raises nothing.
-                Fmt::Reg => f.get(d.i),
-                _ => source(f, d, lo, hi),
-            };
             f.sw &= !sw::C1;
-            f.push(v);
+            if d.fmt == Fmt::Reg && f.empty(d.i) {
+                // An empty source register is what gets reported (underflow, C1 clear),
+                // even when the stack is also full.
+                f.underflow();
+                f.top = (f.top + 7) & 7;
+                f.set(0, INDEFINITE);
+            } else {
+                let v = match d.fmt {
+                    // A full stack overflows before the operand is looked at (no #D).
+                    _ if !f.empty(7) => INDEFINITE,
+                    // No conversion: loading from a register or m80 raises nothing.
+                    Fmt::Reg => f.get(d.i),
+                    _ => source(f, d, lo, hi),
+                };
+                f.push(v);
+            }
         }
         Op::Store => {
             let v = f.get(0);
