@@ -1750,3 +1750,19 @@ fn x87_fxsave_holds_the_stack_and_fxrstor_brings_it_back() {
     assert_eq!(f64::from_bits(r.mem64(DATA + 512)), std::f64::consts::PI);
     assert_eq!(f64::from_bits(r.mem64(DATA + 520)), 1.0);
 }
+/// `fnstenv` stores FCW, FSW and the full tag word (zero, special, valid, empty) as the host
+/// does, then masks every exception; `fldenv` brings the status and the stack back. The
+/// instruction and data pointers are not tracked (zero), so they are left out.
+#[test]
+fn x87_fnstenv_and_fldenv_match_the_host() {
+    let body = "fninit; fld1; fldz; fldpi; fld1; fld1; fdiv st, st(1); fxch st(1); fdivrp st(2), st
+                mov word ptr [rsp - 72], 0x0c7a; fldcw [rsp - 72]
+                lea rsp, [rsp - 64]; fnstenv [rsp]
+                mov rax, [rsp]; mov ebx, [rsp + 8]; mov ecx, [rsp + 24]
+                fnstcw [rsp + 32]; movzx esi, word ptr [rsp + 32]
+                fninit; fldenv [rsp]; fnstsw [rsp + 32]; movzx edi, word ptr [rsp + 32]
+                fnstcw [rsp + 32]; movzx r8d, word ptr [rsp + 32]
+                fstp qword ptr [rsp]; mov r9, [rsp]
+                lea rsp, [rsp + 64]";
+    assert_eq!(host_mismatch("x87env", body), None);
+}

@@ -245,6 +245,11 @@ pub enum Op {
     Clex = 17,
     /// `fcmovcc st, st(i)`: the condition holds when the source `lo` is non-zero.
     Cmov = 18,
+    /// `fnstenv`: dry phases return quadword `sub` of the 28-byte environment; the commit
+    /// masks every exception, as the instruction does after storing.
+    Stenv = 19,
+    /// `fldenv`: `lo` holds bytes 0..8 of the environment (FCW, FSW), `hi` bytes 8..10 (FTW).
+    Ldenv = 20,
 }
 
 impl Op {
@@ -270,6 +275,8 @@ impl Op {
             16 => Stsw,
             17 => Clex,
             18 => Cmov,
+            19 => Stenv,
+            20 => Ldenv,
             _ => return None,
         })
     }
@@ -807,12 +814,64 @@ pub fn exec(f: &mut Fpu, d: &Desc, lo: u64, hi: u64) -> u64 {
                 }
             }
         }
+        Op::Stenv => match d.phase {
+            Phase::DryLo | Phase::DryHi => return env_quad(f, d.sub),
+            _ => f.cw |= sw::FLAGS,
+        },
+        Op::Ldenv => {
+            f.cw = lo as u16;
+            let status = (lo >> 32) as u16;
+            f.sw = status & !sw::TOP;
+            f.top = (status >> 11 & 7) as u8;
+            // Tag 11 is empty; valid, zero and special all hold a value.
+            f.tags = (0..8).fold(0, |t, r| {
+                if hi >> (2 * r) & 3 == 3 {
+                    t
+                } else {
+                    t | 1 << r
+                }
+            });
+        }
         Op::Free => {
             let p = f.phys(d.i);
             f.tags &= !(1 << p);
         }
     }
     out
+}
+
+/// The full tag word: two bits per physical register, 00 valid, 01 zero, 10 special (NaN,
+/// infinity, denormal, unsupported), 11 empty.
+pub fn full_tags(f: &Fpu) -> u16 {
+    (0..8).fold(0, |t, r| {
+        let tag = if f.tags & 1 << r == 0 {
+            3
+        } else {
+            let (mant, se) = f80_parts(&f.regs[r]);
+            let exp = se & 0x7fff;
+            match (exp, mant) {
+                (0, 0) => 1,
+                (0x7fff, _) | (0, _) => 2,
+                (_, m) if m >> 63 == 0 => 2,
+                _ => 0,
+            }
+        };
+        t | tag << (2 * r)
+    })
+}
+
+/// Quadword `k` (0..4) of the 28-byte protected-mode environment `fnstenv` stores: FCW,
+/// FSW, full FTW (each in a dword whose upper half reads as ones), then the instruction and
+/// data pointers (zero: not tracked) with FDS's dword again upper ones; quadword 3 is only
+/// 4 bytes.
+fn env_quad(f: &Fpu, k: u8) -> u64 {
+    let dword = |v: u16| 0xffff_0000 | v as u64;
+    match k {
+        0 => dword(f.cw) | dword(f.status()) << 32,
+        1 => dword(full_tags(f)),
+        2 => 0,
+        _ => dword(0),
+    }
 }
 
 /// Whether `sub` of an [`Op::Arith`] names the destination ST(i) rather than ST(0).

@@ -171,6 +171,9 @@ pub(super) fn is_x87(i: &Instruction) -> bool {
             | Wait
             | Ffree
             | Fnop
+            | Fnstenv
+            | Fstenv
+            | Fldenv
             | Fcmovb
             | Fcmovnb
             | Fcmove
@@ -423,6 +426,45 @@ impl Translator<'_> {
                     ..Desc::new(Op::Cmov)
                 };
                 self.x87_call(d, t, z);
+                return Some(Flow::Next);
+            }
+            Fnstenv | Fstenv => {
+                let a = self.address(i, true);
+                for k in 0..4u8 {
+                    let v = self.x87_call(
+                        Desc {
+                            sub: k,
+                            phase: Phase::DryLo,
+                            ..Desc::new(Op::Stenv)
+                        },
+                        z,
+                        z,
+                    );
+                    let p = self.tmp();
+                    self.b.addi(p, a, 8 * k as u64);
+                    let size = if k == 3 { Size::B32 } else { Size::B64 };
+                    self.b.store(v, p, MemOp::unsigned(size), self.mmu_idx);
+                }
+                Some(Desc {
+                    phase: Phase::Commit,
+                    ..Desc::new(Op::Stenv)
+                })
+            }
+            Fldenv => {
+                let a = self.address(i, true);
+                let lo = self.tmp();
+                self.b.load(lo, a, MemOp::unsigned(Size::B64), self.mmu_idx);
+                let p = self.tmp();
+                self.b.addi(p, a, 8);
+                let hi = self.tmp();
+                self.b.load(hi, p, MemOp::unsigned(Size::B16), self.mmu_idx);
+                // The rest of the 28 bytes is not used, but must be readable.
+                let p = self.tmp();
+                self.b.addi(p, a, 24);
+                let rest = self.tmp();
+                self.b
+                    .load(rest, p, MemOp::unsigned(Size::B32), self.mmu_idx);
+                self.x87_call(Desc::new(Op::Ldenv), lo, hi);
                 return Some(Flow::Next);
             }
             Fchs => simple(Op::Chs),
