@@ -1608,8 +1608,9 @@ fn random_x87_program(rng: &mut u64, len: usize) -> (String, Vec<String>, String
                 ),
             },
             4 => [
-                "fchs", "fabs", "fsqrt", "frndint", "fscale", "fprem", "fprem1",
-            ][(next() % 7) as usize]
+                "fchs", "fabs", "fsqrt", "frndint", "fscale", "fprem", "fprem1", "f2xm1", "fsin",
+                "fcos", "fyl2x", "fyl2xp1", "fpatan", "fincstp", "fdecstp",
+            ][(next() % 15) as usize]
                 .to_string(),
             5 => format!("fxch st({j})"),
             6 => format!(
@@ -1656,6 +1657,8 @@ fn random_x87_program(rng: &mut u64, len: usize) -> (String, Vec<String>, String
         depth += match line.split(&[' ', ';'][..]).next().unwrap() {
             "fld" | "fild" | "fld1" | "fldz" | "fldpi" | "fldl2e" | "fldln2" | "fldlg2"
             | "fldl2t" => 1,
+            "fyl2x" | "fyl2xp1" | "fpatan" => -1,
+            "fptan" | "fsincos" | "fxtract" => 1,
             "fstp" | "fistp" | "fisttp" | "fcomp" | "fcomip" | "faddp" | "fsubp" | "fsubrp"
             | "fmulp" | "fdivp" | "fdivrp" => -1,
             "fucompp" | "fucomip" => -2 + (line.starts_with("fucomip")) as i32,

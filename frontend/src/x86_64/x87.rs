@@ -250,6 +250,13 @@ pub enum Op {
     Stenv = 19,
     /// `fldenv`: `lo` holds bytes 0..8 of the environment (FCW, FSW), `hi` bytes 8..10 (FTW).
     Ldenv = 20,
+    /// One-operand transcendentals on ST(0), `sub`: 0 `f2xm1`, 1 `fsin`, 2 `fcos`, 3 `fptan`,
+    /// 4 `fsincos`, 5 `fxtract` (the last three push a second result).
+    Trans1 = 21,
+    /// ST(1) = f(ST(1), ST(0)) and pop, `sub`: 0 `fyl2x`, 1 `fyl2xp1`, 2 `fpatan`.
+    Trans2 = 22,
+    /// `fincstp` (`sub` 0) / `fdecstp` (1).
+    Stp = 23,
 }
 
 impl Op {
@@ -277,6 +284,9 @@ impl Op {
             18 => Cmov,
             19 => Stenv,
             20 => Ldenv,
+            21 => Trans1,
+            22 => Trans2,
+            23 => Stp,
             _ => return None,
         })
     }
@@ -531,6 +541,45 @@ fn arith_mem(f: &Fpu, op: u8, rev: bool, fmt: Fmt, a: F80, m: u64) -> Option<(F8
         4, false, Fmt::I16, "ficom word ptr [{m}]";
         4, false, Fmt::I32, "ficom dword ptr [{m}]";
     }
+}
+
+/// Runs `insn` on the host with `a` alone in ST(0): the new ST(0), the new ST(1) (for the
+/// instructions that push a second result; else whatever an empty register stores), and the
+/// status right after `insn`.
+macro_rules! run1 {
+    ($insn:expr, $cw:expr, $sw:expr, $a:expr) => {{
+        let a: F80 = $a;
+        let env = host_env($cw, $sw);
+        let mut r: F80 = [0; 10];
+        let mut r2: F80 = [0; 10];
+        let mut st: u16 = 0;
+        let mut saved: u16 = 0;
+        // SAFETY: as in `run2!`; one value is pushed from `a`, the instruction leaves one or
+        // two, and two pops empty the stack again (popping an empty register with every
+        // exception masked only sets host flags nobody reads).
+        unsafe {
+            asm!(
+                "fnstcw word ptr [{saved}]",
+                "fldenv [{env}]",
+                "fld tbyte ptr [{a}]",
+                $insn,
+                "fnstsw word ptr [{st}]",
+                "fstp tbyte ptr [{r}]",
+                "fstp tbyte ptr [{r2}]",
+                "fldcw word ptr [{saved}]",
+                saved = in(reg) &mut saved,
+                env = in(reg) &env,
+                a = in(reg) &a,
+                r = in(reg) &mut r,
+                r2 = in(reg) &mut r2,
+                st = in(reg) &mut st,
+                out("st(0)") _, out("st(1)") _, out("st(2)") _, out("st(3)") _,
+                out("st(4)") _, out("st(5)") _, out("st(6)") _, out("st(7)") _,
+                options(nostack),
+            );
+        }
+        (r, r2, st)
+    }};
 }
 
 /// Converts `a` to a memory format with `insn` (a popping store to `[{m}]`).
@@ -807,7 +856,7 @@ pub fn exec(f: &mut Fpu, d: &Desc, lo: u64, hi: u64) -> u64 {
                 f.underflow();
                 f.set(0, INDEFINITE);
             } else {
-                f.sw &= !sw::C1;
+                // C1 stays (processors only clear it on an underflow).
                 if lo != 0 {
                     let v = f.regs[f.phys(d.i)];
                     f.set(0, v);
@@ -831,6 +880,49 @@ pub fn exec(f: &mut Fpu, d: &Desc, lo: u64, hi: u64) -> u64 {
                     t | 1 << r
                 }
             });
+        }
+        Op::Trans1 => {
+            let Some(a) = f.st(0) else {
+                f.underflow();
+                f.set(0, INDEFINITE);
+                return out;
+            };
+            let (r, r2, st) = match d.sub {
+                0 => run1!("f2xm1", cw, f.sw, a),
+                1 => run1!("fsin", cw, f.sw, a),
+                2 => run1!("fcos", cw, f.sw, a),
+                3 => run1!("fptan", cw, f.sw, a),
+                4 => run1!("fsincos", cw, f.sw, a),
+                _ => run1!("fxtract", cw, f.sw, a),
+            };
+            f.merge(st, sw::CC);
+            if d.sub < 3 {
+                f.set(0, r);
+            } else if d.sub == 5 || st & sw::C2 == 0 {
+                // C2 set: the operand was out of range and ST(0) stays as it was.
+                f.set(0, r2);
+                f.push(r);
+            }
+        }
+        Op::Trans2 => {
+            if f.empty(0) || f.empty(1) {
+                f.underflow();
+                f.set(1, INDEFINITE);
+            } else {
+                let (a, b) = (f.regs[f.phys(0)], f.regs[f.phys(1)]);
+                let (r, st) = match d.sub {
+                    0 => run2!("fyl2x", cw, f.sw, a, b),
+                    1 => run2!("fyl2xp1", cw, f.sw, a, b),
+                    _ => run2!("fpatan", cw, f.sw, a, b),
+                };
+                f.merge(st, sw::CC);
+                f.set(1, r);
+            }
+            f.pop();
+        }
+        Op::Stp => {
+            f.sw &= !sw::C1;
+            f.top = if d.sub == 0 { f.top + 1 } else { f.top + 7 } & 7;
         }
         Op::Free => {
             let p = f.phys(d.i);

@@ -171,6 +171,17 @@ pub(super) fn is_x87(i: &Instruction) -> bool {
             | Wait
             | Ffree
             | Fnop
+            | F2xm1
+            | Fsin
+            | Fcos
+            | Fptan
+            | Fsincos
+            | Fxtract
+            | Fyl2x
+            | Fyl2xp1
+            | Fpatan
+            | Fincstp
+            | Fdecstp
             | Fnstenv
             | Fstenv
             | Fldenv
@@ -467,6 +478,29 @@ impl Translator<'_> {
                 self.x87_call(Desc::new(Op::Ldenv), lo, hi);
                 return Some(Flow::Next);
             }
+            F2xm1 | Fsin | Fcos | Fptan | Fsincos | Fxtract => Some(Desc {
+                sub: match m {
+                    F2xm1 => 0,
+                    Fsin => 1,
+                    Fcos => 2,
+                    Fptan => 3,
+                    Fsincos => 4,
+                    _ => 5,
+                },
+                ..Desc::new(Op::Trans1)
+            }),
+            Fyl2x | Fyl2xp1 | Fpatan => Some(Desc {
+                sub: match m {
+                    Fyl2x => 0,
+                    Fyl2xp1 => 1,
+                    _ => 2,
+                },
+                ..Desc::new(Op::Trans2)
+            }),
+            Fincstp | Fdecstp => Some(Desc {
+                sub: (m == Fdecstp) as u8,
+                ..Desc::new(Op::Stp)
+            }),
             Fchs => simple(Op::Chs),
             Fabs => simple(Op::Abs),
             Fsqrt => simple(Op::Sqrt),
