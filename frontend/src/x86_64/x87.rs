@@ -11,8 +11,17 @@
 //! [`Phase::DryHi`], which change nothing), stores it, then commits ([`Phase::Commit`]) the
 //! pop and the flags, so a faulting store leaves the x87 state untouched.
 //!
+//! Where the SDM calls condition codes "undefined" the host's behaviour is what the guest
+//! gets: the guest's codes are loaded into the host before each operation (`fldenv`), and
+//! whatever the host instruction leaves is taken back. Where processors differ from the SDM
+//! (`fcomi` and `fcmov` leave C1; `fld st(i)` of an empty register on a full stack reports
+//! the underflow), this module follows the processor; the differential tests in
+//! `tests/x86_64_exec.rs` compare random x87 code with the host CPU.
+//!
 //! Gaps: unmasked x87 exceptions are not delivered (#MF); the flag, ES and B are set and the
 //! masked response is taken. The instruction and data pointers (FIP/FDP/FOP) read as zero.
+//! Not implemented (#UD): `fnsave`/`frstor`, `fbld`/`fbstp`, `fxtract`'s and `fptan`'s
+//! stack-overflow corner cases follow the generic push, not a processor trace.
 
 use core::arch::asm;
 
@@ -213,7 +222,8 @@ pub enum Op {
     Load = 1,
     /// `fst(p)`/`fist(p)` to memory or ST(i); `sub` 1: `fisttp` (truncate).
     Store = 2,
-    /// ST(dst) = ST(dst) op src (`rev`: src op ST(dst)); `sub`: [`Arith`].
+    /// ST(dst) = ST(dst) op src (`rev`: src op ST(dst)); `sub`: [`Arith`], with
+    /// [`ARITH_DST_I`] when the destination is ST(i) and the source ST(0).
     Arith = 3,
     /// `fchs`.
     Chs = 4,
