@@ -174,6 +174,53 @@ impl Fpu {
     }
 }
 
+/// Writes the x87 part of an FXSAVE image of `cpu` into `image` (at least 160 bytes): FCW,
+/// FSW, abridged FTW at 0..8 (FOP zero), the pointers at 8..24 zero, ST0..7 in 16-byte slots
+/// at 32. Bytes 24..32 (MXCSR and its mask) are left alone. For signal frames and the like;
+/// the `fxsave` instruction stores the same bytes through the guest's memory.
+pub fn write_fxsave(cpu: &X86Cpu, image: &mut [u8]) {
+    let f = Fpu::of(cpu);
+    if image.len() < 160 {
+        return;
+    }
+    image[0..2].copy_from_slice(&f.cw.to_le_bytes());
+    image[2..4].copy_from_slice(&f.status().to_le_bytes());
+    image[4] = f.tags;
+    image[5..24].fill(0);
+    for i in 0..8u8 {
+        let o = 32 + 16 * i as usize;
+        image[o..o + 10].copy_from_slice(&f.regs[f.phys(i)]);
+        image[o + 10..o + 16].fill(0);
+    }
+}
+
+/// Loads the x87 part of an FXSAVE image (see [`write_fxsave`]) into `cpu`; a short image
+/// changes nothing.
+pub fn read_fxsave(cpu: &mut X86Cpu, image: &[u8]) {
+    if image.len() < 160 {
+        return;
+    }
+    let mut f = Fpu::of(cpu);
+    f.cw = u16::from_le_bytes([image[0], image[1]]);
+    let status = u16::from_le_bytes([image[2], image[3]]);
+    f.sw = status & !sw::TOP;
+    f.top = (status >> 11 & 7) as u8;
+    f.tags = image[4];
+    for i in 0..8u8 {
+        let o = 32 + 16 * i as usize;
+        let p = f.phys(i);
+        f.regs[p].copy_from_slice(&image[o..o + 10]);
+    }
+    f.save(cpu);
+}
+
+/// `fninit` on `cpu` (what a signal handler starts with).
+pub fn reset(cpu: &mut X86Cpu) {
+    let mut f = Fpu::of(cpu);
+    f.init();
+    f.save(cpu);
+}
+
 /// Memory operand formats (also: where a source comes from).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fmt {
@@ -1009,6 +1056,40 @@ mod tests {
 
     fn to_f64(f: &Fpu, v: F80) -> f64 {
         f64::from_bits(convert(f, v, Fmt::F64, false).0)
+    }
+
+    #[test]
+    fn the_fxsave_image_round_trips_the_stack_and_its_top() {
+        let mut cpu = X86Cpu::new(0);
+        let mut f = Fpu::of(&cpu);
+        exec(&mut f, &Desc::new(Op::Const), 0, 0);
+        exec(
+            &mut f,
+            &Desc {
+                sub: 3,
+                ..Desc::new(Op::Const)
+            },
+            0,
+            0,
+        );
+        f.save(&mut cpu);
+        let mut image = [0xaau8; 512];
+        write_fxsave(&cpu, &mut image);
+        assert_eq!(&image[0..6], &[0x7f, 0x03, 0x00, 0x30, 0xc0, 0x00]);
+        assert_eq!(image[24], 0xaa, "MXCSR is not the x87's");
+        assert_eq!(
+            &image[32 + 8..32 + 16],
+            &[0x00, 0x40, 0, 0, 0, 0, 0, 0],
+            "ST0 = pi"
+        );
+        let mut other = X86Cpu::new(0);
+        read_fxsave(&mut other, &image);
+        assert_eq!(Fpu::of(&other), Fpu::of(&cpu));
+        reset(&mut other);
+        assert_eq!(
+            (other.fpu_tags, other.fpu_top, other.fpu_cw),
+            (0, 0, DEFAULT_CW)
+        );
     }
 
     #[test]
