@@ -372,6 +372,9 @@ impl UserCpu for X86Cpu {
         self.regs[r::RAX] = 0;
         self.regs[r::RSP] = at;
         self.rip = req.action.handler;
+        // The handler starts with a fresh x87 state (the interrupted one is in the frame).
+        #[cfg(target_arch = "x86_64")]
+        frontend::x86_64::x87::reset(self);
         // Handlers start with DF and TF clear.
         let flags = self.rflags() & !(xflags::DF | 1 << 8);
         set_rflags(self, flags);
@@ -412,6 +415,8 @@ impl UserCpu for X86Cpu {
                 return Err(SpaceError::Fault(fp + frame::fx::MXCSR));
             }
             self.mxcsr = u64::from(mx);
+            #[cfg(target_arch = "x86_64")]
+            frontend::x86_64::x87::read_fxsave(self, &fx);
             for (i, x) in self.xmm.iter_mut().enumerate() {
                 let o = (frame::fx::XMM + 16 * i as u64) as usize;
                 x[0] = u64::from_le_bytes(fx[o..o + 8].try_into().expect("8 bytes"));
@@ -506,6 +511,9 @@ fn fxsave_bytes(cpu: &X86Cpu) -> [u8; frame::FPSTATE_SIZE as usize] {
         fx[o..o + 8].copy_from_slice(&x[0].to_le_bytes());
         fx[o + 8..o + 16].copy_from_slice(&x[1].to_le_bytes());
     }
+    // The x87 part (control and status words, tags, the stack) where the frontend has one.
+    #[cfg(target_arch = "x86_64")]
+    frontend::x86_64::x87::write_fxsave(cpu, &mut fx);
     fx
 }
 

@@ -13,7 +13,7 @@
 //! needs (`insn_start`'s extra word records the static `cc_op`, or `u64::MAX`, for logs).
 //!
 //! Not implemented yet (exit [`EXIT_UD`], with a warning at translation time): rcl/rcr,
-//! 32-bit address-size string and loop instructions, 16-bit `pushf`/`popf`, `enter`, x87,
+//! 32-bit address-size string and loop instructions, 16-bit `pushf`/`popf`, `enter`,
 //! MMX, SSE3 and later, `xgetbv`, `rdtscp`, `cmpxchg8b/16b`. `lock` prefixes are ignored
 //! (one vCPU). SSE/SSE2 are in `translate::sse` (x86_64 hosts only: they run the host instruction);
 //! `cpuid`/`rdtsc` in [`super::system`].
