@@ -182,6 +182,13 @@ fn glibc_hello_args_malloc_and_exit_statuses() {
 }
 
 #[test]
+fn glibc_floating_point_printf_and_scanf_through_x87_and_sse() {
+    let (status, out) = same_as_native("glibc-float", &[]);
+    assert_eq!(status, 0);
+    assert!(!out.is_empty());
+}
+
+#[test]
 fn glibc_signals() {
     for what in ["segv", "usr1"] {
         assert_eq!(same_as_native("glibc-signals", &[what]).0, 0, "{what}");
