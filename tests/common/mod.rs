@@ -409,6 +409,33 @@ impl Running {
         }
     }
 
+    /// Waits (at most `limit`) until the unread console output contains `needle`, also in a
+    /// line not finished yet (a shell prompt), and consumes the output up to and including it.
+    /// On timeout or exit, kills tern and fails the test with the output so far.
+    pub fn wait_for_text(&mut self, needle: &str, limit: Duration) {
+        let until = (Instant::now() + limit).min(self.deadline);
+        loop {
+            let unread = &self.stdout[self.scanned..];
+            if let Some(pos) = unread
+                .windows(needle.len())
+                .position(|w| w == needle.as_bytes())
+            {
+                self.scanned += pos + needle.len();
+                return;
+            }
+            let open = self.pump(until);
+            if !open || Instant::now() >= until {
+                let why = if open { "timed out" } else { "tern ended" };
+                let outcome = self.finish(true);
+                panic!(
+                    "{why} waiting for console output {needle:?} (tern {})\n{}",
+                    self.args.join(" "),
+                    outcome.describe()
+                );
+            }
+        }
+    }
+
     /// Waits for tern to end by itself; past the time limit, kills it and fails the test.
     pub fn wait(mut self) -> Outcome {
         loop {
