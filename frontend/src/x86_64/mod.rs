@@ -3,6 +3,7 @@
 
 pub mod cpu;
 pub mod disasm;
+pub mod fault_injection;
 pub mod flags;
 #[cfg(target_arch = "x86_64")]
 pub mod sse;

@@ -177,7 +177,13 @@ pub fn translate(
         let flow = match instr {
             None => t.ud(None),
             Some(i) => match t.insn(&i) {
-                Some(flow) => flow,
+                Some(flow) => {
+                    // Only where the block goes on: after an exit, no code may follow.
+                    if flow == Flow::Next && super::fault_injection::applies_to(i.mnemonic()) {
+                        t.inject_fault();
+                    }
+                    flow
+                }
                 None => t.ud(Some(&i)),
             },
         };
@@ -258,6 +264,12 @@ impl Translator<'_> {
             .env_store(c, cpu::CAUSE_OFFSET, MemOp::unsigned(Size::B64));
         self.b.exit_tb(reason);
         Flow::End
+    }
+
+    /// The deliberate mistranslation of [`super::fault_injection`]: `rax ^= 1`.
+    fn inject_fault(&mut self) {
+        let rax = self.reg(RAX);
+        self.b.binary_imm(BinOp::Xor, rax, rax, 1);
     }
 
     fn ud(&mut self, i: Option<&Instruction>) -> Flow {
