@@ -54,6 +54,10 @@ struct UserArgs {
     /// Only log blocks that start in START..END (hexadecimal guest addresses).
     #[arg(long, value_name = "START..END")]
     log_range: Option<String>,
+    /// At exit, print to stderr what translation cost: blocks, guest instructions, IR ops,
+    /// time, and nanoseconds per guest instruction.
+    #[arg(long)]
+    stats: bool,
     /// The program.
     program: PathBuf,
     /// Its arguments.
@@ -237,7 +241,20 @@ fn user(args: UserArgs) -> Result<u8, Failure> {
     };
     let env = linux_user::host_env();
     match linux_user::run(&args.program, &args.args, &env, &options) {
-        Ok(status) => Ok(status as u8),
+        Ok(exit) => {
+            if args.stats {
+                eprintln!(
+                    "tern: translated {} blocks, {} guest instructions, {} IR ops in {:.1} ms: \
+                     {:.0} ns per guest instruction",
+                    exit.blocks,
+                    exit.guest_insns,
+                    exit.ir_ops,
+                    exit.translate_nanos as f64 / 1e6,
+                    exit.translate_nanos as f64 / exit.guest_insns.max(1) as f64
+                );
+            }
+            Ok(exit.status as u8)
+        }
         Err(e) => {
             let is_input = matches!(
                 e,

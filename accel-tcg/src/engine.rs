@@ -103,6 +103,11 @@ pub struct EngineStats {
     pub translations: AtomicU64,
     /// IR ops compiled or prepared for the interpreter.
     pub ops: AtomicU64,
+    /// Guest instructions in the translated blocks.
+    pub guest_insns: AtomicU64,
+    /// Wall time spent translating, from fetching the first instruction to the block being
+    /// in the cache (decode, IR, optimizer, backend), in nanoseconds.
+    pub translate_nanos: AtomicU64,
     /// Code-buffer flushes.
     pub flushes: AtomicU64,
 }

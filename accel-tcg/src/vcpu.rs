@@ -377,6 +377,7 @@ impl<G: Guest> Vcpu<G> {
         mmu_idx: u8,
     ) -> Result<Option<Arc<TranslationBlock>>, TcgError> {
         let engine = self.engine.clone();
+        let started = std::time::Instant::now();
         let max_insns = if key.cflags & CF_ONE_INSN != 0 {
             1
         } else {
@@ -433,6 +434,10 @@ impl<G: Guest> Vcpu<G> {
             .stats
             .ops
             .fetch_add(block.ops.len() as u64, Ordering::Relaxed);
+        engine
+            .stats
+            .guest_insns
+            .fetch_add(insn_starts.len() as u64, Ordering::Relaxed);
 
         let mut jit = engine.jit.lock().unwrap();
         let (id, code) = match jit.as_mut() {
@@ -461,6 +466,10 @@ impl<G: Guest> Vcpu<G> {
                 .cache
                 .insert(TranslationBlock::new(id, key, ranges, insn_starts, code));
         drop(jit);
+        engine.stats.translate_nanos.fetch_add(
+            u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         let ctx = self.ctx();
         for &page in &new_pages {
             ctx.tlb.watch_phys_page(page);

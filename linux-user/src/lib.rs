@@ -19,6 +19,7 @@ pub mod x86_64;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use accel_tcg::{CpuState, Engine, EngineConfig, ExecMode, Guest, Vcpu};
@@ -110,16 +111,31 @@ pub fn host_env() -> Vec<(String, String)> {
         .collect()
 }
 
+/// How a program ended, and what running it cost the translator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Exit {
+    /// What the program passed to `exit`, or 128 + the number of the signal that killed it.
+    pub status: i32,
+    /// Blocks translated.
+    pub blocks: u64,
+    /// Guest instructions in those blocks.
+    pub guest_insns: u64,
+    /// IR ops in those blocks after optimization.
+    pub ir_ops: u64,
+    /// Wall time spent translating, in nanoseconds.
+    pub translate_nanos: u64,
+}
+
 /// Runs `program` with arguments `args` (argv[1..]; argv[0] is `program` as given) and
 /// environment `env`, and returns its exit status: what it passed to `exit`, or 128 + the
 /// signal number when a signal killed it (after one line on stderr saying so, as a shell
-/// would).
+/// would); with the translation counters of the run.
 pub fn run(
     program: &Path,
     args: &[String],
     env: &[(String, String)],
     options: &UserOptions,
-) -> Result<i32, UserError> {
+) -> Result<Exit, UserError> {
     let bytes = std::fs::read(program).map_err(|source| UserError::Read {
         path: program.to_path_buf(),
         source,
@@ -222,7 +238,7 @@ fn start<G>(
     st: &InitialStack,
     options: &UserOptions,
     mut process: Process,
-) -> Result<i32, UserError>
+) -> Result<Exit, UserError>
 where
     G: Guest,
     G::Cpu: UserCpu + CpuState,
@@ -239,7 +255,15 @@ where
         loaded.entry,
         st.sp
     );
-    drive(&mut vcpu, &mut process)
+    let status = drive(&mut vcpu, &mut process)?;
+    let stats = vcpu.engine().stats();
+    Ok(Exit {
+        status,
+        blocks: stats.translations.load(Ordering::Relaxed),
+        guest_insns: stats.guest_insns.load(Ordering::Relaxed),
+        ir_ops: stats.ops.load(Ordering::Relaxed),
+        translate_nanos: stats.translate_nanos.load(Ordering::Relaxed),
+    })
 }
 
 /// The loop: run guest code, then serve what stopped it.

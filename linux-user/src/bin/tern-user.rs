@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     };
     let rest: Vec<String> = args.collect();
     match run(Path::new(&program), &rest, &host_env(), &options) {
-        Ok(status) => ExitCode::from(status as u8),
+        Ok(exit) => ExitCode::from(exit.status as u8),
         Err(e) => {
             eprintln!("tern-user: {e}");
             ExitCode::from(2)
