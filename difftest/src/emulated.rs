@@ -1,0 +1,271 @@
+//! The emulated side: the same sequence through tern's x86_64 frontend, under the JIT or the
+//! IR interpreter (`accel_tcg::ExecMode`).
+//!
+//! The guest is flat (virtual = physical) and maps exactly the sandbox the child process maps:
+//! the code area read/execute, the data and stack pages read/write; any other access is a
+//! page fault (#PF, vector 14), as it is natively. One engine and one vCPU serve every
+//! sequence of a run: writing a new sequence invalidates the code area's translations
+//! (`Engine::invalidate_phys_range`), which is much cheaper than a new engine per sequence.
+
+use std::sync::Arc;
+
+use accel_tcg::{
+    Access, Action, CodeReader, Engine, EngineConfig, ExecMode, Guest, MemFault, PageMapping,
+    PageProt, RamAndBus, Vcpu,
+};
+use frontend::x86_64::flags::CcOp;
+use frontend::x86_64::translate::{self, EXIT_INT3, EXIT_UD};
+use frontend::x86_64::{cpu, X86Cpu};
+use ir::abi::PAGE_MASK;
+use ir::{Builder, GlobalDef, Type};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use crate::state::{
+    End, InitState, MachineState, ARITH_FLAGS, CODE_ADDR, CODE_SIZE, COMPARED_FLAGS, DATA_ADDR, DF,
+    MEM_SIZE,
+};
+
+/// Errors of the emulated runner (a guest fault is an [`End::Fault`], never one of these).
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatedError {
+    /// Guest RAM could not be created or accessed.
+    #[error("guest memory: {0}")]
+    Memory(String),
+    /// The engine failed (backend, invalid block).
+    #[error("engine: {0}")]
+    Engine(#[from] accel_tcg::TcgError),
+    /// The run stopped for a reason the sandbox does not expect (`hlt`, `syscall`).
+    #[error("the emulated run stopped with exit code {0}")]
+    UnexpectedExit(u32),
+    /// The code does not fit the code area.
+    #[error("{0} bytes of code do not fit the {CODE_SIZE}-byte code area")]
+    TooLong(usize),
+}
+
+/// `Action::Return` codes above this are exceptions (code - base = vector).
+const RET_FAULT_BASE: u32 = 100;
+
+/// The sandbox guest: flat, two mapped regions.
+pub struct Sandbox;
+
+impl Sandbox {
+    fn prot(vaddr: u64) -> Option<PageProt> {
+        if (CODE_ADDR..CODE_ADDR + CODE_SIZE as u64).contains(&vaddr) {
+            Some(PageProt {
+                read: true,
+                write: false,
+                execute: true,
+            })
+        } else if (DATA_ADDR..DATA_ADDR + MEM_SIZE as u64).contains(&vaddr) {
+            Some(PageProt {
+                read: true,
+                write: true,
+                execute: false,
+            })
+        } else {
+            None
+        }
+    }
+}
+
+impl Guest for Sandbox {
+    type Cpu = X86Cpu;
+    fn globals(&self) -> Arc<[GlobalDef]> {
+        cpu::globals()
+    }
+    fn addr_type(&self) -> Type {
+        Type::I64
+    }
+    fn block_key(&self, cpu: &X86Cpu) -> (u64, u32) {
+        (cpu.rip, 0)
+    }
+    fn code_mmu_idx(&self, _: u32) -> u8 {
+        0
+    }
+    fn translate(
+        &self,
+        pc: u64,
+        _: u32,
+        code: &mut dyn CodeReader,
+        b: &mut Builder,
+        max: u32,
+    ) -> Result<(), MemFault> {
+        translate::translate(pc, code, b, max, 0)
+    }
+    fn restore_state(&self, cpu: &mut X86Cpu, pc: u64, extra: u64) {
+        translate::restore_state(cpu, pc, extra)
+    }
+    fn page_walk(
+        &self,
+        _: &mut X86Cpu,
+        vaddr: u64,
+        access: Access,
+        _: u8,
+    ) -> Result<PageMapping, MemFault> {
+        let prot = Sandbox::prot(vaddr).ok_or(MemFault::Page(0))?;
+        let allowed = match access {
+            Access::Read => prot.read,
+            Access::Write => prot.write,
+            Access::Execute => prot.execute,
+        };
+        if !allowed {
+            return Err(MemFault::Page(0));
+        }
+        Ok(PageMapping {
+            phys_page: vaddr & PAGE_MASK,
+            prot,
+        })
+    }
+    fn raise(&self, cpu: &mut X86Cpu, _: MemFault, _vaddr: u64, _: Access) {
+        cpu.cause = 14;
+        cpu.error_code = 0;
+    }
+    fn on_exit(&self, _: &mut X86Cpu, reason: u32) -> Action {
+        Action::Return(reason)
+    }
+    fn on_exception(&self, cpu: &mut X86Cpu) -> Action {
+        Action::Return(RET_FAULT_BASE + cpu.cause as u32)
+    }
+    fn on_exit_request(&self, _: &mut X86Cpu) -> Action {
+        Action::Continue
+    }
+}
+
+/// One engine (JIT or interpreter) with its vCPU and guest RAM, reused across sequences.
+pub struct Emulated {
+    ram: GuestMemoryMmap,
+    vcpu: Vcpu<Sandbox>,
+}
+
+impl Emulated {
+    /// A runner in `mode`. Create it after setting any fault injection: blocks translated
+    /// before keep their code.
+    pub fn new(mode: ExecMode) -> Result<Emulated, EmulatedError> {
+        let ram = GuestMemoryMmap::<()>::from_ranges(&[
+            (GuestAddress(CODE_ADDR), CODE_SIZE),
+            (GuestAddress(DATA_ADDR), MEM_SIZE),
+        ])
+        .map_err(|e| EmulatedError::Memory(e.to_string()))?;
+        let engine = Engine::new(
+            Sandbox,
+            Arc::new(RamAndBus::new(ram.clone(), devices::bus::Bus::new())),
+            EngineConfig {
+                mode,
+                system: false,
+                code_size: 32 << 20,
+                ..Default::default()
+            },
+        )?;
+        let vcpu = Vcpu::new(engine, X86Cpu::new(CODE_ADDR));
+        Ok(Emulated { ram, vcpu })
+    }
+
+    /// Runs `code` (which must end in `int3`) from `init` and returns the end state.
+    pub fn run(&mut self, code: &[u8], init: &InitState) -> Result<MachineState, EmulatedError> {
+        if code.len() > CODE_SIZE {
+            return Err(EmulatedError::TooLong(code.len()));
+        }
+        let mut area = vec![0xccu8; CODE_SIZE];
+        area[..code.len()].copy_from_slice(code);
+        let mem_err = |e: vm_memory::GuestMemoryError| EmulatedError::Memory(e.to_string());
+        self.ram
+            .write_slice(&area, GuestAddress(CODE_ADDR))
+            .map_err(mem_err)?;
+        self.vcpu
+            .engine()
+            .invalidate_phys_range(CODE_ADDR, CODE_ADDR + CODE_SIZE as u64);
+        let n = init.mem.len().min(MEM_SIZE);
+        self.ram
+            .write_slice(&init.mem[..n], GuestAddress(DATA_ADDR))
+            .map_err(mem_err)?;
+
+        let c = self.vcpu.cpu_mut();
+        c.regs = init.regs;
+        c.rip = CODE_ADDR;
+        c.cc_op = CcOp::EFLAGS.encode();
+        c.cc_dst = init.rflags & ARITH_FLAGS;
+        c.cc_src = init.rflags & ARITH_FLAGS;
+        c.cc_src2 = 0;
+        c.df = if init.rflags & DF != 0 { u64::MAX } else { 1 };
+        // IF set, as for the user-mode child.
+        c.eflags = 0x202 | (init.rflags & COMPARED_FLAGS);
+        c.xmm = init.xmm;
+        c.mxcsr = init.mxcsr as u64;
+        c.cause = 0;
+        c.error_code = 0;
+
+        let ret = self.vcpu.run()?;
+        let end = match ret {
+            EXIT_INT3 => End::Trap,
+            EXIT_UD => End::Fault(6),
+            r if r >= RET_FAULT_BASE => End::Fault((r - RET_FAULT_BASE) as u8),
+            r => return Err(EmulatedError::UnexpectedExit(r)),
+        };
+        let mut mem = vec![0u8; MEM_SIZE];
+        self.ram
+            .read_slice(&mut mem, GuestAddress(DATA_ADDR))
+            .map_err(mem_err)?;
+        let c = self.vcpu.cpu();
+        Ok(MachineState {
+            regs: c.regs,
+            rip: c.rip,
+            rflags: c.rflags(),
+            xmm: c.xmm,
+            mxcsr: c.mxcsr as u32,
+            mem,
+            end,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::STACK_TOP;
+
+    fn init() -> InitState {
+        let mut regs = [0u64; 16];
+        regs[4] = STACK_TOP;
+        regs[15] = DATA_ADDR;
+        InitState {
+            regs,
+            rflags: 0,
+            xmm: [[0; 2]; 16],
+            mxcsr: 0x1f80,
+            mem: vec![0; MEM_SIZE],
+        }
+    }
+
+    #[test]
+    fn both_modes_run_a_sequence_and_new_code_replaces_the_old() {
+        for mode in [ExecMode::Jit, ExecMode::Interpreter] {
+            let mut e = Emulated::new(mode).unwrap();
+            let mut i = init();
+            i.regs[0] = 10;
+            // add rax, 5; mov [r15 + 8], rax; int3
+            let code = [0x48, 0x83, 0xc0, 0x05, 0x49, 0x89, 0x47, 0x08, 0xcc];
+            let s = e.run(&code, &i).unwrap();
+            assert_eq!((s.end, s.regs[0], s.mem[8]), (End::Trap, 15, 15));
+            assert_eq!(s.rip, CODE_ADDR + code.len() as u64);
+            // add rax, 6 at the same address: the old translation must not run.
+            let code = [0x48, 0x83, 0xc0, 0x06, 0xcc];
+            let s = e.run(&code, &i).unwrap();
+            assert_eq!(s.regs[0], 16, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn faults_outside_the_sandbox_and_division_errors_have_their_vectors() {
+        let mut e = Emulated::new(ExecMode::Jit).unwrap();
+        let s = e.run(&[0x48, 0xf7, 0xf1, 0xcc], &init()).unwrap();
+        assert_eq!((s.end, s.rip), (End::Fault(0), CODE_ADDR));
+        let mut i = init();
+        i.regs[15] = 0x9000_0000;
+        let s = e.run(&[0x49, 0x8b, 0x07, 0xcc], &i).unwrap();
+        assert_eq!((s.end, s.rip), (End::Fault(14), CODE_ADDR));
+        // A store into the code area is refused as natively.
+        i.regs[15] = CODE_ADDR;
+        let s = e.run(&[0x49, 0x89, 0x07, 0xcc], &i).unwrap();
+        assert_eq!(s.end, End::Fault(14));
+    }
+}
