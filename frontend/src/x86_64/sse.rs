@@ -1,10 +1,17 @@
 //! The semantics of the SSE/SSE2 instructions on 128-bit register values.
 //!
 //! Arithmetic, comparisons and conversions run the very same instruction on the host (this
-//! module needs an x86_64 host): with the guest's MXCSR rounding mode, DAZ and FTZ loaded,
-//! every exception masked, and the sticky flags the host raised OR-ed back into the guest
-//! MXCSR, the result is the architectural one bit for bit, NaN propagation and operand-order
-//! rules of min/max included. Shuffles, inserts, extracts and moves are plain Rust.
+//! module needs an x86_64 host), so results are the architectural ones bit for bit, NaN
+//! propagation and operand-order rules of min/max included. Two ways:
+//!
+//! - the fast way ([`fast`]): the instruction as it is, under the host's default MXCSR, when
+//!   the guest is in that mode too and the operand and result values prove that it raised no
+//!   flag the guest does not already have: no MXCSR access at all;
+//! - the exact way ([`mxcsr`]): under the guest's rounding mode, DAZ and FTZ with every
+//!   exception masked, the flags the host raised OR-ed back into the guest MXCSR, the guest
+//!   MXCSR left resident in the host between instructions when its mode is the default.
+//!
+//! Shuffles, inserts, extracts and moves are plain Rust.
 //!
 //! Gap: unmasked guest exceptions (#XM) are not delivered; the flag is set as if masked.
 
@@ -13,15 +20,16 @@ use core::arch::x86_64::__m128i;
 
 use iced_x86::Mnemonic;
 
+pub mod fast;
+pub mod mxcsr;
+
+use fast::Kind;
+
 /// An XMM register value: the low and high quadwords.
 pub type Xmm = [u64; 2];
 
 /// MXCSR bits that may be set (flags, DAZ, masks, RC, FTZ); the rest are reserved (#GP).
 pub const MXCSR_MASK: u32 = 0xffff;
-/// The exception flags (IE DE ZE OE UE PE).
-const MXCSR_FLAGS: u32 = 0x3f;
-/// The exception masks.
-const MXCSR_MASKS: u32 = 0x3f << 7;
 
 /// What an instruction produced.
 #[derive(Debug, PartialEq, Eq)]
@@ -42,133 +50,312 @@ fn from_m(v: __m128i) -> Xmm {
     unsafe { core::mem::transmute::<__m128i, Xmm>(v) }
 }
 
-/// The MXCSR the host runs a guest operation under: the guest's control bits, every
-/// exception masked, the flags clear (so the ones set afterwards are this operation's).
-fn host_mxcsr(guest: u32) -> u32 {
-    (guest & MXCSR_MASK & !MXCSR_FLAGS) | MXCSR_MASKS
-}
-
 /// `insn d, s` on the host, integer (no MXCSR involved).
 macro_rules! int2 {
-    ($insn:literal, $d:expr, $s:expr) => {{
-        let mut d = to_m($d);
-        let s = to_m($s);
-        // SAFETY: one SSE2 register-to-register instruction on the operands given; it
-        // touches no memory and no other register.
-        unsafe {
-            asm!(concat!($insn, " {d}, {s}"), d = inout(xmm_reg) d, s = in(xmm_reg) s,
-                 options(pure, nomem, nostack));
-        }
-        Res::Xmm(from_m(d))
-    }};
-}
-
-/// `insn d, s` on the host under the guest's MXCSR, the raised flags OR-ed into it.
-macro_rules! fp2 {
-    ($insn:literal, $d:expr, $s:expr, $mx:expr) => {
-        fp2t!(concat!($insn, " {d}, {s}"), $d, $s, $mx)
+    ($insn:literal, $d:expr, $s:expr) => {
+        Res::Xmm(host2!(concat!($insn, " {d}, {s}"), $d, $s))
     };
 }
 
-/// Like `fp2!` with the whole instruction template given (`{d}`, `{s}` the operands).
-macro_rules! fp2t {
+/// The instruction template `$tmpl` (`{d}`, `{s}` its operands) run on the host as it is,
+/// under whatever MXCSR is loaded (the default mode, see [`fast`]); the new `d`.
+macro_rules! host2 {
+    ($tmpl:expr, $d:expr, $s:expr) => {{
+        let mut d = to_m($d);
+        let s = to_m($s);
+        // SAFETY: one SSE instruction on the two registers given; exceptions are masked in
+        // the host MXCSR (Rust's default, never unmasked here), so it cannot trap.
+        unsafe {
+            asm!($tmpl, d = inout(xmm_reg) d, s = in(xmm_reg) s, options(pure, nomem, nostack));
+        }
+        from_m(d)
+    }};
+}
+
+/// The instruction template `$tmpl` run under the guest MXCSR `$mx` (a `&mut u32`), the
+/// raised flags OR-ed into it; the new `d`.
+macro_rules! guest2 {
     ($tmpl:expr, $d:expr, $s:expr, $mx:expr) => {{
         let mut d = to_m($d);
         let s = to_m($s);
-        let mut m = host_mxcsr(*$mx);
-        let mut saved = 0u32;
-        // SAFETY: saves the host MXCSR, runs one SSE instruction with every exception
-        // masked (it cannot trap), reads the flags back and restores the host MXCSR; the
-        // two pointers are to the locals `saved` and `m`.
+        let e = mxcsr::enter(*$mx);
+        // SAFETY: one SSE instruction on the two registers given, every exception masked by
+        // `enter`. Not `nomem`/`pure`: it must stay between `enter` and `leave`.
         unsafe {
-            asm!("stmxcsr [{saved}]", "ldmxcsr [{m}]", $tmpl,
-                 "stmxcsr [{m}]", "ldmxcsr [{saved}]",
-                 d = inout(xmm_reg) d, s = in(xmm_reg) s,
-                 m = in(reg) &mut m, saved = in(reg) &mut saved, options(nostack));
+            asm!($tmpl, d = inout(xmm_reg) d, s = in(xmm_reg) s, options(nostack));
         }
-        *$mx |= m & MXCSR_FLAGS;
-        Res::Xmm(from_m(d))
+        mxcsr::leave(e, $mx);
+        from_m(d)
     }};
 }
 
-/// Converts a scalar in the low lane of `s` to an integer register: `insn r, s`.
-macro_rules! fp2gpr {
-    ($insn:literal, $wide:expr, $s:expr, $mx:expr) => {{
-        let s = to_m($s);
-        let mut m = host_mxcsr(*$mx);
-        let mut saved = 0u32;
-        let r: u64;
-        if $wide {
-            // SAFETY: as in `fp2!`; the result goes to a general register.
-            unsafe {
-                asm!("stmxcsr [{saved}]", "ldmxcsr [{m}]", concat!($insn, " {r}, {s}"),
-                     "stmxcsr [{m}]", "ldmxcsr [{saved}]",
-                     r = out(reg) r, s = in(xmm_reg) s,
-                     m = in(reg) &mut m, saved = in(reg) &mut saved, options(nostack));
+/// Arithmetic instructions: `name insn kind single lanes`, each a function
+/// `name(d, s, mxcsr) -> d`, fast when [`fast::arith_ok`] says so.
+macro_rules! arith {
+    ($($name:ident $insn:literal $kind:ident $single:literal $lanes:literal;)*) => {$(
+        #[doc = concat!("`", $insn, " d, s` under guest MXCSR `mx`.")]
+        #[inline]
+        pub fn $name(d: Xmm, s: Xmm, mx: &mut u32) -> Xmm {
+            if fast::may_try(*mx) {
+                let r = host2!(concat!($insn, " {d}, {s}"), d, s);
+                if fast::arith_ok(Kind::$kind, $single, $lanes, d, s, r) {
+                    return r;
+                }
             }
-        } else {
-            let r32: u32;
-            // SAFETY: as in `fp2!`; the result goes to a general register.
-            unsafe {
-                asm!("stmxcsr [{saved}]", "ldmxcsr [{m}]", concat!($insn, " {r:e}, {s}"),
-                     "stmxcsr [{m}]", "ldmxcsr [{saved}]",
-                     r = out(reg) r32, s = in(xmm_reg) s,
-                     m = in(reg) &mut m, saved = in(reg) &mut saved, options(nostack));
+            #[cold]
+            #[inline(never)]
+            fn exact(d: Xmm, s: Xmm, mx: &mut u32) -> Xmm {
+                guest2!(concat!($insn, " {d}, {s}"), d, s, mx)
             }
-            r = r32 as u64;
+            exact(d, s, mx)
         }
-        *$mx |= m & MXCSR_FLAGS;
-        Res::Gpr(r)
-    }};
+    )*};
 }
 
-/// Converts the integer `v` into the low lane of `d`: `insn d, v`.
+arith! {
+    addss "addss" AddSub true 1;
+    addsd "addsd" AddSub false 1;
+    addps "addps" AddSub true 4;
+    addpd "addpd" AddSub false 2;
+    subss "subss" AddSub true 1;
+    subsd "subsd" AddSub false 1;
+    subps "subps" AddSub true 4;
+    subpd "subpd" AddSub false 2;
+    mulss "mulss" MulDiv true 1;
+    mulsd "mulsd" MulDiv false 1;
+    mulps "mulps" MulDiv true 4;
+    mulpd "mulpd" MulDiv false 2;
+    divss "divss" MulDiv true 1;
+    divsd "divsd" MulDiv false 1;
+    divps "divps" MulDiv true 4;
+    divpd "divpd" MulDiv false 2;
+    sqrtss "sqrtss" Sqrt true 1;
+    sqrtsd "sqrtsd" Sqrt false 1;
+    sqrtps "sqrtps" Sqrt true 4;
+    sqrtpd "sqrtpd" Sqrt false 2;
+}
+
+/// Instructions that raise only IE and DE (min, max): fast when no operand is a NaN or a
+/// denormal, in any mode.
+macro_rules! quiet2 {
+    ($($name:ident $insn:literal $single:literal $lanes:literal;)*) => {$(
+        #[doc = concat!("`", $insn, " d, s` under guest MXCSR `mx`.")]
+        #[inline]
+        pub fn $name(d: Xmm, s: Xmm, mx: &mut u32) -> Xmm {
+            if fast::quiet_ok($single, $lanes, d, s) {
+                return host2!(concat!($insn, " {d}, {s}"), d, s);
+            }
+            #[cold]
+            #[inline(never)]
+            fn exact(d: Xmm, s: Xmm, mx: &mut u32) -> Xmm {
+                guest2!(concat!($insn, " {d}, {s}"), d, s, mx)
+            }
+            exact(d, s, mx)
+        }
+    )*};
+}
+
+quiet2! {
+    minss "minss" true 1;
+    minsd "minsd" false 1;
+    minps "minps" true 4;
+    minpd "minpd" false 2;
+    maxss "maxss" true 1;
+    maxsd "maxsd" false 1;
+    maxps "maxps" true 4;
+    maxpd "maxpd" false 2;
+}
+
+/// Instructions that always go the exact way (the rarer conversions).
+macro_rules! exact2 {
+    ($($name:ident $insn:literal;)*) => {$(
+        #[doc = concat!("`", $insn, " d, s` under guest MXCSR `mx`.")]
+        pub fn $name(d: Xmm, s: Xmm, mx: &mut u32) -> Xmm {
+            guest2!(concat!($insn, " {d}, {s}"), d, s, mx)
+        }
+    )*};
+}
+
+exact2! {
+    cvtpd2ps "cvtpd2ps";
+    cvtdq2ps "cvtdq2ps";
+    cvtps2dq "cvtps2dq";
+    cvttps2dq "cvttps2dq";
+    cvtpd2dq "cvtpd2dq";
+    cvttpd2dq "cvttpd2dq";
+}
+
+/// `cvtss2sd d, s`: exact for every number, so only NaNs and denormals raise anything.
+pub fn cvtss2sd(d: Xmm, s: Xmm, mx: &mut u32) -> Xmm {
+    if fast::quiet(s[0] & 0xffff_ffff, true) {
+        return host2!("cvtss2sd {d}, {s}", d, s);
+    }
+    guest2!("cvtss2sd {d}, {s}", d, s, mx)
+}
+
+/// `cvtps2pd d, s`: as [`cvtss2sd`], two lanes.
+pub fn cvtps2pd(d: Xmm, s: Xmm, mx: &mut u32) -> Xmm {
+    if fast::quiet_ok(true, 2, s, s) {
+        return host2!("cvtps2pd {d}, {s}", d, s);
+    }
+    guest2!("cvtps2pd {d}, {s}", d, s, mx)
+}
+
+/// `cvtdq2pd d, s`: every 32-bit integer is a double; nothing is ever raised.
+pub fn cvtdq2pd(d: Xmm, s: Xmm, _mx: &mut u32) -> Xmm {
+    host2!("cvtdq2pd {d}, {s}", d, s)
+}
+
+/// `cvtsd2ss d, s`: a rounding, checked like arithmetic.
+pub fn cvtsd2ss(d: Xmm, s: Xmm, mx: &mut u32) -> Xmm {
+    if fast::may_try(*mx) {
+        let r = host2!("cvtsd2ss {d}, {s}", d, s);
+        let (x, y) = (s[0], r[0] & 0xffff_ffff);
+        if fast::ordinary(x, false)
+            && (fast::safe(y, true) || fast::is_zero(y, true) && fast::is_zero(x, false))
+        {
+            return r;
+        }
+    }
+    guest2!("cvtsd2ss {d}, {s}", d, s, mx)
+}
+
+/// `insn d, v` with `v` a general register (`{v}` 64-bit, `{v:e}` 32-bit in the template).
 macro_rules! gpr2fp {
-    ($insn:literal, $wide:expr, $d:expr, $v:expr, $mx:expr) => {{
+    ($tmpl:expr, $d:expr, $v:expr) => {{
         let mut d = to_m($d);
-        let v: u64 = $v;
-        let mut m = host_mxcsr(*$mx);
-        let mut saved = 0u32;
-        if $wide {
-            // SAFETY: as in `fp2!`; the source is a general register.
-            unsafe {
-                asm!("stmxcsr [{saved}]", "ldmxcsr [{m}]", concat!($insn, " {d}, {v}"),
-                     "stmxcsr [{m}]", "ldmxcsr [{saved}]",
-                     d = inout(xmm_reg) d, v = in(reg) v,
-                     m = in(reg) &mut m, saved = in(reg) &mut saved, options(nostack));
-            }
-        } else {
-            // SAFETY: as in `fp2!`; the source is a general register.
-            unsafe {
-                asm!("stmxcsr [{saved}]", "ldmxcsr [{m}]", concat!($insn, " {d}, {v:e}"),
-                     "stmxcsr [{m}]", "ldmxcsr [{saved}]",
-                     d = inout(xmm_reg) d, v = in(reg) v as u32,
-                     m = in(reg) &mut m, saved = in(reg) &mut saved, options(nostack));
-            }
+        // SAFETY: one conversion from a general register; exceptions masked (see host2).
+        unsafe {
+            asm!($tmpl, d = inout(xmm_reg) d, v = in(reg) $v, options(pure, nomem, nostack));
         }
-        *$mx |= m & MXCSR_FLAGS;
-        Res::Xmm(from_m(d))
+        from_m(d)
+    }};
+    ($tmpl:expr, $d:expr, $v:expr, $mx:expr) => {{
+        let mut d = to_m($d);
+        let e = mxcsr::enter(*$mx);
+        // SAFETY: as in guest2.
+        unsafe {
+            asm!($tmpl, d = inout(xmm_reg) d, v = in(reg) $v, options(nostack));
+        }
+        mxcsr::leave(e, $mx);
+        from_m(d)
     }};
 }
 
-/// `(u)comis{s,d} a, b`: ZF, PF, CF as the host sets them (OF, SF, AF clear).
-macro_rules! fpcomi {
-    ($insn:literal, $a:expr, $b:expr, $mx:expr) => {{
-        let a = to_m($a);
-        let b = to_m($b);
-        let mut m = host_mxcsr(*$mx);
-        let mut saved = 0u32;
-        let f: u64;
-        // SAFETY: as in `fp2!`; pushfq/pop use the stack (no `nostack`).
+/// `cvtsi2s{d,s} d, v` (`single`: to a single; `wide`: `v` is 64-bit, else its low 32 bits).
+/// Integers up to 2^53 (2^24 for singles) in magnitude convert exactly in any mode.
+pub fn cvtsi2f(single: bool, wide: bool, d: Xmm, v: u64, mx: &mut u32) -> Xmm {
+    let n = if wide { v as i64 } else { v as i32 as i64 };
+    let exact = n.unsigned_abs() <= if single { 1 << 24 } else { 1 << 53 };
+    let fast = exact || fast::may_try(*mx);
+    match (single, wide, fast) {
+        (false, true, true) => gpr2fp!("cvtsi2sd {d}, {v}", d, v),
+        (false, false, true) => gpr2fp!("cvtsi2sd {d}, {v:e}", d, v as u32),
+        (true, true, true) => gpr2fp!("cvtsi2ss {d}, {v}", d, v),
+        (true, false, true) => gpr2fp!("cvtsi2ss {d}, {v:e}", d, v as u32),
+        (false, true, false) => gpr2fp!("cvtsi2sd {d}, {v}", d, v, mx),
+        (false, false, false) => gpr2fp!("cvtsi2sd {d}, {v:e}", d, v as u32, mx),
+        (true, true, false) => gpr2fp!("cvtsi2ss {d}, {v}", d, v, mx),
+        (true, false, false) => gpr2fp!("cvtsi2ss {d}, {v:e}", d, v as u32, mx),
+    }
+}
+
+/// `insn r, s` to a general register (`{r}` 64-bit, `{r:e}` 32-bit), as `u64`.
+macro_rules! fp2gpr {
+    ($tmpl:expr, $s:expr) => {{
+        let s = to_m($s);
+        let r: u64;
+        // SAFETY: one conversion to a general register; exceptions masked (see host2).
         unsafe {
-            asm!("stmxcsr [{saved}]", "ldmxcsr [{m}]", concat!($insn, " {a}, {b}"),
-                 "pushfq", "pop {f}", "stmxcsr [{m}]", "ldmxcsr [{saved}]",
-                 a = in(xmm_reg) a, b = in(xmm_reg) b, f = out(reg) f,
-                 m = in(reg) &mut m, saved = in(reg) &mut saved);
+            asm!($tmpl, r = out(reg) r, s = in(xmm_reg) s, options(pure, nomem, nostack));
         }
-        *$mx |= m & MXCSR_FLAGS;
-        Res::Gpr(f & (super::flags::ZF | super::flags::PF | super::flags::CF))
+        r
     }};
+    ($tmpl:expr, $s:expr, $mx:expr) => {{
+        let s = to_m($s);
+        let r: u64;
+        let e = mxcsr::enter(*$mx);
+        // SAFETY: as in guest2.
+        unsafe {
+            asm!($tmpl, r = out(reg) r, s = in(xmm_reg) s, options(nostack));
+        }
+        mxcsr::leave(e, $mx);
+        r
+    }};
+}
+
+/// `cvt(t)s{s,d}2si r, s` (`single` source, `trunc`ating, `wide` result), the result
+/// zero-extended. Fast for finite, non-denormal sources whose result is not the integer
+/// indefinite, in the default mode (truncation: any mode), when exact or PE is set.
+pub fn cvtf2si(single: bool, trunc: bool, wide: bool, s: Xmm, mx: &mut u32) -> u64 {
+    macro_rules! pick {
+        ($($mx:expr)?) => {
+            match (single, trunc, wide) {
+                (false, false, true) => fp2gpr!("cvtsd2si {r}, {s}", s $(, $mx)?),
+                (false, true, true) => fp2gpr!("cvttsd2si {r}, {s}", s $(, $mx)?),
+                (true, false, true) => fp2gpr!("cvtss2si {r}, {s}", s $(, $mx)?),
+                (true, true, true) => fp2gpr!("cvttss2si {r}, {s}", s $(, $mx)?),
+                (false, false, false) => fp2gpr!("cvtsd2si {r:e}, {s}", s $(, $mx)?) as u32 as u64,
+                (false, true, false) => fp2gpr!("cvttsd2si {r:e}, {s}", s $(, $mx)?) as u32 as u64,
+                (true, false, false) => fp2gpr!("cvtss2si {r:e}, {s}", s $(, $mx)?) as u32 as u64,
+                (true, true, false) => fp2gpr!("cvttss2si {r:e}, {s}", s $(, $mx)?) as u32 as u64,
+            }
+        };
+    }
+    let x = if single { s[0] & 0xffff_ffff } else { s[0] };
+    if fast::ordinary(x, single) && (trunc || mxcsr::default_mode(*mx)) {
+        let r = pick!();
+        let (n, indefinite) = if wide {
+            (r as i64, r == 1 << 63)
+        } else {
+            (r as u32 as i32 as i64, r == 1 << 31)
+        };
+        let exact = if single {
+            n as f32 == f32::from_bits(x as u32)
+        } else {
+            n as f64 == f64::from_bits(x)
+        };
+        if !indefinite && (exact || *mx & mxcsr::PE != 0) {
+            return r;
+        }
+    }
+    pick!(mx)
+}
+
+/// `(u)comis{s,d} a, b` (`single`, `ordered`: comis, which signals on quiet NaNs too): ZF, PF,
+/// CF as the host sets them (OF, SF, AF clear).
+pub fn comis(single: bool, ordered: bool, a: Xmm, b: Xmm, mx: &mut u32) -> u64 {
+    macro_rules! run {
+        ($insn:literal, $($guest:ident)?) => {{
+            let (a, b) = (to_m(a), to_m(b));
+            let f: u64;
+            $(let $guest = mxcsr::enter(*mx);)?
+            // SAFETY: one compare, exceptions masked (by `enter`, or the host's default);
+            // pushfq/pop use the stack (no `nostack`).
+            unsafe {
+                asm!(concat!($insn, " {a}, {b}"), "pushfq", "pop {f}",
+                     a = in(xmm_reg) a, b = in(xmm_reg) b, f = out(reg) f);
+            }
+            $(mxcsr::leave($guest, mx);)?
+            f
+        }};
+    }
+    let f = if fast::quiet_ok(single, 1, a, b) {
+        match (single, ordered) {
+            (true, true) => run!("comiss",),
+            (false, true) => run!("comisd",),
+            (true, false) => run!("ucomiss",),
+            (false, false) => run!("ucomisd",),
+        }
+    } else {
+        match (single, ordered) {
+            (true, true) => run!("comiss", e),
+            (false, true) => run!("comisd", e),
+            (true, false) => run!("ucomiss", e),
+            (false, false) => run!("ucomisd", e),
+        }
+    };
+    f & (super::flags::ZF | super::flags::PF | super::flags::CF)
 }
 
 fn words(v: Xmm) -> [u16; 8] {
@@ -359,84 +546,95 @@ pub fn exec(
         }
         Pextrw => Res::Gpr(words(s)[(imm & 7) as usize] as u64),
         // Floating point.
-        Addss => fp2!("addss", d, s, mx),
-        Addsd => fp2!("addsd", d, s, mx),
-        Addps => fp2!("addps", d, s, mx),
-        Addpd => fp2!("addpd", d, s, mx),
-        Subss => fp2!("subss", d, s, mx),
-        Subsd => fp2!("subsd", d, s, mx),
-        Subps => fp2!("subps", d, s, mx),
-        Subpd => fp2!("subpd", d, s, mx),
-        Mulss => fp2!("mulss", d, s, mx),
-        Mulsd => fp2!("mulsd", d, s, mx),
-        Mulps => fp2!("mulps", d, s, mx),
-        Mulpd => fp2!("mulpd", d, s, mx),
-        Divss => fp2!("divss", d, s, mx),
-        Divsd => fp2!("divsd", d, s, mx),
-        Divps => fp2!("divps", d, s, mx),
-        Divpd => fp2!("divpd", d, s, mx),
-        Minss => fp2!("minss", d, s, mx),
-        Minsd => fp2!("minsd", d, s, mx),
-        Minps => fp2!("minps", d, s, mx),
-        Minpd => fp2!("minpd", d, s, mx),
-        Maxss => fp2!("maxss", d, s, mx),
-        Maxsd => fp2!("maxsd", d, s, mx),
-        Maxps => fp2!("maxps", d, s, mx),
-        Maxpd => fp2!("maxpd", d, s, mx),
-        Sqrtss => fp2!("sqrtss", d, s, mx),
-        Sqrtsd => fp2!("sqrtsd", d, s, mx),
-        Sqrtps => fp2!("sqrtps", d, s, mx),
-        Sqrtpd => fp2!("sqrtpd", d, s, mx),
-        Cmpss => cmp(0, d, s, imm, mx),
-        Cmpsd => cmp(1, d, s, imm, mx),
-        Cmpps => cmp(2, d, s, imm, mx),
-        Cmppd => cmp(3, d, s, imm, mx),
-        Comiss => fpcomi!("comiss", d, s, mx),
-        Comisd => fpcomi!("comisd", d, s, mx),
-        Ucomiss => fpcomi!("ucomiss", d, s, mx),
-        Ucomisd => fpcomi!("ucomisd", d, s, mx),
-        Cvtss2sd => fp2!("cvtss2sd", d, s, mx),
-        Cvtsd2ss => fp2!("cvtsd2ss", d, s, mx),
-        Cvtps2pd => fp2!("cvtps2pd", d, s, mx),
-        Cvtpd2ps => fp2!("cvtpd2ps", d, s, mx),
-        Cvtdq2ps => fp2!("cvtdq2ps", d, s, mx),
-        Cvtdq2pd => fp2!("cvtdq2pd", d, s, mx),
-        Cvtps2dq => fp2!("cvtps2dq", d, s, mx),
-        Cvttps2dq => fp2!("cvttps2dq", d, s, mx),
-        Cvtpd2dq => fp2!("cvtpd2dq", d, s, mx),
-        Cvttpd2dq => fp2!("cvttpd2dq", d, s, mx),
-        Cvtsi2ss => gpr2fp!("cvtsi2ss", wide, d, s[0], mx),
-        Cvtsi2sd => gpr2fp!("cvtsi2sd", wide, d, s[0], mx),
-        Cvtss2si => fp2gpr!("cvtss2si", wide, s, mx),
-        Cvttss2si => fp2gpr!("cvttss2si", wide, s, mx),
-        Cvtsd2si => fp2gpr!("cvtsd2si", wide, s, mx),
-        Cvttsd2si => fp2gpr!("cvttsd2si", wide, s, mx),
+        Addss => Res::Xmm(addss(d, s, mx)),
+        Addsd => Res::Xmm(addsd(d, s, mx)),
+        Addps => Res::Xmm(addps(d, s, mx)),
+        Addpd => Res::Xmm(addpd(d, s, mx)),
+        Subss => Res::Xmm(subss(d, s, mx)),
+        Subsd => Res::Xmm(subsd(d, s, mx)),
+        Subps => Res::Xmm(subps(d, s, mx)),
+        Subpd => Res::Xmm(subpd(d, s, mx)),
+        Mulss => Res::Xmm(mulss(d, s, mx)),
+        Mulsd => Res::Xmm(mulsd(d, s, mx)),
+        Mulps => Res::Xmm(mulps(d, s, mx)),
+        Mulpd => Res::Xmm(mulpd(d, s, mx)),
+        Divss => Res::Xmm(divss(d, s, mx)),
+        Divsd => Res::Xmm(divsd(d, s, mx)),
+        Divps => Res::Xmm(divps(d, s, mx)),
+        Divpd => Res::Xmm(divpd(d, s, mx)),
+        Minss => Res::Xmm(minss(d, s, mx)),
+        Minsd => Res::Xmm(minsd(d, s, mx)),
+        Minps => Res::Xmm(minps(d, s, mx)),
+        Minpd => Res::Xmm(minpd(d, s, mx)),
+        Maxss => Res::Xmm(maxss(d, s, mx)),
+        Maxsd => Res::Xmm(maxsd(d, s, mx)),
+        Maxps => Res::Xmm(maxps(d, s, mx)),
+        Maxpd => Res::Xmm(maxpd(d, s, mx)),
+        Sqrtss => Res::Xmm(sqrtss(d, s, mx)),
+        Sqrtsd => Res::Xmm(sqrtsd(d, s, mx)),
+        Sqrtps => Res::Xmm(sqrtps(d, s, mx)),
+        Sqrtpd => Res::Xmm(sqrtpd(d, s, mx)),
+        Cmpss => Res::Xmm(cmp(0, d, s, imm, mx)),
+        Cmpsd => Res::Xmm(cmp(1, d, s, imm, mx)),
+        Cmpps => Res::Xmm(cmp(2, d, s, imm, mx)),
+        Cmppd => Res::Xmm(cmp(3, d, s, imm, mx)),
+        Comiss => Res::Gpr(comis(true, true, d, s, mx)),
+        Comisd => Res::Gpr(comis(false, true, d, s, mx)),
+        Ucomiss => Res::Gpr(comis(true, false, d, s, mx)),
+        Ucomisd => Res::Gpr(comis(false, false, d, s, mx)),
+        Cvtss2sd => Res::Xmm(cvtss2sd(d, s, mx)),
+        Cvtsd2ss => Res::Xmm(cvtsd2ss(d, s, mx)),
+        Cvtps2pd => Res::Xmm(cvtps2pd(d, s, mx)),
+        Cvtpd2ps => Res::Xmm(cvtpd2ps(d, s, mx)),
+        Cvtdq2ps => Res::Xmm(cvtdq2ps(d, s, mx)),
+        Cvtdq2pd => Res::Xmm(cvtdq2pd(d, s, mx)),
+        Cvtps2dq => Res::Xmm(cvtps2dq(d, s, mx)),
+        Cvttps2dq => Res::Xmm(cvttps2dq(d, s, mx)),
+        Cvtpd2dq => Res::Xmm(cvtpd2dq(d, s, mx)),
+        Cvttpd2dq => Res::Xmm(cvttpd2dq(d, s, mx)),
+        Cvtsi2ss => Res::Xmm(cvtsi2f(true, wide, d, s[0], mx)),
+        Cvtsi2sd => Res::Xmm(cvtsi2f(false, wide, d, s[0], mx)),
+        Cvtss2si => Res::Gpr(cvtf2si(true, false, wide, s, mx)),
+        Cvttss2si => Res::Gpr(cvtf2si(true, true, wide, s, mx)),
+        Cvtsd2si => Res::Gpr(cvtf2si(false, false, wide, s, mx)),
+        Cvttsd2si => Res::Gpr(cvtf2si(false, true, wide, s, mx)),
         _ => return None,
     })
 }
 
 /// `cmp{ss,sd,ps,pd}` (`kind` 0..=3 in that order) with predicate `imm & 7` (EQ LT LE UNORD
-/// NEQ NLT NLE ORD); SSE/SSE2 encodings only look at the low three bits.
-fn cmp(kind: u8, d: Xmm, s: Xmm, imm: u8, mx: &mut u32) -> Res {
+/// NEQ NLT NLE ORD); SSE/SSE2 encodings only look at the low three bits. Fast (no MXCSR)
+/// when no compared lane is a NaN or a denormal.
+pub fn cmp(kind: u8, d: Xmm, s: Xmm, imm: u8, mx: &mut u32) -> Xmm {
     macro_rules! preds {
-        ($insn:literal) => {
+        ($insn:literal, $how:ident $(, $mx:expr)?) => {
             match imm & 7 {
-                0 => fp2t!(concat!($insn, " {d}, {s}, 0"), d, s, mx),
-                1 => fp2t!(concat!($insn, " {d}, {s}, 1"), d, s, mx),
-                2 => fp2t!(concat!($insn, " {d}, {s}, 2"), d, s, mx),
-                3 => fp2t!(concat!($insn, " {d}, {s}, 3"), d, s, mx),
-                4 => fp2t!(concat!($insn, " {d}, {s}, 4"), d, s, mx),
-                5 => fp2t!(concat!($insn, " {d}, {s}, 5"), d, s, mx),
-                6 => fp2t!(concat!($insn, " {d}, {s}, 6"), d, s, mx),
-                _ => fp2t!(concat!($insn, " {d}, {s}, 7"), d, s, mx),
+                0 => $how!(concat!($insn, " {d}, {s}, 0"), d, s $(, $mx)?),
+                1 => $how!(concat!($insn, " {d}, {s}, 1"), d, s $(, $mx)?),
+                2 => $how!(concat!($insn, " {d}, {s}, 2"), d, s $(, $mx)?),
+                3 => $how!(concat!($insn, " {d}, {s}, 3"), d, s $(, $mx)?),
+                4 => $how!(concat!($insn, " {d}, {s}, 4"), d, s $(, $mx)?),
+                5 => $how!(concat!($insn, " {d}, {s}, 5"), d, s $(, $mx)?),
+                6 => $how!(concat!($insn, " {d}, {s}, 6"), d, s $(, $mx)?),
+                _ => $how!(concat!($insn, " {d}, {s}, 7"), d, s $(, $mx)?),
             }
         };
     }
-    match kind {
-        0 => preds!("cmpss"),
-        1 => preds!("cmpsd"),
-        2 => preds!("cmpps"),
-        _ => preds!("cmppd"),
+    let (single, lanes) = [(true, 1), (false, 1), (true, 4), (false, 2)][kind as usize & 3];
+    if fast::quiet_ok(single, lanes, d, s) {
+        match kind {
+            0 => preds!("cmpss", host2),
+            1 => preds!("cmpsd", host2),
+            2 => preds!("cmpps", host2),
+            _ => preds!("cmppd", host2),
+        }
+    } else {
+        match kind {
+            0 => preds!("cmpss", guest2, mx),
+            1 => preds!("cmpsd", guest2, mx),
+            2 => preds!("cmpps", guest2, mx),
+            _ => preds!("cmppd", guest2, mx),
+        }
     }
 }
 

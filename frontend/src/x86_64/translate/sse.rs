@@ -1,10 +1,18 @@
 //! Translation of the SSE/SSE2 instructions and of `ldmxcsr`/`stmxcsr`/`fxsave`/`fxrstor`.
 //!
-//! The XMM registers and MXCSR live in the CPU state, not in globals. Every instruction that
-//! computes runs [`crate::x86_64::sse::exec`] in one helper call: the translator loads any
-//! memory source first (so a fault leaves everything untouched), passes it as two quadwords,
-//! and writes the helper's general-register result (or the flags of `comiss`) afterwards.
-//! Moves from an XMM register to memory or a general register are `env_load`s and stores.
+//! The XMM registers and MXCSR live in the CPU state, not in globals. Three ways, cheapest
+//! first:
+//!
+//! - moves, loads, 64-bit unpacks and shuffles and the bitwise logic are inline IR on the
+//!   registers' two quadwords ([`moves`]); so are stores of XMM registers to memory or to a
+//!   general register;
+//! - the floating-point instructions that matter for speed have a helper of their own per
+//!   instruction ([`ops`]), given register numbers or the loaded source;
+//! - everything else runs [`crate::x86_64::sse::exec`] in one general helper call, with a
+//!   descriptor of the instruction.
+//!
+//! The translator loads any memory source first (so a fault leaves everything untouched),
+//! and writes a helper's general-register result (or the flags of `comiss`) afterwards.
 //! 16-byte memory operands must be aligned (#GP) except for movups/movupd/movdqu.
 
 use iced_x86::{Instruction, Mnemonic, OpKind, Register};
@@ -13,6 +21,9 @@ use ir::{Helper, HelperFlags, MemOp, Size, Temp};
 use super::{gpr, vector, Flow, Loc, Translator};
 use crate::x86_64::cpu::{self, X86Cpu};
 use crate::x86_64::sse::{self, Res};
+
+mod moves;
+mod ops;
 
 /// Whether `i` belongs to this module: an XMM operand, or one of the SSE state instructions.
 pub(super) fn is_sse(i: &Instruction) -> bool {
@@ -222,6 +233,9 @@ impl Translator<'_> {
             OpKind::Register => {}
             _ => return None,
         }
+        if let Some(flow) = self.sse_inline(i) {
+            return Some(flow);
+        }
         let dst_reg = i.op_register(0);
         let mut desc = Desc {
             op: m,
@@ -296,9 +310,19 @@ impl Translator<'_> {
                 _ => return None,
             },
         }
-        let d = self.konst(desc.pack());
         let r = self.tmp();
-        self.b.call(&SSE, &[Temp::ENV, d, lo, hi], Some(r));
+        if let Some(h) = ops::lookup(m, desc.wide) {
+            let (d, imm) = (self.konst(desc.dst as u64), self.konst(desc.imm as u64));
+            if desc.args {
+                self.b.call(&h.args, &[Temp::ENV, d, lo, hi, imm], Some(r));
+            } else {
+                let s = self.konst(desc.src as u64);
+                self.b.call(&h.reg, &[Temp::ENV, d, s, imm], Some(r));
+            }
+        } else {
+            let d = self.konst(desc.pack());
+            self.b.call(&SSE, &[Temp::ENV, d, lo, hi], Some(r));
+        }
         if matches!(m, Comiss | Comisd | Ucomiss | Ucomisd) {
             self.set_eflags(r);
         } else if let Some((idx, size, high)) = gpr(dst_reg) {

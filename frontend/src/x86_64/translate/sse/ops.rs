@@ -1,0 +1,224 @@
+//! One helper per floating-point instruction and operand shape.
+//!
+//! The general SSE helper decodes a descriptor and dispatches on the mnemonic at run time.
+//! The instructions floating-point code spends its time in (arithmetic, min/max, compares,
+//! the scalar conversions) get a helper of their own instead, generated per instruction:
+//! it reads the XMM registers it names, runs the instruction's function in
+//! [`crate::x86_64::sse`] and writes the destination, with nothing decided at run time but
+//! the fast-or-exact choice inside that function. Two shapes each:
+//!
+//! - `reg(env, dst, src, imm)`: both operands XMM registers (numbers 0..16);
+//! - `args(env, dst, lo, hi, imm)`: the source given as two quadwords (memory contents
+//!   zero-extended to 128 bits, or a general register's value).
+//!
+//! The result is the new destination register, or a value for the translator (a general
+//! register, or the flags of `comis`), returned.
+
+use iced_x86::Mnemonic;
+use ir::{Helper, HelperFlags};
+
+use crate::x86_64::cpu::X86Cpu;
+use crate::x86_64::sse::{self, Res, Xmm};
+
+/// An instruction's semantics: `run(d, s, imm, mxcsr)`.
+trait Op {
+    fn run(d: Xmm, s: Xmm, imm: u8, mx: &mut u32) -> Res;
+}
+
+/// The two helpers of one instruction.
+pub(super) struct Shapes {
+    /// Both operands registers: `(env, dst, src, imm)`.
+    pub reg: Helper,
+    /// The source in the arguments: `(env, dst, lo, hi, imm)`.
+    pub args: Helper,
+}
+
+/// Runs `O` on XMM register `d` and source `s`, updating MXCSR.
+#[inline(always)]
+fn apply<O: Op>(cpu: &mut X86Cpu, d: usize, s: Xmm, imm: u8) -> u64 {
+    let mut mx = cpu.mxcsr as u32;
+    let r = O::run(cpu.xmm[d], s, imm, &mut mx);
+    cpu.mxcsr = mx as u64;
+    match r {
+        Res::Xmm(v) => {
+            cpu.xmm[d] = v;
+            0
+        }
+        Res::Gpr(v) => v,
+    }
+}
+
+/// The `reg` shape.
+///
+/// # Safety
+/// `env` is the state pointer of an [`X86Cpu`] that nothing else accesses during the call.
+unsafe extern "C" fn from_reg<O: Op>(env: u64, d: u64, s: u64, imm: u64, _: u64, _: u64) -> u64 {
+    // SAFETY: by this function's contract.
+    let cpu = unsafe { &mut *(env as *mut X86Cpu) };
+    let s = cpu.xmm[s as usize & 15];
+    apply::<O>(cpu, d as usize & 15, s, imm as u8)
+}
+
+/// The `args` shape.
+///
+/// # Safety
+/// As [`from_reg`].
+unsafe extern "C" fn from_args<O: Op>(env: u64, d: u64, lo: u64, hi: u64, imm: u64, _: u64) -> u64 {
+    // SAFETY: by this function's contract.
+    let cpu = unsafe { &mut *(env as *mut X86Cpu) };
+    apply::<O>(cpu, d as usize & 15, [lo, hi], imm as u8)
+}
+
+/// `ops! { Type STATIC "name" (mnemonic, wide) => |d, s, imm, mx| result; ... }`: a type
+/// implementing [`Op`] and its two helpers per row, and [`lookup`] over the rows. `wide` is
+/// the general-register operand's width where it matters (`_` elsewhere).
+macro_rules! ops {
+    ($($ty:ident $st:ident $name:literal $pat:pat => |$d:pat_param, $s:pat_param, $imm:pat_param, $mx:ident| $body:expr;)*) => {
+        $(
+            enum $ty {}
+            impl Op for $ty {
+                #[inline(always)]
+                fn run($d: Xmm, $s: Xmm, $imm: u8, $mx: &mut u32) -> Res {
+                    $body
+                }
+            }
+            // Touch only XMM registers and MXCSR (not globals); never raise.
+            static $st: Shapes = Shapes {
+                reg: Helper {
+                    name: concat!("x86_", $name),
+                    func: from_reg::<$ty>,
+                    flags: HelperFlags::NONE,
+                },
+                args: Helper {
+                    name: concat!("x86_", $name, "_args"),
+                    func: from_args::<$ty>,
+                    flags: HelperFlags::NONE,
+                },
+            };
+        )*
+
+        /// The helpers of instruction `m` (`wide`: its general-register operand is 64-bit),
+        /// if it has its own.
+        pub(super) fn lookup(m: Mnemonic, wide: bool) -> Option<&'static Shapes> {
+            use Mnemonic::*;
+            match (m, wide) {
+                $($pat => Some(&$st),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+ops! {
+    Addss ADDSS "addss" (Addss, _) => |d, s, _, mx| Res::Xmm(sse::addss(d, s, mx));
+    Addsd ADDSD "addsd" (Addsd, _) => |d, s, _, mx| Res::Xmm(sse::addsd(d, s, mx));
+    Addps ADDPS "addps" (Addps, _) => |d, s, _, mx| Res::Xmm(sse::addps(d, s, mx));
+    Addpd ADDPD "addpd" (Addpd, _) => |d, s, _, mx| Res::Xmm(sse::addpd(d, s, mx));
+    Subss SUBSS "subss" (Subss, _) => |d, s, _, mx| Res::Xmm(sse::subss(d, s, mx));
+    Subsd SUBSD "subsd" (Subsd, _) => |d, s, _, mx| Res::Xmm(sse::subsd(d, s, mx));
+    Subps SUBPS "subps" (Subps, _) => |d, s, _, mx| Res::Xmm(sse::subps(d, s, mx));
+    Subpd SUBPD "subpd" (Subpd, _) => |d, s, _, mx| Res::Xmm(sse::subpd(d, s, mx));
+    Mulss MULSS "mulss" (Mulss, _) => |d, s, _, mx| Res::Xmm(sse::mulss(d, s, mx));
+    Mulsd MULSD "mulsd" (Mulsd, _) => |d, s, _, mx| Res::Xmm(sse::mulsd(d, s, mx));
+    Mulps MULPS "mulps" (Mulps, _) => |d, s, _, mx| Res::Xmm(sse::mulps(d, s, mx));
+    Mulpd MULPD "mulpd" (Mulpd, _) => |d, s, _, mx| Res::Xmm(sse::mulpd(d, s, mx));
+    Divss DIVSS "divss" (Divss, _) => |d, s, _, mx| Res::Xmm(sse::divss(d, s, mx));
+    Divsd DIVSD "divsd" (Divsd, _) => |d, s, _, mx| Res::Xmm(sse::divsd(d, s, mx));
+    Divps DIVPS "divps" (Divps, _) => |d, s, _, mx| Res::Xmm(sse::divps(d, s, mx));
+    Divpd DIVPD "divpd" (Divpd, _) => |d, s, _, mx| Res::Xmm(sse::divpd(d, s, mx));
+    Sqrtss SQRTSS "sqrtss" (Sqrtss, _) => |d, s, _, mx| Res::Xmm(sse::sqrtss(d, s, mx));
+    Sqrtsd SQRTSD "sqrtsd" (Sqrtsd, _) => |d, s, _, mx| Res::Xmm(sse::sqrtsd(d, s, mx));
+    Sqrtps SQRTPS "sqrtps" (Sqrtps, _) => |d, s, _, mx| Res::Xmm(sse::sqrtps(d, s, mx));
+    Sqrtpd SQRTPD "sqrtpd" (Sqrtpd, _) => |d, s, _, mx| Res::Xmm(sse::sqrtpd(d, s, mx));
+    Minss MINSS "minss" (Minss, _) => |d, s, _, mx| Res::Xmm(sse::minss(d, s, mx));
+    Minsd MINSD "minsd" (Minsd, _) => |d, s, _, mx| Res::Xmm(sse::minsd(d, s, mx));
+    Minps MINPS "minps" (Minps, _) => |d, s, _, mx| Res::Xmm(sse::minps(d, s, mx));
+    Minpd MINPD "minpd" (Minpd, _) => |d, s, _, mx| Res::Xmm(sse::minpd(d, s, mx));
+    Maxss MAXSS "maxss" (Maxss, _) => |d, s, _, mx| Res::Xmm(sse::maxss(d, s, mx));
+    Maxsd MAXSD "maxsd" (Maxsd, _) => |d, s, _, mx| Res::Xmm(sse::maxsd(d, s, mx));
+    Maxps MAXPS "maxps" (Maxps, _) => |d, s, _, mx| Res::Xmm(sse::maxps(d, s, mx));
+    Maxpd MAXPD "maxpd" (Maxpd, _) => |d, s, _, mx| Res::Xmm(sse::maxpd(d, s, mx));
+    Cmpss CMPSS "cmpss" (Cmpss, _) => |d, s, imm, mx| Res::Xmm(sse::cmp(0, d, s, imm, mx));
+    Cmpsd CMPSD "cmpsd" (Cmpsd, _) => |d, s, imm, mx| Res::Xmm(sse::cmp(1, d, s, imm, mx));
+    Cmpps CMPPS "cmpps" (Cmpps, _) => |d, s, imm, mx| Res::Xmm(sse::cmp(2, d, s, imm, mx));
+    Cmppd CMPPD "cmppd" (Cmppd, _) => |d, s, imm, mx| Res::Xmm(sse::cmp(3, d, s, imm, mx));
+    Comiss COMISS "comiss" (Comiss, _) => |d, s, _, mx| Res::Gpr(sse::comis(true, true, d, s, mx));
+    Comisd COMISD "comisd" (Comisd, _) => |d, s, _, mx| Res::Gpr(sse::comis(false, true, d, s, mx));
+    Ucomiss UCOMISS "ucomiss" (Ucomiss, _) => |d, s, _, mx| Res::Gpr(sse::comis(true, false, d, s, mx));
+    Ucomisd UCOMISD "ucomisd" (Ucomisd, _) => |d, s, _, mx| Res::Gpr(sse::comis(false, false, d, s, mx));
+    Cvtss2sd CVTSS2SD "cvtss2sd" (Cvtss2sd, _) => |d, s, _, mx| Res::Xmm(sse::cvtss2sd(d, s, mx));
+    Cvtsd2ss CVTSD2SS "cvtsd2ss" (Cvtsd2ss, _) => |d, s, _, mx| Res::Xmm(sse::cvtsd2ss(d, s, mx));
+    Cvtdq2pd CVTDQ2PD "cvtdq2pd" (Cvtdq2pd, _) => |d, s, _, mx| Res::Xmm(sse::cvtdq2pd(d, s, mx));
+    Cvtps2pd CVTPS2PD "cvtps2pd" (Cvtps2pd, _) => |d, s, _, mx| Res::Xmm(sse::cvtps2pd(d, s, mx));
+    Cvtsi2sd64 CVTSI2SD64 "cvtsi2sd64" (Cvtsi2sd, true) => |d, s, _, mx| Res::Xmm(sse::cvtsi2f(false, true, d, s[0], mx));
+    Cvtsi2sd32 CVTSI2SD32 "cvtsi2sd32" (Cvtsi2sd, false) => |d, s, _, mx| Res::Xmm(sse::cvtsi2f(false, false, d, s[0], mx));
+    Cvtsi2ss64 CVTSI2SS64 "cvtsi2ss64" (Cvtsi2ss, true) => |d, s, _, mx| Res::Xmm(sse::cvtsi2f(true, true, d, s[0], mx));
+    Cvtsi2ss32 CVTSI2SS32 "cvtsi2ss32" (Cvtsi2ss, false) => |d, s, _, mx| Res::Xmm(sse::cvtsi2f(true, false, d, s[0], mx));
+    Cvtsd2si64 CVTSD2SI64 "cvtsd2si64" (Cvtsd2si, true) => |_, s, _, mx| Res::Gpr(sse::cvtf2si(false, false, true, s, mx));
+    Cvtsd2si32 CVTSD2SI32 "cvtsd2si32" (Cvtsd2si, false) => |_, s, _, mx| Res::Gpr(sse::cvtf2si(false, false, false, s, mx));
+    Cvttsd2si64 CVTTSD2SI64 "cvttsd2si64" (Cvttsd2si, true) => |_, s, _, mx| Res::Gpr(sse::cvtf2si(false, true, true, s, mx));
+    Cvttsd2si32 CVTTSD2SI32 "cvttsd2si32" (Cvttsd2si, false) => |_, s, _, mx| Res::Gpr(sse::cvtf2si(false, true, false, s, mx));
+    Cvtss2si64 CVTSS2SI64 "cvtss2si64" (Cvtss2si, true) => |_, s, _, mx| Res::Gpr(sse::cvtf2si(true, false, true, s, mx));
+    Cvtss2si32 CVTSS2SI32 "cvtss2si32" (Cvtss2si, false) => |_, s, _, mx| Res::Gpr(sse::cvtf2si(true, false, false, s, mx));
+    Cvttss2si64 CVTTSS2SI64 "cvttss2si64" (Cvttss2si, true) => |_, s, _, mx| Res::Gpr(sse::cvtf2si(true, true, true, s, mx));
+    Cvttss2si32 CVTTSS2SI32 "cvttss2si32" (Cvttss2si, false) => |_, s, _, mx| Res::Gpr(sse::cvtf2si(true, true, false, s, mx));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(h: &Helper, cpu: &mut X86Cpu, args: [u64; 5]) -> u64 {
+        let env = cpu as *mut X86Cpu as u64;
+        // SAFETY: a live X86Cpu that nothing else touches during the call.
+        unsafe { (h.func)(env, args[0], args[1], args[2], args[3], args[4]) }
+    }
+
+    #[test]
+    fn a_register_helper_reads_both_registers_and_writes_the_destination() {
+        let mut cpu = X86Cpu::new(0);
+        cpu.mxcsr = 0x1fa0;
+        cpu.xmm[3] = [1.5f64.to_bits(), 7];
+        cpu.xmm[12] = [2.25f64.to_bits(), 9];
+        let h = lookup(Mnemonic::Addsd, false).unwrap();
+        assert_eq!(call(&h.reg, &mut cpu, [3, 12, 0, 0, 0]), 0);
+        assert_eq!(cpu.xmm[3], [3.75f64.to_bits(), 7], "the high lane stays");
+        assert_eq!(cpu.xmm[12], [2.25f64.to_bits(), 9]);
+    }
+
+    #[test]
+    fn an_args_helper_takes_the_source_from_its_arguments() {
+        let mut cpu = X86Cpu::new(0);
+        cpu.xmm[0] = [1.0f64.to_bits(), 0];
+        let h = lookup(Mnemonic::Divsd, false).unwrap();
+        call(&h.args, &mut cpu, [0, 3.0f64.to_bits(), 0, 0, 0]);
+        assert_eq!(cpu.xmm[0][0], (1.0f64 / 3.0).to_bits());
+        assert_eq!(cpu.mxcsr, 0x1fa0, "PE, through the exact path");
+    }
+
+    #[test]
+    fn compares_return_the_flags_and_conversions_the_integer() {
+        let mut cpu = X86Cpu::new(0);
+        cpu.xmm[1] = [2.0f64.to_bits(), 0];
+        cpu.xmm[2] = [(-3.7f64).to_bits(), 0];
+        let ucomisd = lookup(Mnemonic::Ucomisd, false).unwrap();
+        let flags = call(&ucomisd.reg, &mut cpu, [1, 2, 0, 0, 0]);
+        assert_eq!(flags, 0, "2 > -3.7: ZF PF CF clear");
+        let cvt = lookup(Mnemonic::Cvttsd2si, false).unwrap();
+        assert_eq!(
+            call(&cvt.reg, &mut cpu, [0, 2, 0, 0, 0]),
+            (-3i32) as u32 as u64
+        );
+        let cvt = lookup(Mnemonic::Cvtsd2si, true).unwrap();
+        assert_eq!(call(&cvt.reg, &mut cpu, [0, 2, 0, 0, 0]), (-4i64) as u64);
+        let imm = lookup(Mnemonic::Cmpsd, false).unwrap();
+        call(&imm.reg, &mut cpu, [1, 2, 6, 0, 0]); // NLE: 2 > -3.7
+        assert_eq!(cpu.xmm[1][0], u64::MAX);
+    }
+
+    #[test]
+    fn only_the_listed_instructions_have_their_own_helpers() {
+        assert!(lookup(Mnemonic::Pshufd, false).is_none());
+        assert!(lookup(Mnemonic::Cvtsi2sd, true).is_some());
+    }
+}
