@@ -274,6 +274,8 @@ fn table_codes(class: Class) -> Vec<Code> {
                 && c.cpuid_features()
                     .iter()
                     .all(|f| FEATURES.contains(f) && host_supports(*f))
+                // ldmxcsr only of a valid value: see `Generator::ldmxcsr`.
+                && c.mnemonic() != Mnemonic::Ldmxcsr
                 // bswap of a 16-bit register is undefined.
                 && *c != Code::Bswap_r16
                 // SSE4.1's pextrw to memory.
@@ -411,6 +413,9 @@ pub struct Generator {
     classes: Vec<Class>,
     codes: Vec<(Class, Vec<Code>)>,
     info: InstructionInfoFactory,
+    encoder: iced_x86::Encoder,
+    /// For [`Generator::sample`]: r/m operands all memory or all registers.
+    force_memory: Option<bool>,
     next_id: u64,
     items: Vec<Item>,
     /// Undefined flags now (after the last item, before pending branch merges).
@@ -436,12 +441,19 @@ impl Generator {
             classes,
             codes,
             info: InstructionInfoFactory::new(),
+            encoder: iced_x86::Encoder::new(64),
+            force_memory: None,
             next_id: 0,
             items: Vec::new(),
             undef: 0,
             pending: Vec::new(),
             depth: 0,
         }
+    }
+
+    /// Restarts the random stream from `seed` (the code tables stay).
+    pub fn reseed(&mut self, seed: u64) {
+        self.rng = Rng::new(seed);
     }
 
     /// Number of table-driven candidate encodings (for reports).
@@ -456,9 +468,13 @@ impl Generator {
         }
     }
 
-    /// A register-operand instance of `code` (for probing what the frontend implements).
-    pub fn sample(&mut self, code: Code) -> Option<Instruction> {
-        (0..20).find_map(|_| self.build(code))
+    /// An instance of `code` with its r/m operand a register (`memory` false) or memory,
+    /// for probing what the frontend implements.
+    pub fn sample(&mut self, code: Code, memory: bool) -> Option<Instruction> {
+        self.force_memory = Some(memory);
+        let i = (0..50).find_map(|_| self.build(code));
+        self.force_memory = None;
+        i
     }
 
     /// The candidate table-driven encodings of every selected class.
@@ -660,7 +676,11 @@ impl Generator {
                 k,
                 K::r8_or_mem | K::r16_or_mem | K::r32_or_mem | K::r64_or_mem | K::xmm_or_mem
             );
-            if *k == K::mem || (is_rm && self.rng.chance(30)) {
+            let memory = match self.force_memory {
+                Some(m) => m,
+                None => self.rng.chance(30),
+            };
+            if *k == K::mem || (is_rm && memory) {
                 let align = self.alignment(code, msize);
                 let m = self.mem(msize, align);
                 i.set_op_kind(n, OpKind::Memory);
@@ -747,12 +767,8 @@ impl Generator {
         if uses_high && uses_rex_reg {
             return None;
         }
-        if uses_high
-            && (0..i.op_count()).any(|n| {
-                i.op_kind(n) == OpKind::Register
-                    && (i.op_register(n).number() >= 8 && i.op_register(n).is_gpr())
-            })
-        {
+        // Whatever else the encoder refuses (AH..BH where a REX prefix is needed).
+        if self.encoder.encode(&i, 0).is_err() {
             return None;
         }
         if self.writes_anchor(&i) {

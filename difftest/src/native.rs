@@ -7,8 +7,8 @@
 //! stops on an `int3`. For each sequence the parent writes the code and the initial memory
 //! straight into its own view of the memfd, sets the registers with `PTRACE_SETREGS` and
 //! XMM/MXCSR with `PTRACE_SETFPREGS`, resumes the child at [`CODE_ADDR`] and waits for the
-//! trailing `int3` (SIGTRAP) or a fault (SIGFPE #DE, SIGILL #UD, SIGSEGV #GP or #PF,
-//! told apart by `si_code`), then reads the state back. The fault's signal is never
+//! trailing `int3` (SIGTRAP) or a fault (SIGFPE #DE or #XM, SIGILL #UD, SIGSEGV #GP or
+//! #PF, told apart by `si_code`), then reads the state back. The fault's signal is never
 //! delivered: the next run overwrites rip anyway. A watchdog thread kills a child that runs
 //! longer than the timeout; the run then fails with [`NativeError::Timeout`] and the next
 //! run forks a fresh child.
@@ -56,6 +56,9 @@ fn sys(call: &'static str) -> NativeError {
         source: std::io::Error::last_os_error(),
     }
 }
+
+/// `si_code` of SIGFPE for an integer division (#DE).
+const FPE_INTDIV: i32 = 1;
 
 /// Byte offset of the data page in the memfd (the code area comes first).
 const MEM_OFFSET: usize = CODE_SIZE;
@@ -311,17 +314,18 @@ impl Native {
         }
         let end = match libc::WSTOPSIG(status) {
             libc::SIGTRAP => End::Trap,
-            libc::SIGFPE => End::Fault(0),
             libc::SIGILL => End::Fault(6),
-            libc::SIGSEGV | libc::SIGBUS => {
+            sig @ (libc::SIGFPE | libc::SIGSEGV | libc::SIGBUS) => {
                 // SAFETY: siginfo_t is plain data; all-zero is valid before the kernel fills it.
                 let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
                 self.ptrace(libc::PTRACE_GETSIGINFO, (&raw mut si).cast(), "GETSIGINFO")?;
-                // The kernel reports #GP as SI_KERNEL, page faults as SEGV_MAPERR/ACCERR.
-                End::Fault(if si.si_code == libc::SI_KERNEL {
-                    13
-                } else {
-                    14
+                End::Fault(match (sig, si.si_code) {
+                    // Integer division is #DE; the floating-point codes come from #XM.
+                    (libc::SIGFPE, FPE_INTDIV) => 0,
+                    (libc::SIGFPE, _) => 19,
+                    // The kernel reports #GP as SI_KERNEL, page faults as SEGV_MAPERR/ACCERR.
+                    (_, libc::SI_KERNEL) => 13,
+                    _ => 14,
                 })
             }
             _ => {

@@ -205,6 +205,20 @@ pub fn effect(prev: Option<&Instruction>, i: &Instruction, is_target: bool) -> E
     let undefined = rflags_of(i.rflags_undefined());
     let defined = rflags_of(i.rflags_modified()) & !undefined;
     let m = i.mnemonic();
+    if matches!(
+        m,
+        Cmpsb | Cmpsw | Cmpsd | Cmpsq | Scasb | Scasw | Scasd | Scasq
+    ) && (i.has_rep_prefix() || i.has_repe_prefix() || i.has_repne_prefix())
+        && !(0..i.op_count()).any(|n| i.op_kind(n) == OpKind::Register && i.op_register(n).is_xmm())
+    {
+        // A repeated compare with rcx = 0 changes no flag: what was undefined stays so,
+        // and what was defined is defined either way.
+        return Effect {
+            read,
+            defined: 0,
+            undefined: 0,
+        };
+    }
     if !matches!(
         m,
         Shl | Sal | Shr | Sar | Rol | Ror | Rcl | Rcr | Shld | Shrd
@@ -391,6 +405,16 @@ mod tests {
         let short: Vec<Item> = items.iter().filter(|i| i.id != 3).cloned().collect();
         assert_eq!(resolve(&short, 1), Some(3));
         assert_eq!(undefined_flags(&short)[3], SF | ZF | AF | PF);
+    }
+
+    #[test]
+    fn a_repeated_compare_may_leave_undefined_flags_undefined() {
+        let mul = Instruction::with1(Code::Mul_rm64, Register::RBX).unwrap();
+        let scas = Instruction::with_scasq(64, iced_x86::RepPrefixKind::Repne).unwrap();
+        let once = Instruction::with_scasq(64, iced_x86::RepPrefixKind::None).unwrap();
+        let u = undefined_flags(&[item(0, mul), item(1, scas)]);
+        assert_eq!(u[2], SF | ZF | AF | PF);
+        assert_eq!(undefined_flags(&[item(0, mul), item(1, once)])[2], 0);
     }
 
     #[test]
