@@ -1,5 +1,7 @@
 //! The `tern` command.
 
+mod difftest_cmd;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -28,6 +30,8 @@ enum Command {
     Run(RunArgs),
     /// Run a static Linux program (riscv64 or x86_64) through the JIT.
     User(UserArgs),
+    /// Compare the x86_64 JIT and interpreter with the host CPU on random instruction sequences.
+    Difftest(difftest_cmd::DifftestArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -200,6 +204,7 @@ fn main() -> ExitCode {
     }
     logger.init();
     let result = match cli.command {
+        Command::Difftest(args) => return difftest_cmd::difftest(args),
         Command::Run(args) => run(args),
         Command::User(args) => user(args),
     };

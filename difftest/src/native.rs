@@ -379,47 +379,55 @@ impl Drop for Native {
     }
 }
 
-/// The child: map the sandbox, become traced, lock down, stop. Never returns.
+/// The child: map the sandbox, become traced, lock down, stop. Never returns. Only raw
+/// system calls on this process's own address space and state, each async-signal-safe, as
+/// the child of a possibly multithreaded parent must.
 fn child(memfd: libc::c_int) -> ! {
     let fixed = libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE;
-    // SAFETY: only raw system calls on this process's own address space and state, each
-    // async-signal-safe, as the child of a possibly multithreaded parent must.
-    unsafe {
-        if libc::ptrace(
-            libc::PTRACE_TRACEME,
-            0,
-            std::ptr::null_mut::<libc::c_void>(),
-            std::ptr::null_mut::<libc::c_void>(),
-        ) != 0
-        {
-            libc::_exit(10);
-        }
-        let code = libc::mmap(
+    let null = std::ptr::null_mut::<libc::c_void>();
+    let fail = |code| -> ! {
+        // SAFETY: ends this process at once, without running the parent's atexit handlers.
+        unsafe { libc::_exit(code) }
+    };
+    // SAFETY: makes the parent our tracer; no memory is passed.
+    if unsafe { libc::ptrace(libc::PTRACE_TRACEME, 0, null, null) } != 0 {
+        fail(10);
+    }
+    // SAFETY: maps the memfd at a fixed address that must be free (NOREPLACE), so nothing
+    // of this process is replaced.
+    let code = unsafe {
+        libc::mmap(
             CODE_ADDR as *mut libc::c_void,
             CODE_SIZE,
             libc::PROT_READ | libc::PROT_EXEC,
             fixed,
             memfd,
             0,
-        );
-        let data = libc::mmap(
+        )
+    };
+    // SAFETY: as above.
+    let data = unsafe {
+        libc::mmap(
             DATA_ADDR as *mut libc::c_void,
             MEM_SIZE,
             libc::PROT_READ | libc::PROT_WRITE,
             fixed,
             memfd,
             MEM_OFFSET as libc::off_t,
-        );
-        if code as u64 != CODE_ADDR || data as u64 != DATA_ADDR {
-            libc::_exit(11);
-        }
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        if libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_STRICT) != 0 {
-            libc::_exit(12);
-        }
-        loop {
-            std::arch::asm!("int3");
-        }
+        )
+    };
+    if code as u64 != CODE_ADDR || data as u64 != DATA_ADDR {
+        fail(11);
+    }
+    // SAFETY: sets this process's parent-death signal; no memory is passed.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    // SAFETY: seccomp strict mode for this process; no memory is passed.
+    if unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_STRICT) } != 0 {
+        fail(12);
+    }
+    loop {
+        // SAFETY: a breakpoint trap: the tracer sees the stop and takes over the registers.
+        unsafe { std::arch::asm!("int3") };
     }
 }
 
