@@ -33,6 +33,9 @@
 //! flags (`rol`/`ror`: CF OF; `bt*`: CF; `clc`/`stc`/`cmc`, `sahf`, `popf`) materialise the
 //! flags (`Eflags`) and edit them; `bt*` keep OF SF AF PF (undefined in the SDM); `bsf`/`bsr`
 //! record a logic op on the source (ZF = source is zero, the undefined rest follows it).
+//! `rcl`/`rcr` (`translate::shift`) give OF by the count-1 formula for every count. The
+//! shift and rotate choices match the AMD processors the differential tests run on, for the
+//! undefined OF and CF too (checked by hand; the tests compare only the defined flags).
 
 use ir::{BinOp, Builder, Cond, Helper, HelperFlags, Temp, Type};
 

@@ -2,8 +2,8 @@
 //!
 //! `cpuid` advertises exactly what the frontend implements, so that glibc's ifunc selection
 //! never picks a routine that would hit #UD: the x87 FPU (the subset in [`super::x87`]), SSE,
-//! SSE2, FXSR, CMOV, TSC, POPCNT, LZCNT (ABM), long mode and `syscall`. No MMX, SSE3+,
-//! AVX/OSXSAVE/XSAVE, CX8/CX16 or BMI.
+//! SSE2, FXSR, CMOV, TSC, CX8, CMPXCHG16B, MOVBE, POPCNT, LZCNT (ABM), RDTSCP, long mode and
+//! `syscall`. No MMX, SSE3+, AVX/OSXSAVE/XSAVE or BMI.
 
 use super::cpu::{X86Cpu, RAX, RCX, RDX};
 
@@ -17,14 +17,14 @@ const MAX_BASIC: u32 = 7;
 /// Highest extended leaf.
 const MAX_EXTENDED: u32 = 0x8000_0004;
 
-/// Leaf 1 edx: FPU (0), TSC (4), CMOV (15), FXSR (24), SSE (25), SSE2 (26).
-pub const LEAF1_EDX: u32 = 1 | 1 << 4 | 1 << 15 | 1 << 24 | 1 << 25 | 1 << 26;
-/// Leaf 1 ecx: POPCNT (23).
-pub const LEAF1_ECX: u32 = 1 << 23;
+/// Leaf 1 edx: FPU (0), TSC (4), CX8 (8), CMOV (15), FXSR (24), SSE (25), SSE2 (26).
+pub const LEAF1_EDX: u32 = 1 | 1 << 4 | 1 << 8 | 1 << 15 | 1 << 24 | 1 << 25 | 1 << 26;
+/// Leaf 1 ecx: CMPXCHG16B (13), MOVBE (22), POPCNT (23).
+pub const LEAF1_ECX: u32 = 1 << 13 | 1 << 22 | 1 << 23;
 /// Leaf 0x8000_0001 ecx: LAHF/SAHF in long mode (0), ABM/LZCNT (5).
 pub const EXT1_ECX: u32 = 1 | 1 << 5;
-/// Leaf 0x8000_0001 edx: SYSCALL (11), long mode (29).
-pub const EXT1_EDX: u32 = 1 << 11 | 1 << 29;
+/// Leaf 0x8000_0001 edx: SYSCALL (11), RDTSCP (27), long mode (29).
+pub const EXT1_EDX: u32 = 1 << 11 | 1 << 27 | 1 << 29;
 
 fn word(bytes: &[u8], i: usize) -> u32 {
     let mut w = [0u8; 4];
@@ -130,6 +130,23 @@ mod tests {
         assert_eq!(ecx & 1 << 28, 0, "no AVX");
         assert_eq!(ecx & 1, 0, "no SSE3");
         assert_eq!(cpuid(7, 0), [0; 4], "no BMI1/BMI2/AVX2");
+    }
+
+    #[test]
+    fn the_integer_extensions_the_frontend_implements_are_advertised() {
+        let [_, _, ecx, edx] = cpuid(1, 0);
+        assert_ne!(edx & 1 << 8, 0, "CX8: cmpxchg8b");
+        assert_ne!(ecx & 1 << 13, 0, "CMPXCHG16B");
+        assert_ne!(ecx & 1 << 22, 0, "MOVBE");
+        assert_ne!(ecx & 1 << 23, 0, "POPCNT");
+        let [_, _, ecx, edx] = cpuid(0x8000_0001, 0);
+        assert_ne!(ecx & 1 << 5, 0, "ABM: lzcnt");
+        assert_ne!(edx & 1 << 27, 0, "RDTSCP");
+        assert_eq!(
+            edx & 1 << 26,
+            0,
+            "no 1 GiB pages (no such thing in user mode)"
+        );
     }
 
     #[test]

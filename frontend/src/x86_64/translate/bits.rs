@@ -93,11 +93,23 @@ impl Translator<'_> {
         let zero = self.konst(0);
         match m {
             Bsf | Bsr => {
-                let old = self.read(dst);
+                // A zero source leaves the destination register whole, as the AMD manual
+                // specifies (the SDM says undefined; Intel parts clear the upper half of a
+                // 32-bit destination): for 32 bits, the whole 64-bit register is selected
+                // and written back, not zero-extended.
+                let whole = match dst {
+                    Loc::Reg { idx, size: 2, .. } => Some(Loc::Reg {
+                        idx,
+                        size: 3,
+                        high: false,
+                    }),
+                    _ => None,
+                };
+                let old = self.read(whole.unwrap_or(dst));
                 let sel = self.tmp();
                 self.b.movcond(Cond::Eq, sel, v, zero, old, r);
                 self.set_flags(CcOp::new(CcKind::Logic, size), v, None, None);
-                self.write_reg(dst, sel);
+                self.write_reg(whole.unwrap_or(dst), sel);
             }
             _ => {
                 let (f, t) = (self.tmp(), self.tmp());

@@ -1,7 +1,7 @@
 //! Control transfers and condition consumers: jmp/call/ret, jcc, setcc, cmovcc, loop/jrcxz.
 
 use iced_x86::{Instruction, Mnemonic, OpKind};
-use ir::{Cond, MemOp, Size};
+use ir::{Cond, ExtFrom, MemOp, Size};
 
 use super::{cc_of, Flow, Translator, I64};
 use crate::x86_64::cpu::{self, RCX, RSP};
@@ -117,13 +117,11 @@ impl Translator<'_> {
             }
             Jrcxz | Jecxz | Loop | Loope | Loopne => {
                 use iced_x86::Code;
-                // loop with a 0x67 prefix counts in ecx: not supported.
-                if matches!(
+                // A 0x67 prefix makes loop* count in ecx (a 32-bit write: zero-extended).
+                let ecx = matches!(
                     i.code(),
                     Code::Loop_rel8_64_ECX | Code::Loope_rel8_64_ECX | Code::Loopne_rel8_64_ECX
-                ) {
-                    return None;
-                }
+                );
                 let rcx = self.reg(RCX);
                 let taken = self.b.new_label();
                 match i.mnemonic() {
@@ -149,6 +147,9 @@ impl Translator<'_> {
                             _ => None,
                         };
                         self.b.addi(rcx, rcx, u64::MAX);
+                        if ecx {
+                            self.b.ext(ExtFrom::U32, rcx, rcx);
+                        }
                         let not_taken = self.b.new_label();
                         if let Some(z) = zf {
                             let want = if m == Loope { 0 } else { 1 };

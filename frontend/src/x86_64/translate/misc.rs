@@ -1,19 +1,21 @@
-//! Flag moves (clc stc cmc cld std lahf sahf), the nop forms and fences, cpuid and rdtsc.
+//! Flag moves (clc stc cmc cld std lahf sahf), the nop forms and fences, cpuid, rdtsc and
+//! rdtscp.
 
 use iced_x86::{Instruction, Mnemonic};
 use ir::{BinOp, ExtFrom, Helper, HelperFlags, Temp};
 
 use super::{Loc, Translator};
-use crate::x86_64::cpu::{self, RAX, RDX};
+use crate::x86_64::cpu::{self, RAX, RCX, RDX};
 use crate::x86_64::flags;
 
 impl Translator<'_> {
-    /// Flag moves, nops, `cpuid`, `rdtsc`.
+    /// Flag moves, nops (`nop`, `nop r/m`, the reserved-nop space 0f 19..0f 1f, `pause`,
+    /// `endbr32/64`, fences and prefetches), `cpuid`, `rdtsc`, `rdtscp`.
     pub(super) fn misc(&mut self, i: &Instruction) -> Option<()> {
         use Mnemonic::*;
         match i.mnemonic() {
             Cpuid => self.b.call(&CPUID, &[Temp::ENV], None),
-            Rdtsc => {
+            Rdtsc | Rdtscp => {
                 let v = self.tmp();
                 self.b.call(&RDTSC, &[], Some(v));
                 let (lo, hi) = (self.tmp(), self.tmp());
@@ -23,9 +25,15 @@ impl Translator<'_> {
                 self.b.mov(rax, lo);
                 let rdx = self.reg(RDX);
                 self.b.mov(rdx, hi);
+                if i.mnemonic() == Rdtscp {
+                    // ecx = IA32_TSC_AUX, which the OS sets (Linux: the CPU number); tern's
+                    // user mode runs one CPU and holds it at 0.
+                    let rcx = self.reg(RCX);
+                    self.b.movi(rcx, 0);
+                }
             }
-            Nop | Pause | Endbr64 | Lfence | Mfence | Sfence | Prefetchnta | Prefetcht0
-            | Prefetcht1 | Prefetcht2 | Prefetchw => {}
+            Nop | Pause | Endbr64 | Endbr32 | Reservednop | Lfence | Mfence | Sfence
+            | Prefetchnta | Prefetcht0 | Prefetcht1 | Prefetcht2 | Prefetchw => {}
             Clc | Stc | Cmc => {
                 let f = self.cc.value(self.b);
                 let t = self.tmp();

@@ -12,18 +12,19 @@
 //! `cc_op` global is always written as soon as it changes, so restoring `rip` is all a fault
 //! needs (`insn_start`'s extra word records the static `cc_op`, or `u64::MAX`, for logs).
 //!
-//! Not implemented yet (exit [`EXIT_UD`], with a warning at translation time): rcl/rcr,
-//! 32-bit address-size string and loop instructions, 16-bit `pushf`/`popf`, `enter`,
-//! MMX, SSE3 and later, `xgetbv`, `rdtscp`, `cmpxchg8b/16b`. `lock` prefixes are ignored
-//! (one vCPU). SSE/SSE2 are in `translate::sse` (x86_64 hosts only: they run the host instruction);
-//! `cpuid`/`rdtsc` in [`super::system`].
+//! Not implemented (exit [`EXIT_UD`], with one warning at translation time naming the
+//! mnemonic): MMX, SSE3 and later, AVX, BMI, `xgetbv`, and anything else cpuid does not
+//! advertise (see [`super::system`]). `ud0/1/2` and a `lock` prefix anywhere but on a
+//! read-modify-write instruction with a memory destination raise #UD as the SDM says. A
+//! `lock` that is allowed needs nothing more (one vCPU). SSE/SSE2 are in `translate::sse`
+//! and x87 in `translate::x87` (x86_64 hosts only: they run the host instruction).
 //!
 //! The instruction classes live in submodules: `alu` (add..cmp, inc/dec, neg/not), `shift`
-//! (shifts, rotates, double shifts), `muldiv`, `bits` (bt*, scans, counts), `string`,
-//! `stack` (push/pop, pushf/popf, leave), `control` (jumps, calls, conditions, loops),
-//! `atomic` (xchg, xadd, cmpxchg), `moves` (mov family, sign extensions, bswap) and
-//! `misc` (flag moves, nops, cpuid/rdtsc). This module holds the block loop and the
-//! operand helpers they share.
+//! (shifts, rotates, rcl/rcr, double shifts), `muldiv`, `bits` (bt*, scans, counts),
+//! `string`, `stack` (push/pop, pushf/popf, enter/leave), `control` (jumps, calls,
+//! conditions, loops), `atomic` (xchg, xadd, cmpxchg, cmpxchg8b/16b), `moves` (mov family,
+//! sign extensions, bswap, movbe, xlat) and `misc` (flag moves, nops, cpuid, rdtsc,
+//! rdtscp). This module holds the block loop and the operand helpers they share.
 
 use accel_tcg::{CodeReader, MemFault};
 use iced_x86::{ConditionCode, Decoder, DecoderError, DecoderOptions, Instruction, Mnemonic};
@@ -240,6 +241,35 @@ fn cc_of(i: &Instruction) -> Option<u8> {
 }
 
 const I64: Type = Type::I64;
+
+/// Whether `i` may carry a `lock` prefix (SDM Vol. 2 "LOCK"): one of the read-modify-write
+/// instructions, with a memory destination. Anything else with `lock` is #UD.
+fn lockable(i: &Instruction) -> bool {
+    use Mnemonic::*;
+    i.op_count() > 0
+        && i.op0_kind() == OpKind::Memory
+        && matches!(
+            i.mnemonic(),
+            Add | Adc
+                | And
+                | Btc
+                | Btr
+                | Bts
+                | Cmpxchg
+                | Cmpxchg8b
+                | Cmpxchg16b
+                | Dec
+                | Inc
+                | Neg
+                | Not
+                | Or
+                | Sbb
+                | Sub
+                | Xadd
+                | Xchg
+                | Xor
+        )
+}
 
 mod alu;
 mod atomic;
@@ -478,9 +508,10 @@ impl Translator<'_> {
         v
     }
 
-    /// Loads RFLAGS from `v` (`popfq` at CPL 3): the arithmetic flags, DF, and the bits user
-    /// code may change ([`POPF_USER_MASK`]); IF and IOPL stay.
-    fn set_rflags(&mut self, v: Temp) {
+    /// Loads RFLAGS from `v` (`popfq` at CPL 3; `popf` with `width` 0xffff): the arithmetic
+    /// flags, DF, and the bits user code may change ([`POPF_USER_MASK`]) within `width`; IF
+    /// and IOPL stay, and so do the bits above `width`.
+    fn set_rflags(&mut self, v: Temp, width: u64) {
         let f = self.tmp();
         self.b.binary_imm(BinOp::And, f, v, flags::ARITH);
         self.set_eflags(f);
@@ -489,8 +520,9 @@ impl Translator<'_> {
         self.b.movcond(Cond::TstNe, df, v, bit, down, up);
         let e = self.b.global(cpu::EFLAGS_GLOBAL);
         let t = self.tmp();
-        self.b.binary_imm(BinOp::And, t, v, POPF_USER_MASK);
-        self.b.binary_imm(BinOp::And, e, e, !POPF_USER_MASK);
+        let mask = POPF_USER_MASK & width;
+        self.b.binary_imm(BinOp::And, t, v, mask);
+        self.b.binary_imm(BinOp::And, e, e, !mask);
         self.b.or(e, e, t);
     }
 
@@ -504,7 +536,15 @@ impl Translator<'_> {
 
     fn insn(&mut self, i: &Instruction) -> Option<Flow> {
         use Mnemonic::*;
-        // First: SSE's movsd/cmpsd share their mnemonics with the string instructions.
+        if i.has_lock_prefix() && !lockable(i) {
+            log::debug!(
+                "x86_64: lock prefix on {:?} at {:#x}: #UD",
+                i.mnemonic(),
+                self.pc
+            );
+            return Some(self.exit(EXIT_UD, self.pc, vector::UD));
+        }
+        // SSE first: its movsd/cmpsd share their mnemonics with the string instructions.
         #[cfg(target_arch = "x86_64")]
         if sse::is_sse(i) {
             return self.sse(i);
@@ -540,28 +580,38 @@ impl Translator<'_> {
             return Some(Flow::Next);
         }
         if i.has_rep_prefix() || i.has_repne_prefix() {
-            // Only string instructions use them meaningfully (and `rep ret`, `repz nop`).
-            if !matches!(i.mnemonic(), Ret | Nop | Pause) {
+            // Only string instructions use them meaningfully (and `rep ret`, `repz nop`, and
+            // F2 as the MPX `bnd` prefix of branches, a no-op without MPX).
+            let branch = i.is_jcc_short_or_near()
+                || i.is_jmp_short_or_near()
+                || i.is_jmp_near_indirect()
+                || i.is_call_near()
+                || i.is_call_near_indirect();
+            if !branch && !matches!(i.mnemonic(), Ret | Nop | Pause) {
                 return None;
             }
         }
         match i.mnemonic() {
-            Cpuid | Rdtsc | Nop | Pause | Endbr64 | Lfence | Mfence | Sfence | Prefetchnta
-            | Prefetcht0 | Prefetcht1 | Prefetcht2 | Prefetchw | Clc | Stc | Cmc | Cld | Std
-            | Lahf | Sahf => self.misc(i)?,
-            Mov | Movzx | Movsx | Movsxd | Lea | Cbw | Cwde | Cdqe | Cwd | Cdq | Cqo | Bswap => {
-                self.moves(i)?
+            Cpuid | Rdtsc | Rdtscp | Nop | Pause | Endbr64 | Endbr32 | Reservednop | Lfence
+            | Mfence | Sfence | Prefetchnta | Prefetcht0 | Prefetcht1 | Prefetcht2 | Prefetchw
+            | Clc | Stc | Cmc | Cld | Std | Lahf | Sahf => self.misc(i)?,
+            Ud0 | Ud1 | Ud2 => {
+                log::debug!("x86_64: {:?} at {:#x}: #UD", i.mnemonic(), self.pc);
+                return Some(self.exit(EXIT_UD, self.pc, vector::UD));
             }
+            Mov | Movzx | Movsx | Movsxd | Lea | Cbw | Cwde | Cdqe | Cwd | Cdq | Cqo | Bswap
+            | Movbe | Xlatb => self.moves(i)?,
             Add | Or | Adc | Sbb | And | Sub | Xor | Cmp | Test => self.alu(i)?,
             Inc | Dec | Neg | Not => self.unary(i)?,
             Shl | Sal | Shr | Sar => self.shift(i)?,
             Rol | Ror => self.rotate(i)?,
+            Rcl | Rcr => self.rotate_carry(i)?,
             Shld | Shrd => self.double_shift(i)?,
             Imul if i.op_count() > 1 => self.imul(i)?,
             Mul | Imul => self.mul(i)?,
             Div | Idiv => self.div(i)?,
-            Push | Pop | Leave | Pushfq | Popfq => self.stack(i)?,
-            Xchg | Xadd | Cmpxchg => self.atomic(i)?,
+            Push | Pop | Leave | Enter | Pushf | Popf | Pushfq | Popfq => self.stack(i)?,
+            Xchg | Xadd | Cmpxchg | Cmpxchg8b | Cmpxchg16b => self.atomic(i)?,
             Bt | Bts | Btr | Btc => self.bit_test(i)?,
             Bsf | Bsr | Tzcnt | Lzcnt | Popcnt => self.bit_scan(i)?,
             Hlt => return Some(self.exit(EXIT_HLT, self.next, 0)),

@@ -1,14 +1,14 @@
-//! Data movement: mov, movzx/movsx/movsxd, lea, the cbw and cwd families, bswap.
+//! Data movement: mov, movzx/movsx/movsxd, lea, the cbw and cwd families, bswap, movbe, xlat.
 
-use iced_x86::{Instruction, Mnemonic, OpKind};
-use ir::{BinOp, UnOp};
+use iced_x86::{Instruction, Mnemonic, OpKind, Register};
+use ir::{BinOp, ExtFrom, UnOp};
 
 use super::{Loc, Translator};
-use crate::x86_64::cpu::{RAX, RDX};
+use crate::x86_64::cpu::{self, RAX, RDX};
 use crate::x86_64::flags::ext;
 
 impl Translator<'_> {
-    /// `mov`, `movzx`/`movsx`/`movsxd`, `lea`, `cbw`..`cqo`, `bswap`.
+    /// `mov`, `movzx`/`movsx`/`movsxd`, `lea`, `cbw`..`cqo`, `bswap`, `movbe`, `xlatb`.
     pub(super) fn moves(&mut self, i: &Instruction) -> Option<()> {
         use Mnemonic::*;
         match i.mnemonic() {
@@ -70,6 +70,9 @@ impl Translator<'_> {
                 );
             }
             Bswap => {
+                // The SDM leaves `bswap r16` undefined; processors (Intel and AMD) clear the
+                // 16-bit register, and so does this: the swapped zero-extended value has the
+                // two bytes at the top of the 64 bits, the low 16 are zero.
                 let dst = self.operand(i, 0)?;
                 let v = self.read(dst);
                 let t = self.tmp();
@@ -78,6 +81,46 @@ impl Translator<'_> {
                     self.b.binary_imm(BinOp::Shr, t, t, 32);
                 }
                 self.write_reg(dst, t);
+            }
+            Movbe => {
+                // A load or a store with the bytes reversed (16, 32 or 64 bits); no flags.
+                let dst = self.operand(i, 0)?;
+                let src = self.operand(i, 1)?;
+                let v = self.read(src);
+                let t = self.tmp();
+                self.b.unary(UnOp::Bswap, t, v);
+                let bits = 8u64 << dst.size();
+                if bits < 64 {
+                    self.b.binary_imm(BinOp::Shr, t, t, 64 - bits);
+                }
+                self.write(dst, t);
+            }
+            Xlatb => {
+                // al = [rbx + al] (ebx + al, truncated to 32 bits, with 0x67), fs/gs allowed.
+                let rbx = self.reg(3);
+                let rax = self.reg(RAX);
+                let (a, al) = (self.tmp(), self.tmp());
+                self.b.ext(ExtFrom::U8, al, rax);
+                self.b.add(a, rbx, al);
+                if i.memory_base() == Register::EBX {
+                    self.b.ext(ExtFrom::U32, a, a);
+                }
+                let seg = match i.memory_segment() {
+                    Register::FS => Some(cpu::FS_BASE_GLOBAL),
+                    Register::GS => Some(cpu::GS_BASE_GLOBAL),
+                    _ => None,
+                };
+                if let Some(g) = seg {
+                    let g = self.b.global(g);
+                    self.b.add(a, a, g);
+                }
+                let v = self.read(Loc::Mem { addr: a, size: 0 });
+                let al = Loc::Reg {
+                    idx: RAX,
+                    size: 0,
+                    high: false,
+                };
+                self.write_reg(al, v);
             }
             _ => return None,
         }

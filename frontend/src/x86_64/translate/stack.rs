@@ -1,13 +1,20 @@
-//! Stack instructions: push/pop, pushfq/popfq, leave.
+//! Stack instructions: push/pop, pushf/popf (16 and 64 bits), enter/leave (16 and 64 bits).
+//!
+//! In 64-bit mode the stack address size is always 64 bits; the operand size (64 by default,
+//! 16 with a 0x66 prefix) sets how much each push and pop moves. Every instruction does its
+//! loads and stores before it writes a register, so a fault restarts it cleanly.
 
-use iced_x86::{Instruction, Mnemonic};
-use ir::{MemOp, Size};
+use iced_x86::{Code, Instruction, Mnemonic, Register};
+use ir::{BinOp, ExtFrom, MemOp, Temp};
 
 use super::{log2, mem_size, Loc, Translator};
 use crate::x86_64::cpu::RSP;
 
+/// rbp's register number.
+const RBP: usize = 5;
+
 impl Translator<'_> {
-    /// `push`, `pop`, `leave`, `pushfq`, `popfq`.
+    /// `push`, `pop`, `enter`, `leave`, `pushf`/`pushfq`, `popf`/`popfq`.
     pub(super) fn stack(&mut self, i: &Instruction) -> Option<()> {
         use Mnemonic::*;
         match i.mnemonic() {
@@ -17,17 +24,27 @@ impl Translator<'_> {
                     Loc::Imm { .. } => log2(i.stack_pointer_increment().unsigned_abs() as usize)?,
                     l => l.size(),
                 };
+                // `push rsp` pushes the value before the decrement: read it first.
                 let v = self.read(src);
-                let rsp = self.reg(RSP);
-                let sp = self.tmp();
-                self.b.addi(sp, rsp, (-(1i64 << size)) as u64);
-                self.b
-                    .store(v, sp, MemOp::unsigned(mem_size(size)), self.mmu_idx);
-                self.b.mov(rsp, sp);
+                self.push(v, size);
             }
             Pop => {
                 let dst = self.operand(i, 0)?;
                 let size = dst.size();
+                // A memory destination based on rsp is addressed with the incremented rsp
+                // (SDM "POP"); `pop rsp` ends with the loaded value, not the increment.
+                let dst = match dst {
+                    Loc::Mem { addr, size: s }
+                        if matches!(i.memory_base(), Register::RSP | Register::ESP) =>
+                    {
+                        self.b.addi(addr, addr, 1 << size);
+                        if i.memory_base() == Register::ESP {
+                            self.b.ext(ExtFrom::U32, addr, addr);
+                        }
+                        Loc::Mem { addr, size: s }
+                    }
+                    l => l,
+                };
                 let rsp = self.reg(RSP);
                 let v = self.tmp();
                 self.b
@@ -37,33 +54,99 @@ impl Translator<'_> {
                 self.write_reg(dst, v);
             }
             Leave => {
-                let rbp = self.reg(5);
+                // rsp = rbp, then pop rbp (bp for the 16-bit form, merged into rbp).
+                let size = if i.code() == Code::Leavew { 1 } else { 3 };
+                let rbp = self.reg(RBP);
                 let v = self.tmp();
                 self.b
-                    .load(v, rbp, MemOp::unsigned(Size::B64), self.mmu_idx);
+                    .load(v, rbp, MemOp::unsigned(mem_size(size)), self.mmu_idx);
                 let rsp = self.reg(RSP);
-                self.b.addi(rsp, rbp, 8);
-                self.b.mov(rbp, v);
+                self.b.addi(rsp, rbp, 1 << size);
+                let bp = Loc::Reg {
+                    idx: RBP,
+                    size,
+                    high: false,
+                };
+                self.write_reg(bp, v);
             }
-            Pushfq => {
+            Enter => self.enter(i)?,
+            Pushf | Pushfq => {
+                let size = if i.mnemonic() == Pushf { 1 } else { 3 };
                 let v = self.rflags();
-                let rsp = self.reg(RSP);
-                let sp = self.tmp();
-                self.b.addi(sp, rsp, (-8i64) as u64);
-                self.b
-                    .store(v, sp, MemOp::unsigned(Size::B64), self.mmu_idx);
-                self.b.mov(rsp, sp);
+                self.push(v, size);
             }
-            Popfq => {
+            Popf | Popfq => {
+                let (size, width) = if i.mnemonic() == Popf {
+                    (1, 0xffff)
+                } else {
+                    (3, u64::MAX)
+                };
                 let rsp = self.reg(RSP);
                 let v = self.tmp();
                 self.b
-                    .load(v, rsp, MemOp::unsigned(Size::B64), self.mmu_idx);
-                self.b.addi(rsp, rsp, 8);
-                self.set_rflags(v);
+                    .load(v, rsp, MemOp::unsigned(mem_size(size)), self.mmu_idx);
+                self.b.addi(rsp, rsp, 1 << size);
+                self.set_rflags(v, width);
             }
             _ => return None,
         }
+        Some(())
+    }
+
+    /// Pushes the low `1 << size` bytes of `v`: the store, then rsp.
+    fn push(&mut self, v: Temp, size: u8) {
+        let rsp = self.reg(RSP);
+        let sp = self.tmp();
+        self.b.addi(sp, rsp, (-(1i64 << size)) as u64);
+        self.b
+            .store(v, sp, MemOp::unsigned(mem_size(size)), self.mmu_idx);
+        self.b.mov(rsp, sp);
+    }
+
+    /// `enter alloc, level` (SDM "ENTER", 64-bit stack): push rbp; for nesting level n > 0
+    /// copy the n - 1 frame pointers below the old rbp (`[rbp - k * size]`) and push the new
+    /// frame pointer; rbp (bp for the 16-bit form) = the frame pointer; rsp -= alloc. The
+    /// loads all come before the stores, and the registers change last.
+    fn enter(&mut self, i: &Instruction) -> Option<()> {
+        let size: u8 = if i.code() == Code::Enterw_imm16_imm8 {
+            1
+        } else {
+            3
+        };
+        let bytes = 1u64 << size;
+        let alloc = i.immediate16() as u64;
+        let level = i.immediate8_2nd() as u64 % 32;
+        let mop = MemOp::unsigned(mem_size(size));
+        let (rsp, rbp) = (self.reg(RSP), self.reg(RBP));
+        // The display: [rbp - k * bytes] for k in 1..level, read before anything is written.
+        let mut display = Vec::new();
+        for k in 1..level {
+            let (a, v) = (self.tmp(), self.tmp());
+            self.b.addi(a, rbp, (k * bytes).wrapping_neg());
+            self.b.load(v, a, mop, self.mmu_idx);
+            display.push(v);
+        }
+        // The frame pointer: rsp after pushing rbp.
+        let frame = self.tmp();
+        self.b.addi(frame, rsp, bytes.wrapping_neg());
+        self.b.store(rbp, frame, mop, self.mmu_idx);
+        let sp = self.tmp();
+        self.b.mov(sp, frame);
+        if level > 0 {
+            for v in display {
+                self.b.addi(sp, sp, bytes.wrapping_neg());
+                self.b.store(v, sp, mop, self.mmu_idx);
+            }
+            self.b.addi(sp, sp, bytes.wrapping_neg());
+            self.b.store(frame, sp, mop, self.mmu_idx);
+        }
+        let bp = Loc::Reg {
+            idx: RBP,
+            size,
+            high: false,
+        };
+        self.write_reg(bp, frame);
+        self.b.binary_imm(BinOp::Sub, rsp, sp, alloc);
         Some(())
     }
 }

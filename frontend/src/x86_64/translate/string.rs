@@ -1,7 +1,8 @@
-//! String instructions (movs stos lods scas cmps) with the `rep` prefixes.
+//! String instructions (movs stos lods scas cmps) with the `rep` prefixes, the direction
+//! flag, and 64- or (0x67) 32-bit address size.
 
 use iced_x86::{Instruction, Mnemonic, OpKind, Register};
-use ir::{BinOp, Cond, MemOp};
+use ir::{BinOp, Cond, ExtFrom, MemOp};
 
 use super::{log2, mem_size, Loc, Translator, I64, REP_ITERATIONS_PER_BLOCK};
 use crate::x86_64::cpu::{self, RAX, RCX};
@@ -15,12 +16,14 @@ impl Translator<'_> {
         use Mnemonic::*;
         let m = i.mnemonic();
         let size = log2(i.memory_size().size())?;
-        // 32-bit address size (0x67) is not supported.
-        for n in 0..i.op_count() {
-            if matches!(i.op_kind(n), OpKind::MemorySegESI | OpKind::MemoryESEDI) {
-                return None;
-            }
-        }
+        // A 0x67 prefix: esi/edi/ecx instead of rsi/rdi/rcx. Addresses are the 32-bit
+        // registers zero-extended, and their updates (32-bit writes) zero-extend too.
+        let a32 = (0..i.op_count()).any(|n| {
+            matches!(
+                i.op_kind(n),
+                OpKind::MemorySegESI | OpKind::MemoryESEDI | OpKind::MemorySegEDI
+            )
+        });
         let compares = matches!(
             m,
             Scasb | Scasw | Scasd | Scasq | Cmpsb | Cmpsw | Cmpsd | Cmpsq
@@ -45,15 +48,36 @@ impl Translator<'_> {
         if let Some((top, done, budget)) = labels {
             self.b.movi(budget, REP_ITERATIONS_PER_BLOCK);
             self.b.set_label(top);
-            self.b.brcondi(Cond::Eq, rcx, 0, done);
+            let count_mask = self.konst(if a32 { u32::MAX as u64 } else { u64::MAX });
+            self.b.brcond(Cond::TstEq, rcx, count_mask, done);
         }
-        let src_addr = |t: &mut Self| match src_base {
-            Some(base) => {
+        let index = |t: &mut Self, r: ir::Temp| {
+            if a32 {
                 let a = t.tmp();
-                t.b.add(a, rsi, base);
+                t.b.ext(ExtFrom::U32, a, r);
                 a
+            } else {
+                r
             }
-            None => rsi,
+        };
+        let src_addr = |t: &mut Self| {
+            let a = index(t, rsi);
+            match src_base {
+                Some(base) => {
+                    let s = t.tmp();
+                    t.b.add(s, a, base);
+                    s
+                }
+                None => a,
+            }
+        };
+        let dst_addr = |t: &mut Self| index(t, rdi);
+        // rsi/rdi/rcx += step, as 32-bit registers under 0x67.
+        let advance = |t: &mut Self, r: ir::Temp, by: ir::Temp| {
+            t.b.add(r, r, by);
+            if a32 {
+                t.b.ext(ExtFrom::U32, r, r);
+            }
         };
         let acc = Loc::Reg {
             idx: RAX,
@@ -65,20 +89,22 @@ impl Translator<'_> {
                 let a = src_addr(self);
                 let v = self.tmp();
                 self.b.load(v, a, mop, self.mmu_idx);
-                self.b.store(v, rdi, mop, self.mmu_idx);
-                self.b.add(rsi, rsi, step);
-                self.b.add(rdi, rdi, step);
+                let d = dst_addr(self);
+                self.b.store(v, d, mop, self.mmu_idx);
+                advance(self, rsi, step);
+                advance(self, rdi, step);
             }
             Stosb | Stosw | Stosd | Stosq => {
                 let v = self.read(acc);
-                self.b.store(v, rdi, mop, self.mmu_idx);
-                self.b.add(rdi, rdi, step);
+                let d = dst_addr(self);
+                self.b.store(v, d, mop, self.mmu_idx);
+                advance(self, rdi, step);
             }
             Lodsb | Lodsw | Lodsd | Lodsq => {
                 let a = src_addr(self);
                 let v = self.tmp();
                 self.b.load(v, a, mop, self.mmu_idx);
-                self.b.add(rsi, rsi, step);
+                advance(self, rsi, step);
                 self.write_reg(acc, v);
             }
             _ => {
@@ -95,7 +121,8 @@ impl Translator<'_> {
                     v
                 };
                 let b = self.tmp();
-                self.b.load(b, rdi, mop, self.mmu_idx);
+                let d = dst_addr(self);
+                self.b.load(b, d, mop, self.mmu_idx);
                 let r = self.tmp();
                 self.b.sub(r, a, b);
                 let op = CcOp::new(CcKind::Sub, size);
@@ -108,13 +135,14 @@ impl Translator<'_> {
                 self.b.mov(gd, r);
                 self.b.mov(gs, b);
                 if !matches!(m, Scasb | Scasw | Scasd | Scasq) {
-                    self.b.add(rsi, rsi, step);
+                    advance(self, rsi, step);
                 }
-                self.b.add(rdi, rdi, step);
+                advance(self, rdi, step);
             }
         }
         if let Some((top, done, budget)) = labels {
-            self.b.addi(rcx, rcx, u64::MAX);
+            let minus_one = self.konst(u64::MAX);
+            advance(self, rcx, minus_one);
             if compares {
                 // repe stops when ZF = 0, repne when ZF = 1.
                 let gd = self.b.global(cpu::CC_DST_GLOBAL);
