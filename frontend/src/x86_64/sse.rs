@@ -16,7 +16,7 @@
 //! Gap: unmasked guest exceptions (#XM) are not delivered; the flag is set as if masked.
 
 use core::arch::asm;
-use core::arch::x86_64::__m128i;
+use core::arch::x86_64::{__m128i, _mm_cvtsi128_si64, _mm_set_epi64x, _mm_unpackhi_epi64};
 
 use iced_x86::Mnemonic;
 
@@ -40,20 +40,35 @@ pub enum Res {
     Gpr(u64),
 }
 
-fn to_m(v: Xmm) -> __m128i {
-    // SAFETY: both are 16 plain bytes; every bit pattern is valid for each.
-    unsafe { core::mem::transmute::<Xmm, __m128i>(v) }
+/// The register value in an SSE register. Built from the two quadwords in general
+/// registers (movq, movq, punpcklqdq) rather than through memory: a 16-byte reload of two
+/// 8-byte stores would stall on store forwarding.
+#[inline(always)]
+pub fn to_m(v: Xmm) -> __m128i {
+    // SAFETY: SSE2 is part of the x86_64 baseline.
+    unsafe { _mm_set_epi64x(v[1] as i64, v[0] as i64) }
 }
 
-fn from_m(v: __m128i) -> Xmm {
-    // SAFETY: both are 16 plain bytes; every bit pattern is valid for each.
-    unsafe { core::mem::transmute::<__m128i, Xmm>(v) }
+/// The two quadwords of `v`, taken out through general registers (see [`to_m`]).
+#[inline(always)]
+pub fn from_m(v: __m128i) -> Xmm {
+    // SAFETY: SSE2 is part of the x86_64 baseline.
+    unsafe {
+        [
+            _mm_cvtsi128_si64(v) as u64,
+            _mm_cvtsi128_si64(_mm_unpackhi_epi64(v, v)) as u64,
+        ]
+    }
 }
 
 /// `insn d, s` on the host, integer (no MXCSR involved).
 macro_rules! int2 {
     ($insn:literal, $d:expr, $s:expr) => {
-        Res::Xmm(host2!(concat!($insn, " {d}, {s}"), $d, $s))
+        Res::Xmm(from_m(host2!(
+            concat!($insn, " {d}, {s}"),
+            to_m($d),
+            to_m($s)
+        )))
     };
 }
 
@@ -61,14 +76,14 @@ macro_rules! int2 {
 /// under whatever MXCSR is loaded (the default mode, see [`fast`]); the new `d`.
 macro_rules! host2 {
     ($tmpl:expr, $d:expr, $s:expr) => {{
-        let mut d = to_m($d);
-        let s = to_m($s);
+        let mut d: __m128i = $d;
+        let s: __m128i = $s;
         // SAFETY: one SSE instruction on the two registers given; exceptions are masked in
         // the host MXCSR (Rust's default, never unmasked here), so it cannot trap.
         unsafe {
             asm!($tmpl, d = inout(xmm_reg) d, s = in(xmm_reg) s, options(pure, nomem, nostack));
         }
-        from_m(d)
+        d
     }};
 }
 
@@ -76,8 +91,8 @@ macro_rules! host2 {
 /// raised flags OR-ed into it; the new `d`.
 macro_rules! guest2 {
     ($tmpl:expr, $d:expr, $s:expr, $mx:expr) => {{
-        let mut d = to_m($d);
-        let s = to_m($s);
+        let mut d: __m128i = $d;
+        let s: __m128i = $s;
         let e = mxcsr::enter(*$mx);
         // SAFETY: one SSE instruction on the two registers given, every exception masked by
         // `enter`. Not `nomem`/`pure`: it must stay between `enter` and `leave`.
@@ -85,7 +100,7 @@ macro_rules! guest2 {
             asm!($tmpl, d = inout(xmm_reg) d, s = in(xmm_reg) s, options(nostack));
         }
         mxcsr::leave(e, $mx);
-        from_m(d)
+        d
     }};
 }
 
@@ -94,17 +109,17 @@ macro_rules! guest2 {
 macro_rules! arith {
     ($($name:ident $insn:literal $kind:ident $single:literal $lanes:literal;)*) => {$(
         #[doc = concat!("`", $insn, " d, s` under guest MXCSR `mx`.")]
-        #[inline]
-        pub fn $name(d: Xmm, s: Xmm, mx: &mut u32) -> Xmm {
+        #[inline(always)]
+        pub fn $name(d: __m128i, s: __m128i, mx: &mut u32) -> __m128i {
             if fast::may_try(*mx) {
                 let r = host2!(concat!($insn, " {d}, {s}"), d, s);
-                if fast::arith_ok(Kind::$kind, $single, $lanes, d, s, r) {
+                if fast::arith_ok(Kind::$kind, $single, $lanes, from_m(d), from_m(s), from_m(r)) {
                     return r;
                 }
             }
             #[cold]
             #[inline(never)]
-            fn exact(d: Xmm, s: Xmm, mx: &mut u32) -> Xmm {
+            fn exact(d: __m128i, s: __m128i, mx: &mut u32) -> __m128i {
                 guest2!(concat!($insn, " {d}, {s}"), d, s, mx)
             }
             exact(d, s, mx)
@@ -140,14 +155,14 @@ arith! {
 macro_rules! quiet2 {
     ($($name:ident $insn:literal $single:literal $lanes:literal;)*) => {$(
         #[doc = concat!("`", $insn, " d, s` under guest MXCSR `mx`.")]
-        #[inline]
-        pub fn $name(d: Xmm, s: Xmm, mx: &mut u32) -> Xmm {
-            if fast::quiet_ok($single, $lanes, d, s) {
+        #[inline(always)]
+        pub fn $name(d: __m128i, s: __m128i, mx: &mut u32) -> __m128i {
+            if fast::quiet_ok($single, $lanes, from_m(d), from_m(s)) {
                 return host2!(concat!($insn, " {d}, {s}"), d, s);
             }
             #[cold]
             #[inline(never)]
-            fn exact(d: Xmm, s: Xmm, mx: &mut u32) -> Xmm {
+            fn exact(d: __m128i, s: __m128i, mx: &mut u32) -> __m128i {
                 guest2!(concat!($insn, " {d}, {s}"), d, s, mx)
             }
             exact(d, s, mx)
@@ -170,7 +185,7 @@ quiet2! {
 macro_rules! exact2 {
     ($($name:ident $insn:literal;)*) => {$(
         #[doc = concat!("`", $insn, " d, s` under guest MXCSR `mx`.")]
-        pub fn $name(d: Xmm, s: Xmm, mx: &mut u32) -> Xmm {
+        pub fn $name(d: __m128i, s: __m128i, mx: &mut u32) -> __m128i {
             guest2!(concat!($insn, " {d}, {s}"), d, s, mx)
         }
     )*};
@@ -186,31 +201,35 @@ exact2! {
 }
 
 /// `cvtss2sd d, s`: exact for every number, so only NaNs and denormals raise anything.
-pub fn cvtss2sd(d: Xmm, s: Xmm, mx: &mut u32) -> Xmm {
-    if fast::quiet(s[0] & 0xffff_ffff, true) {
+#[inline(always)]
+pub fn cvtss2sd(d: __m128i, s: __m128i, mx: &mut u32) -> __m128i {
+    if fast::quiet(from_m(s)[0] & 0xffff_ffff, true) {
         return host2!("cvtss2sd {d}, {s}", d, s);
     }
     guest2!("cvtss2sd {d}, {s}", d, s, mx)
 }
 
 /// `cvtps2pd d, s`: as [`cvtss2sd`], two lanes.
-pub fn cvtps2pd(d: Xmm, s: Xmm, mx: &mut u32) -> Xmm {
-    if fast::quiet_ok(true, 2, s, s) {
+#[inline(always)]
+pub fn cvtps2pd(d: __m128i, s: __m128i, mx: &mut u32) -> __m128i {
+    if fast::quiet_ok(true, 2, from_m(s), from_m(s)) {
         return host2!("cvtps2pd {d}, {s}", d, s);
     }
     guest2!("cvtps2pd {d}, {s}", d, s, mx)
 }
 
 /// `cvtdq2pd d, s`: every 32-bit integer is a double; nothing is ever raised.
-pub fn cvtdq2pd(d: Xmm, s: Xmm, _mx: &mut u32) -> Xmm {
+#[inline(always)]
+pub fn cvtdq2pd(d: __m128i, s: __m128i, _mx: &mut u32) -> __m128i {
     host2!("cvtdq2pd {d}, {s}", d, s)
 }
 
 /// `cvtsd2ss d, s`: a rounding, checked like arithmetic.
-pub fn cvtsd2ss(d: Xmm, s: Xmm, mx: &mut u32) -> Xmm {
+#[inline(always)]
+pub fn cvtsd2ss(d: __m128i, s: __m128i, mx: &mut u32) -> __m128i {
     if fast::may_try(*mx) {
         let r = host2!("cvtsd2ss {d}, {s}", d, s);
-        let (x, y) = (s[0], r[0] & 0xffff_ffff);
+        let (x, y) = (from_m(s)[0], from_m(r)[0] & 0xffff_ffff);
         if fast::ordinary(x, false)
             && (fast::safe(y, true) || fast::is_zero(y, true) && fast::is_zero(x, false))
         {
@@ -223,28 +242,29 @@ pub fn cvtsd2ss(d: Xmm, s: Xmm, mx: &mut u32) -> Xmm {
 /// `insn d, v` with `v` a general register (`{v}` 64-bit, `{v:e}` 32-bit in the template).
 macro_rules! gpr2fp {
     ($tmpl:expr, $d:expr, $v:expr) => {{
-        let mut d = to_m($d);
+        let mut d: __m128i = $d;
         // SAFETY: one conversion from a general register; exceptions masked (see host2).
         unsafe {
             asm!($tmpl, d = inout(xmm_reg) d, v = in(reg) $v, options(pure, nomem, nostack));
         }
-        from_m(d)
+        d
     }};
     ($tmpl:expr, $d:expr, $v:expr, $mx:expr) => {{
-        let mut d = to_m($d);
+        let mut d: __m128i = $d;
         let e = mxcsr::enter(*$mx);
         // SAFETY: as in guest2.
         unsafe {
             asm!($tmpl, d = inout(xmm_reg) d, v = in(reg) $v, options(nostack));
         }
         mxcsr::leave(e, $mx);
-        from_m(d)
+        d
     }};
 }
 
 /// `cvtsi2s{d,s} d, v` (`single`: to a single; `wide`: `v` is 64-bit, else its low 32 bits).
 /// Integers up to 2^53 (2^24 for singles) in magnitude convert exactly in any mode.
-pub fn cvtsi2f(single: bool, wide: bool, d: Xmm, v: u64, mx: &mut u32) -> Xmm {
+#[inline(always)]
+pub fn cvtsi2f(single: bool, wide: bool, d: __m128i, v: u64, mx: &mut u32) -> __m128i {
     let n = if wide { v as i64 } else { v as i32 as i64 };
     let exact = n.unsigned_abs() <= if single { 1 << 24 } else { 1 << 53 };
     let fast = exact || fast::may_try(*mx);
@@ -263,7 +283,7 @@ pub fn cvtsi2f(single: bool, wide: bool, d: Xmm, v: u64, mx: &mut u32) -> Xmm {
 /// `insn r, s` to a general register (`{r}` 64-bit, `{r:e}` 32-bit), as `u64`.
 macro_rules! fp2gpr {
     ($tmpl:expr, $s:expr) => {{
-        let s = to_m($s);
+        let s: __m128i = $s;
         let r: u64;
         // SAFETY: one conversion to a general register; exceptions masked (see host2).
         unsafe {
@@ -272,7 +292,7 @@ macro_rules! fp2gpr {
         r
     }};
     ($tmpl:expr, $s:expr, $mx:expr) => {{
-        let s = to_m($s);
+        let s: __m128i = $s;
         let r: u64;
         let e = mxcsr::enter(*$mx);
         // SAFETY: as in guest2.
@@ -287,7 +307,8 @@ macro_rules! fp2gpr {
 /// `cvt(t)s{s,d}2si r, s` (`single` source, `trunc`ating, `wide` result), the result
 /// zero-extended. Fast for finite, non-denormal sources whose result is not the integer
 /// indefinite, in the default mode (truncation: any mode), when exact or PE is set.
-pub fn cvtf2si(single: bool, trunc: bool, wide: bool, s: Xmm, mx: &mut u32) -> u64 {
+#[inline(always)]
+pub fn cvtf2si(single: bool, trunc: bool, wide: bool, s: __m128i, mx: &mut u32) -> u64 {
     macro_rules! pick {
         ($($mx:expr)?) => {
             match (single, trunc, wide) {
@@ -302,7 +323,11 @@ pub fn cvtf2si(single: bool, trunc: bool, wide: bool, s: Xmm, mx: &mut u32) -> u
             }
         };
     }
-    let x = if single { s[0] & 0xffff_ffff } else { s[0] };
+    let x = if single {
+        from_m(s)[0] & 0xffff_ffff
+    } else {
+        from_m(s)[0]
+    };
     if fast::ordinary(x, single) && (trunc || mxcsr::default_mode(*mx)) {
         let r = pick!();
         let (n, indefinite) = if wide {
@@ -324,10 +349,10 @@ pub fn cvtf2si(single: bool, trunc: bool, wide: bool, s: Xmm, mx: &mut u32) -> u
 
 /// `(u)comis{s,d} a, b` (`single`, `ordered`: comis, which signals on quiet NaNs too): ZF, PF,
 /// CF as the host sets them (OF, SF, AF clear).
-pub fn comis(single: bool, ordered: bool, a: Xmm, b: Xmm, mx: &mut u32) -> u64 {
+#[inline(always)]
+pub fn comis(single: bool, ordered: bool, a: __m128i, b: __m128i, mx: &mut u32) -> u64 {
     macro_rules! run {
         ($insn:literal, $($guest:ident)?) => {{
-            let (a, b) = (to_m(a), to_m(b));
             let f: u64;
             $(let $guest = mxcsr::enter(*mx);)?
             // SAFETY: one compare, exceptions masked (by `enter`, or the host's default);
@@ -340,7 +365,7 @@ pub fn comis(single: bool, ordered: bool, a: Xmm, b: Xmm, mx: &mut u32) -> u64 {
             f
         }};
     }
-    let f = if fast::quiet_ok(single, 1, a, b) {
+    let f = if fast::quiet_ok(single, 1, from_m(a), from_m(b)) {
         match (single, ordered) {
             (true, true) => run!("comiss",),
             (false, true) => run!("comisd",),
@@ -546,58 +571,58 @@ pub fn exec(
         }
         Pextrw => Res::Gpr(words(s)[(imm & 7) as usize] as u64),
         // Floating point.
-        Addss => Res::Xmm(addss(d, s, mx)),
-        Addsd => Res::Xmm(addsd(d, s, mx)),
-        Addps => Res::Xmm(addps(d, s, mx)),
-        Addpd => Res::Xmm(addpd(d, s, mx)),
-        Subss => Res::Xmm(subss(d, s, mx)),
-        Subsd => Res::Xmm(subsd(d, s, mx)),
-        Subps => Res::Xmm(subps(d, s, mx)),
-        Subpd => Res::Xmm(subpd(d, s, mx)),
-        Mulss => Res::Xmm(mulss(d, s, mx)),
-        Mulsd => Res::Xmm(mulsd(d, s, mx)),
-        Mulps => Res::Xmm(mulps(d, s, mx)),
-        Mulpd => Res::Xmm(mulpd(d, s, mx)),
-        Divss => Res::Xmm(divss(d, s, mx)),
-        Divsd => Res::Xmm(divsd(d, s, mx)),
-        Divps => Res::Xmm(divps(d, s, mx)),
-        Divpd => Res::Xmm(divpd(d, s, mx)),
-        Minss => Res::Xmm(minss(d, s, mx)),
-        Minsd => Res::Xmm(minsd(d, s, mx)),
-        Minps => Res::Xmm(minps(d, s, mx)),
-        Minpd => Res::Xmm(minpd(d, s, mx)),
-        Maxss => Res::Xmm(maxss(d, s, mx)),
-        Maxsd => Res::Xmm(maxsd(d, s, mx)),
-        Maxps => Res::Xmm(maxps(d, s, mx)),
-        Maxpd => Res::Xmm(maxpd(d, s, mx)),
-        Sqrtss => Res::Xmm(sqrtss(d, s, mx)),
-        Sqrtsd => Res::Xmm(sqrtsd(d, s, mx)),
-        Sqrtps => Res::Xmm(sqrtps(d, s, mx)),
-        Sqrtpd => Res::Xmm(sqrtpd(d, s, mx)),
-        Cmpss => Res::Xmm(cmp(0, d, s, imm, mx)),
-        Cmpsd => Res::Xmm(cmp(1, d, s, imm, mx)),
-        Cmpps => Res::Xmm(cmp(2, d, s, imm, mx)),
-        Cmppd => Res::Xmm(cmp(3, d, s, imm, mx)),
-        Comiss => Res::Gpr(comis(true, true, d, s, mx)),
-        Comisd => Res::Gpr(comis(false, true, d, s, mx)),
-        Ucomiss => Res::Gpr(comis(true, false, d, s, mx)),
-        Ucomisd => Res::Gpr(comis(false, false, d, s, mx)),
-        Cvtss2sd => Res::Xmm(cvtss2sd(d, s, mx)),
-        Cvtsd2ss => Res::Xmm(cvtsd2ss(d, s, mx)),
-        Cvtps2pd => Res::Xmm(cvtps2pd(d, s, mx)),
-        Cvtpd2ps => Res::Xmm(cvtpd2ps(d, s, mx)),
-        Cvtdq2ps => Res::Xmm(cvtdq2ps(d, s, mx)),
-        Cvtdq2pd => Res::Xmm(cvtdq2pd(d, s, mx)),
-        Cvtps2dq => Res::Xmm(cvtps2dq(d, s, mx)),
-        Cvttps2dq => Res::Xmm(cvttps2dq(d, s, mx)),
-        Cvtpd2dq => Res::Xmm(cvtpd2dq(d, s, mx)),
-        Cvttpd2dq => Res::Xmm(cvttpd2dq(d, s, mx)),
-        Cvtsi2ss => Res::Xmm(cvtsi2f(true, wide, d, s[0], mx)),
-        Cvtsi2sd => Res::Xmm(cvtsi2f(false, wide, d, s[0], mx)),
-        Cvtss2si => Res::Gpr(cvtf2si(true, false, wide, s, mx)),
-        Cvttss2si => Res::Gpr(cvtf2si(true, true, wide, s, mx)),
-        Cvtsd2si => Res::Gpr(cvtf2si(false, false, wide, s, mx)),
-        Cvttsd2si => Res::Gpr(cvtf2si(false, true, wide, s, mx)),
+        Addss => Res::Xmm(from_m(addss(to_m(d), to_m(s), mx))),
+        Addsd => Res::Xmm(from_m(addsd(to_m(d), to_m(s), mx))),
+        Addps => Res::Xmm(from_m(addps(to_m(d), to_m(s), mx))),
+        Addpd => Res::Xmm(from_m(addpd(to_m(d), to_m(s), mx))),
+        Subss => Res::Xmm(from_m(subss(to_m(d), to_m(s), mx))),
+        Subsd => Res::Xmm(from_m(subsd(to_m(d), to_m(s), mx))),
+        Subps => Res::Xmm(from_m(subps(to_m(d), to_m(s), mx))),
+        Subpd => Res::Xmm(from_m(subpd(to_m(d), to_m(s), mx))),
+        Mulss => Res::Xmm(from_m(mulss(to_m(d), to_m(s), mx))),
+        Mulsd => Res::Xmm(from_m(mulsd(to_m(d), to_m(s), mx))),
+        Mulps => Res::Xmm(from_m(mulps(to_m(d), to_m(s), mx))),
+        Mulpd => Res::Xmm(from_m(mulpd(to_m(d), to_m(s), mx))),
+        Divss => Res::Xmm(from_m(divss(to_m(d), to_m(s), mx))),
+        Divsd => Res::Xmm(from_m(divsd(to_m(d), to_m(s), mx))),
+        Divps => Res::Xmm(from_m(divps(to_m(d), to_m(s), mx))),
+        Divpd => Res::Xmm(from_m(divpd(to_m(d), to_m(s), mx))),
+        Minss => Res::Xmm(from_m(minss(to_m(d), to_m(s), mx))),
+        Minsd => Res::Xmm(from_m(minsd(to_m(d), to_m(s), mx))),
+        Minps => Res::Xmm(from_m(minps(to_m(d), to_m(s), mx))),
+        Minpd => Res::Xmm(from_m(minpd(to_m(d), to_m(s), mx))),
+        Maxss => Res::Xmm(from_m(maxss(to_m(d), to_m(s), mx))),
+        Maxsd => Res::Xmm(from_m(maxsd(to_m(d), to_m(s), mx))),
+        Maxps => Res::Xmm(from_m(maxps(to_m(d), to_m(s), mx))),
+        Maxpd => Res::Xmm(from_m(maxpd(to_m(d), to_m(s), mx))),
+        Sqrtss => Res::Xmm(from_m(sqrtss(to_m(d), to_m(s), mx))),
+        Sqrtsd => Res::Xmm(from_m(sqrtsd(to_m(d), to_m(s), mx))),
+        Sqrtps => Res::Xmm(from_m(sqrtps(to_m(d), to_m(s), mx))),
+        Sqrtpd => Res::Xmm(from_m(sqrtpd(to_m(d), to_m(s), mx))),
+        Cmpss => Res::Xmm(from_m(cmp(0, to_m(d), to_m(s), imm, mx))),
+        Cmpsd => Res::Xmm(from_m(cmp(1, to_m(d), to_m(s), imm, mx))),
+        Cmpps => Res::Xmm(from_m(cmp(2, to_m(d), to_m(s), imm, mx))),
+        Cmppd => Res::Xmm(from_m(cmp(3, to_m(d), to_m(s), imm, mx))),
+        Comiss => Res::Gpr(comis(true, true, to_m(d), to_m(s), mx)),
+        Comisd => Res::Gpr(comis(false, true, to_m(d), to_m(s), mx)),
+        Ucomiss => Res::Gpr(comis(true, false, to_m(d), to_m(s), mx)),
+        Ucomisd => Res::Gpr(comis(false, false, to_m(d), to_m(s), mx)),
+        Cvtss2sd => Res::Xmm(from_m(cvtss2sd(to_m(d), to_m(s), mx))),
+        Cvtsd2ss => Res::Xmm(from_m(cvtsd2ss(to_m(d), to_m(s), mx))),
+        Cvtps2pd => Res::Xmm(from_m(cvtps2pd(to_m(d), to_m(s), mx))),
+        Cvtpd2ps => Res::Xmm(from_m(cvtpd2ps(to_m(d), to_m(s), mx))),
+        Cvtdq2ps => Res::Xmm(from_m(cvtdq2ps(to_m(d), to_m(s), mx))),
+        Cvtdq2pd => Res::Xmm(from_m(cvtdq2pd(to_m(d), to_m(s), mx))),
+        Cvtps2dq => Res::Xmm(from_m(cvtps2dq(to_m(d), to_m(s), mx))),
+        Cvttps2dq => Res::Xmm(from_m(cvttps2dq(to_m(d), to_m(s), mx))),
+        Cvtpd2dq => Res::Xmm(from_m(cvtpd2dq(to_m(d), to_m(s), mx))),
+        Cvttpd2dq => Res::Xmm(from_m(cvttpd2dq(to_m(d), to_m(s), mx))),
+        Cvtsi2ss => Res::Xmm(from_m(cvtsi2f(true, wide, to_m(d), s[0], mx))),
+        Cvtsi2sd => Res::Xmm(from_m(cvtsi2f(false, wide, to_m(d), s[0], mx))),
+        Cvtss2si => Res::Gpr(cvtf2si(true, false, wide, to_m(s), mx)),
+        Cvttss2si => Res::Gpr(cvtf2si(true, true, wide, to_m(s), mx)),
+        Cvtsd2si => Res::Gpr(cvtf2si(false, false, wide, to_m(s), mx)),
+        Cvttsd2si => Res::Gpr(cvtf2si(false, true, wide, to_m(s), mx)),
         _ => return None,
     })
 }
@@ -605,7 +630,8 @@ pub fn exec(
 /// `cmp{ss,sd,ps,pd}` (`kind` 0..=3 in that order) with predicate `imm & 7` (EQ LT LE UNORD
 /// NEQ NLT NLE ORD); SSE/SSE2 encodings only look at the low three bits. Fast (no MXCSR)
 /// when no compared lane is a NaN or a denormal.
-pub fn cmp(kind: u8, d: Xmm, s: Xmm, imm: u8, mx: &mut u32) -> Xmm {
+#[inline(always)]
+pub fn cmp(kind: u8, d: __m128i, s: __m128i, imm: u8, mx: &mut u32) -> __m128i {
     macro_rules! preds {
         ($insn:literal, $how:ident $(, $mx:expr)?) => {
             match imm & 7 {
@@ -621,7 +647,7 @@ pub fn cmp(kind: u8, d: Xmm, s: Xmm, imm: u8, mx: &mut u32) -> Xmm {
         };
     }
     let (single, lanes) = [(true, 1), (false, 1), (true, 4), (false, 2)][kind as usize & 3];
-    if fast::quiet_ok(single, lanes, d, s) {
+    if fast::quiet_ok(single, lanes, from_m(d), from_m(s)) {
         match kind {
             0 => preds!("cmpss", host2),
             1 => preds!("cmpsd", host2),

@@ -14,15 +14,29 @@
 //! The result is the new destination register, or a value for the translator (a general
 //! register, or the flags of `comis`), returned.
 
+use core::arch::asm;
+use core::arch::x86_64::{__m128i, _mm_set_epi64x};
+
 use iced_x86::Mnemonic;
 use ir::{Helper, HelperFlags};
 
 use crate::x86_64::cpu::X86Cpu;
-use crate::x86_64::sse::{self, Res, Xmm};
+use crate::x86_64::sse::{self, from_m};
+
+/// What an instruction produced.
+enum Out {
+    /// The new destination XMM register (only its low quadword for scalar instructions).
+    Xmm(__m128i),
+    /// A value for the translator.
+    Gpr(u64),
+}
 
 /// An instruction's semantics: `run(d, s, imm, mxcsr)`.
 trait Op {
-    fn run(d: Xmm, s: Xmm, imm: u8, mx: &mut u32) -> Res;
+    /// Reads and writes only the low quadwords: the helpers touch nothing else (a scalar
+    /// instruction leaves the rest of the destination alone).
+    const SCALAR: bool;
+    fn run(d: __m128i, s: __m128i, imm: u8, mx: &mut u32) -> Out;
 }
 
 /// The two helpers of one instruction.
@@ -33,18 +47,63 @@ pub(super) struct Shapes {
     pub args: Helper,
 }
 
+/// XMM register `r`, or only its low quadword for scalar instructions, loaded straight into
+/// an SSE register eight bytes at a time: translated code writes the registers by
+/// quadwords, and one 16-byte load of two such stores would stall on store forwarding (the
+/// compiler would merge two plain 8-byte loads into one).
+#[inline(always)]
+fn load<O: Op>(cpu: &X86Cpu, r: usize) -> __m128i {
+    let p = cpu.xmm[r].as_ptr();
+    let v: __m128i;
+    if O::SCALAR {
+        // SAFETY: reads the first quadword of the live register `cpu.xmm[r]`.
+        unsafe {
+            asm!("movq {v}, qword ptr [{p}]", v = out(xmm_reg) v, p = in(reg) p,
+                 options(pure, readonly, nostack, preserves_flags));
+        }
+    } else {
+        // SAFETY: reads the two quadwords of the live register `cpu.xmm[r]`.
+        unsafe {
+            asm!("movq {v}, qword ptr [{p}]", "movhps {v}, qword ptr [{p} + 8]",
+                 v = out(xmm_reg) v, p = in(reg) p,
+                 options(pure, readonly, nostack, preserves_flags));
+        }
+    }
+    v
+}
+
+/// Writes XMM register `r` (its low quadword for scalar instructions) by quadwords, so
+/// that translated code's 8-byte loads of it are forwarded.
+#[inline(always)]
+fn store<O: Op>(cpu: &mut X86Cpu, r: usize, v: __m128i) {
+    let p = cpu.xmm[r].as_mut_ptr();
+    if O::SCALAR {
+        // SAFETY: writes the first quadword of the live register `cpu.xmm[r]`.
+        unsafe {
+            asm!("movq qword ptr [{p}], {v}", v = in(xmm_reg) v, p = in(reg) p,
+                 options(nostack, preserves_flags));
+        }
+    } else {
+        // SAFETY: writes the two quadwords of the live register `cpu.xmm[r]`.
+        unsafe {
+            asm!("movq qword ptr [{p}], {v}", "movhps qword ptr [{p} + 8], {v}",
+                 v = in(xmm_reg) v, p = in(reg) p, options(nostack, preserves_flags));
+        }
+    }
+}
+
 /// Runs `O` on XMM register `d` and source `s`, updating MXCSR.
 #[inline(always)]
-fn apply<O: Op>(cpu: &mut X86Cpu, d: usize, s: Xmm, imm: u8) -> u64 {
+fn apply<O: Op>(cpu: &mut X86Cpu, d: usize, s: __m128i, imm: u8) -> u64 {
     let mut mx = cpu.mxcsr as u32;
-    let r = O::run(cpu.xmm[d], s, imm, &mut mx);
+    let r = O::run(load::<O>(cpu, d), s, imm, &mut mx);
     cpu.mxcsr = mx as u64;
     match r {
-        Res::Xmm(v) => {
-            cpu.xmm[d] = v;
+        Out::Xmm(v) => {
+            store::<O>(cpu, d, v);
             0
         }
-        Res::Gpr(v) => v,
+        Out::Gpr(v) => v,
     }
 }
 
@@ -55,7 +114,7 @@ fn apply<O: Op>(cpu: &mut X86Cpu, d: usize, s: Xmm, imm: u8) -> u64 {
 unsafe extern "C" fn from_reg<O: Op>(env: u64, d: u64, s: u64, imm: u64, _: u64, _: u64) -> u64 {
     // SAFETY: by this function's contract.
     let cpu = unsafe { &mut *(env as *mut X86Cpu) };
-    let s = cpu.xmm[s as usize & 15];
+    let s = load::<O>(cpu, s as usize & 15);
     apply::<O>(cpu, d as usize & 15, s, imm as u8)
 }
 
@@ -66,19 +125,22 @@ unsafe extern "C" fn from_reg<O: Op>(env: u64, d: u64, s: u64, imm: u64, _: u64,
 unsafe extern "C" fn from_args<O: Op>(env: u64, d: u64, lo: u64, hi: u64, imm: u64, _: u64) -> u64 {
     // SAFETY: by this function's contract.
     let cpu = unsafe { &mut *(env as *mut X86Cpu) };
-    apply::<O>(cpu, d as usize & 15, [lo, hi], imm as u8)
+    // SAFETY: SSE2 is part of the x86_64 baseline.
+    let s = unsafe { _mm_set_epi64x(hi as i64, lo as i64) };
+    apply::<O>(cpu, d as usize & 15, s, imm as u8)
 }
 
 /// `ops! { Type STATIC "name" (mnemonic, wide) => |d, s, imm, mx| result; ... }`: a type
 /// implementing [`Op`] and its two helpers per row, and [`lookup`] over the rows. `wide` is
 /// the general-register operand's width where it matters (`_` elsewhere).
 macro_rules! ops {
-    ($($ty:ident $st:ident $name:literal $pat:pat => |$d:pat_param, $s:pat_param, $imm:pat_param, $mx:ident| $body:expr;)*) => {
+    ($($ty:ident $st:ident $name:literal $scalar:literal $pat:pat => |$d:pat_param, $s:pat_param, $imm:pat_param, $mx:ident| $body:expr;)*) => {
         $(
             enum $ty {}
             impl Op for $ty {
+                const SCALAR: bool = $scalar;
                 #[inline(always)]
-                fn run($d: Xmm, $s: Xmm, $imm: u8, $mx: &mut u32) -> Res {
+                fn run($d: __m128i, $s: __m128i, $imm: u8, $mx: &mut u32) -> Out {
                     $body
                 }
             }
@@ -110,58 +172,58 @@ macro_rules! ops {
 }
 
 ops! {
-    Addss ADDSS "addss" (Addss, _) => |d, s, _, mx| Res::Xmm(sse::addss(d, s, mx));
-    Addsd ADDSD "addsd" (Addsd, _) => |d, s, _, mx| Res::Xmm(sse::addsd(d, s, mx));
-    Addps ADDPS "addps" (Addps, _) => |d, s, _, mx| Res::Xmm(sse::addps(d, s, mx));
-    Addpd ADDPD "addpd" (Addpd, _) => |d, s, _, mx| Res::Xmm(sse::addpd(d, s, mx));
-    Subss SUBSS "subss" (Subss, _) => |d, s, _, mx| Res::Xmm(sse::subss(d, s, mx));
-    Subsd SUBSD "subsd" (Subsd, _) => |d, s, _, mx| Res::Xmm(sse::subsd(d, s, mx));
-    Subps SUBPS "subps" (Subps, _) => |d, s, _, mx| Res::Xmm(sse::subps(d, s, mx));
-    Subpd SUBPD "subpd" (Subpd, _) => |d, s, _, mx| Res::Xmm(sse::subpd(d, s, mx));
-    Mulss MULSS "mulss" (Mulss, _) => |d, s, _, mx| Res::Xmm(sse::mulss(d, s, mx));
-    Mulsd MULSD "mulsd" (Mulsd, _) => |d, s, _, mx| Res::Xmm(sse::mulsd(d, s, mx));
-    Mulps MULPS "mulps" (Mulps, _) => |d, s, _, mx| Res::Xmm(sse::mulps(d, s, mx));
-    Mulpd MULPD "mulpd" (Mulpd, _) => |d, s, _, mx| Res::Xmm(sse::mulpd(d, s, mx));
-    Divss DIVSS "divss" (Divss, _) => |d, s, _, mx| Res::Xmm(sse::divss(d, s, mx));
-    Divsd DIVSD "divsd" (Divsd, _) => |d, s, _, mx| Res::Xmm(sse::divsd(d, s, mx));
-    Divps DIVPS "divps" (Divps, _) => |d, s, _, mx| Res::Xmm(sse::divps(d, s, mx));
-    Divpd DIVPD "divpd" (Divpd, _) => |d, s, _, mx| Res::Xmm(sse::divpd(d, s, mx));
-    Sqrtss SQRTSS "sqrtss" (Sqrtss, _) => |d, s, _, mx| Res::Xmm(sse::sqrtss(d, s, mx));
-    Sqrtsd SQRTSD "sqrtsd" (Sqrtsd, _) => |d, s, _, mx| Res::Xmm(sse::sqrtsd(d, s, mx));
-    Sqrtps SQRTPS "sqrtps" (Sqrtps, _) => |d, s, _, mx| Res::Xmm(sse::sqrtps(d, s, mx));
-    Sqrtpd SQRTPD "sqrtpd" (Sqrtpd, _) => |d, s, _, mx| Res::Xmm(sse::sqrtpd(d, s, mx));
-    Minss MINSS "minss" (Minss, _) => |d, s, _, mx| Res::Xmm(sse::minss(d, s, mx));
-    Minsd MINSD "minsd" (Minsd, _) => |d, s, _, mx| Res::Xmm(sse::minsd(d, s, mx));
-    Minps MINPS "minps" (Minps, _) => |d, s, _, mx| Res::Xmm(sse::minps(d, s, mx));
-    Minpd MINPD "minpd" (Minpd, _) => |d, s, _, mx| Res::Xmm(sse::minpd(d, s, mx));
-    Maxss MAXSS "maxss" (Maxss, _) => |d, s, _, mx| Res::Xmm(sse::maxss(d, s, mx));
-    Maxsd MAXSD "maxsd" (Maxsd, _) => |d, s, _, mx| Res::Xmm(sse::maxsd(d, s, mx));
-    Maxps MAXPS "maxps" (Maxps, _) => |d, s, _, mx| Res::Xmm(sse::maxps(d, s, mx));
-    Maxpd MAXPD "maxpd" (Maxpd, _) => |d, s, _, mx| Res::Xmm(sse::maxpd(d, s, mx));
-    Cmpss CMPSS "cmpss" (Cmpss, _) => |d, s, imm, mx| Res::Xmm(sse::cmp(0, d, s, imm, mx));
-    Cmpsd CMPSD "cmpsd" (Cmpsd, _) => |d, s, imm, mx| Res::Xmm(sse::cmp(1, d, s, imm, mx));
-    Cmpps CMPPS "cmpps" (Cmpps, _) => |d, s, imm, mx| Res::Xmm(sse::cmp(2, d, s, imm, mx));
-    Cmppd CMPPD "cmppd" (Cmppd, _) => |d, s, imm, mx| Res::Xmm(sse::cmp(3, d, s, imm, mx));
-    Comiss COMISS "comiss" (Comiss, _) => |d, s, _, mx| Res::Gpr(sse::comis(true, true, d, s, mx));
-    Comisd COMISD "comisd" (Comisd, _) => |d, s, _, mx| Res::Gpr(sse::comis(false, true, d, s, mx));
-    Ucomiss UCOMISS "ucomiss" (Ucomiss, _) => |d, s, _, mx| Res::Gpr(sse::comis(true, false, d, s, mx));
-    Ucomisd UCOMISD "ucomisd" (Ucomisd, _) => |d, s, _, mx| Res::Gpr(sse::comis(false, false, d, s, mx));
-    Cvtss2sd CVTSS2SD "cvtss2sd" (Cvtss2sd, _) => |d, s, _, mx| Res::Xmm(sse::cvtss2sd(d, s, mx));
-    Cvtsd2ss CVTSD2SS "cvtsd2ss" (Cvtsd2ss, _) => |d, s, _, mx| Res::Xmm(sse::cvtsd2ss(d, s, mx));
-    Cvtdq2pd CVTDQ2PD "cvtdq2pd" (Cvtdq2pd, _) => |d, s, _, mx| Res::Xmm(sse::cvtdq2pd(d, s, mx));
-    Cvtps2pd CVTPS2PD "cvtps2pd" (Cvtps2pd, _) => |d, s, _, mx| Res::Xmm(sse::cvtps2pd(d, s, mx));
-    Cvtsi2sd64 CVTSI2SD64 "cvtsi2sd64" (Cvtsi2sd, true) => |d, s, _, mx| Res::Xmm(sse::cvtsi2f(false, true, d, s[0], mx));
-    Cvtsi2sd32 CVTSI2SD32 "cvtsi2sd32" (Cvtsi2sd, false) => |d, s, _, mx| Res::Xmm(sse::cvtsi2f(false, false, d, s[0], mx));
-    Cvtsi2ss64 CVTSI2SS64 "cvtsi2ss64" (Cvtsi2ss, true) => |d, s, _, mx| Res::Xmm(sse::cvtsi2f(true, true, d, s[0], mx));
-    Cvtsi2ss32 CVTSI2SS32 "cvtsi2ss32" (Cvtsi2ss, false) => |d, s, _, mx| Res::Xmm(sse::cvtsi2f(true, false, d, s[0], mx));
-    Cvtsd2si64 CVTSD2SI64 "cvtsd2si64" (Cvtsd2si, true) => |_, s, _, mx| Res::Gpr(sse::cvtf2si(false, false, true, s, mx));
-    Cvtsd2si32 CVTSD2SI32 "cvtsd2si32" (Cvtsd2si, false) => |_, s, _, mx| Res::Gpr(sse::cvtf2si(false, false, false, s, mx));
-    Cvttsd2si64 CVTTSD2SI64 "cvttsd2si64" (Cvttsd2si, true) => |_, s, _, mx| Res::Gpr(sse::cvtf2si(false, true, true, s, mx));
-    Cvttsd2si32 CVTTSD2SI32 "cvttsd2si32" (Cvttsd2si, false) => |_, s, _, mx| Res::Gpr(sse::cvtf2si(false, true, false, s, mx));
-    Cvtss2si64 CVTSS2SI64 "cvtss2si64" (Cvtss2si, true) => |_, s, _, mx| Res::Gpr(sse::cvtf2si(true, false, true, s, mx));
-    Cvtss2si32 CVTSS2SI32 "cvtss2si32" (Cvtss2si, false) => |_, s, _, mx| Res::Gpr(sse::cvtf2si(true, false, false, s, mx));
-    Cvttss2si64 CVTTSS2SI64 "cvttss2si64" (Cvttss2si, true) => |_, s, _, mx| Res::Gpr(sse::cvtf2si(true, true, true, s, mx));
-    Cvttss2si32 CVTTSS2SI32 "cvttss2si32" (Cvttss2si, false) => |_, s, _, mx| Res::Gpr(sse::cvtf2si(true, true, false, s, mx));
+    Addss ADDSS "addss" true (Addss, _) => |d, s, _, mx| Out::Xmm(sse::addss(d, s, mx));
+    Addsd ADDSD "addsd" true (Addsd, _) => |d, s, _, mx| Out::Xmm(sse::addsd(d, s, mx));
+    Addps ADDPS "addps" false (Addps, _) => |d, s, _, mx| Out::Xmm(sse::addps(d, s, mx));
+    Addpd ADDPD "addpd" false (Addpd, _) => |d, s, _, mx| Out::Xmm(sse::addpd(d, s, mx));
+    Subss SUBSS "subss" true (Subss, _) => |d, s, _, mx| Out::Xmm(sse::subss(d, s, mx));
+    Subsd SUBSD "subsd" true (Subsd, _) => |d, s, _, mx| Out::Xmm(sse::subsd(d, s, mx));
+    Subps SUBPS "subps" false (Subps, _) => |d, s, _, mx| Out::Xmm(sse::subps(d, s, mx));
+    Subpd SUBPD "subpd" false (Subpd, _) => |d, s, _, mx| Out::Xmm(sse::subpd(d, s, mx));
+    Mulss MULSS "mulss" true (Mulss, _) => |d, s, _, mx| Out::Xmm(sse::mulss(d, s, mx));
+    Mulsd MULSD "mulsd" true (Mulsd, _) => |d, s, _, mx| Out::Xmm(sse::mulsd(d, s, mx));
+    Mulps MULPS "mulps" false (Mulps, _) => |d, s, _, mx| Out::Xmm(sse::mulps(d, s, mx));
+    Mulpd MULPD "mulpd" false (Mulpd, _) => |d, s, _, mx| Out::Xmm(sse::mulpd(d, s, mx));
+    Divss DIVSS "divss" true (Divss, _) => |d, s, _, mx| Out::Xmm(sse::divss(d, s, mx));
+    Divsd DIVSD "divsd" true (Divsd, _) => |d, s, _, mx| Out::Xmm(sse::divsd(d, s, mx));
+    Divps DIVPS "divps" false (Divps, _) => |d, s, _, mx| Out::Xmm(sse::divps(d, s, mx));
+    Divpd DIVPD "divpd" false (Divpd, _) => |d, s, _, mx| Out::Xmm(sse::divpd(d, s, mx));
+    Sqrtss SQRTSS "sqrtss" true (Sqrtss, _) => |d, s, _, mx| Out::Xmm(sse::sqrtss(d, s, mx));
+    Sqrtsd SQRTSD "sqrtsd" true (Sqrtsd, _) => |d, s, _, mx| Out::Xmm(sse::sqrtsd(d, s, mx));
+    Sqrtps SQRTPS "sqrtps" false (Sqrtps, _) => |d, s, _, mx| Out::Xmm(sse::sqrtps(d, s, mx));
+    Sqrtpd SQRTPD "sqrtpd" false (Sqrtpd, _) => |d, s, _, mx| Out::Xmm(sse::sqrtpd(d, s, mx));
+    Minss MINSS "minss" true (Minss, _) => |d, s, _, mx| Out::Xmm(sse::minss(d, s, mx));
+    Minsd MINSD "minsd" true (Minsd, _) => |d, s, _, mx| Out::Xmm(sse::minsd(d, s, mx));
+    Minps MINPS "minps" false (Minps, _) => |d, s, _, mx| Out::Xmm(sse::minps(d, s, mx));
+    Minpd MINPD "minpd" false (Minpd, _) => |d, s, _, mx| Out::Xmm(sse::minpd(d, s, mx));
+    Maxss MAXSS "maxss" true (Maxss, _) => |d, s, _, mx| Out::Xmm(sse::maxss(d, s, mx));
+    Maxsd MAXSD "maxsd" true (Maxsd, _) => |d, s, _, mx| Out::Xmm(sse::maxsd(d, s, mx));
+    Maxps MAXPS "maxps" false (Maxps, _) => |d, s, _, mx| Out::Xmm(sse::maxps(d, s, mx));
+    Maxpd MAXPD "maxpd" false (Maxpd, _) => |d, s, _, mx| Out::Xmm(sse::maxpd(d, s, mx));
+    Cmpss CMPSS "cmpss" true (Cmpss, _) => |d, s, imm, mx| Out::Xmm(sse::cmp(0, d, s, imm, mx));
+    Cmpsd CMPSD "cmpsd" true (Cmpsd, _) => |d, s, imm, mx| Out::Xmm(sse::cmp(1, d, s, imm, mx));
+    Cmpps CMPPS "cmpps" false (Cmpps, _) => |d, s, imm, mx| Out::Xmm(sse::cmp(2, d, s, imm, mx));
+    Cmppd CMPPD "cmppd" false (Cmppd, _) => |d, s, imm, mx| Out::Xmm(sse::cmp(3, d, s, imm, mx));
+    Comiss COMISS "comiss" true (Comiss, _) => |d, s, _, mx| Out::Gpr(sse::comis(true, true, d, s, mx));
+    Comisd COMISD "comisd" true (Comisd, _) => |d, s, _, mx| Out::Gpr(sse::comis(false, true, d, s, mx));
+    Ucomiss UCOMISS "ucomiss" true (Ucomiss, _) => |d, s, _, mx| Out::Gpr(sse::comis(true, false, d, s, mx));
+    Ucomisd UCOMISD "ucomisd" true (Ucomisd, _) => |d, s, _, mx| Out::Gpr(sse::comis(false, false, d, s, mx));
+    Cvtss2sd CVTSS2SD "cvtss2sd" true (Cvtss2sd, _) => |d, s, _, mx| Out::Xmm(sse::cvtss2sd(d, s, mx));
+    Cvtsd2ss CVTSD2SS "cvtsd2ss" true (Cvtsd2ss, _) => |d, s, _, mx| Out::Xmm(sse::cvtsd2ss(d, s, mx));
+    Cvtdq2pd CVTDQ2PD "cvtdq2pd" false (Cvtdq2pd, _) => |d, s, _, mx| Out::Xmm(sse::cvtdq2pd(d, s, mx));
+    Cvtps2pd CVTPS2PD "cvtps2pd" false (Cvtps2pd, _) => |d, s, _, mx| Out::Xmm(sse::cvtps2pd(d, s, mx));
+    Cvtsi2sd64 CVTSI2SD64 "cvtsi2sd64" true (Cvtsi2sd, true) => |d, s, _, mx| Out::Xmm(sse::cvtsi2f(false, true, d, from_m(s)[0], mx));
+    Cvtsi2sd32 CVTSI2SD32 "cvtsi2sd32" true (Cvtsi2sd, false) => |d, s, _, mx| Out::Xmm(sse::cvtsi2f(false, false, d, from_m(s)[0], mx));
+    Cvtsi2ss64 CVTSI2SS64 "cvtsi2ss64" true (Cvtsi2ss, true) => |d, s, _, mx| Out::Xmm(sse::cvtsi2f(true, true, d, from_m(s)[0], mx));
+    Cvtsi2ss32 CVTSI2SS32 "cvtsi2ss32" true (Cvtsi2ss, false) => |d, s, _, mx| Out::Xmm(sse::cvtsi2f(true, false, d, from_m(s)[0], mx));
+    Cvtsd2si64 CVTSD2SI64 "cvtsd2si64" true (Cvtsd2si, true) => |_, s, _, mx| Out::Gpr(sse::cvtf2si(false, false, true, s, mx));
+    Cvtsd2si32 CVTSD2SI32 "cvtsd2si32" true (Cvtsd2si, false) => |_, s, _, mx| Out::Gpr(sse::cvtf2si(false, false, false, s, mx));
+    Cvttsd2si64 CVTTSD2SI64 "cvttsd2si64" true (Cvttsd2si, true) => |_, s, _, mx| Out::Gpr(sse::cvtf2si(false, true, true, s, mx));
+    Cvttsd2si32 CVTTSD2SI32 "cvttsd2si32" true (Cvttsd2si, false) => |_, s, _, mx| Out::Gpr(sse::cvtf2si(false, true, false, s, mx));
+    Cvtss2si64 CVTSS2SI64 "cvtss2si64" true (Cvtss2si, true) => |_, s, _, mx| Out::Gpr(sse::cvtf2si(true, false, true, s, mx));
+    Cvtss2si32 CVTSS2SI32 "cvtss2si32" true (Cvtss2si, false) => |_, s, _, mx| Out::Gpr(sse::cvtf2si(true, false, false, s, mx));
+    Cvttss2si64 CVTTSS2SI64 "cvttss2si64" true (Cvttss2si, true) => |_, s, _, mx| Out::Gpr(sse::cvtf2si(true, true, true, s, mx));
+    Cvttss2si32 CVTTSS2SI32 "cvttss2si32" true (Cvttss2si, false) => |_, s, _, mx| Out::Gpr(sse::cvtf2si(true, true, false, s, mx));
 }
 
 #[cfg(test)]
