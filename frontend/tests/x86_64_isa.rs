@@ -787,6 +787,28 @@ fn movbe_xlat_bswap_movsxd_and_the_cwd_family() {
             fold("rax")
         ));
     }
+    // lea at every operand size, and with 32-bit address arithmetic (0x67), which wraps at
+    // 4 GiB and zero-extends, also for a lone displacement.
+    for (n, l) in [
+        "lea r8w, [r9 + r10 * 2 + 5]",
+        "lea r8d, [r9 + r10 * 8 - 1]",
+        "lea r8, [r9 + r10 * 4 + 0x7fffffff]",
+        "addr32 lea r8, [r9d + r10d * 2 + 0x10]",
+        "addr32 lea r8, [r9d - 1]",
+        "addr32 lea r8d, [r10d * 8]",
+        "addr32 lea r8, [0x80000000]",
+        "lea r8, [r9d * 1 + 0x80000000]",
+    ]
+    .iter()
+    .enumerate()
+    {
+        lines.push(format!(
+            "mov r8, -1; mov r9, {:#x}; mov r10, {:#x}; {l}; {}",
+            0xffff_ffff_0000_0000u64 | n as u64,
+            0x8000_0000_8000_0000u64 | (n as u64) << 12,
+            fold("r8")
+        ));
+    }
     vs_host("moves", &lines);
 }
 
