@@ -209,6 +209,12 @@ impl BlockCache {
         self.epoch.load(Ordering::Acquire)
     }
 
+    /// Where the epoch lives, for generated code's inline jump-cache probe (the cache lives
+    /// as long as its engine, which outlives every vCPU running its code).
+    pub(crate) fn epoch_ptr(&self) -> *const AtomicU64 {
+        &self.epoch
+    }
+
     /// The valid block for `key`, without taking a lock.
     pub fn lookup(&self, key: &BlockKey) -> Option<Arc<TranslationBlock>> {
         self.table.get(key)

@@ -99,6 +99,15 @@ pub trait Guest: Send + Sync + 'static {
     /// physical pc.
     fn block_key(&self, cpu: &Self::Cpu) -> (u64, u32);
 
+    /// Byte offset in the CPU state of the pc that [`Guest::block_key`] returns, when the pc
+    /// is such a field (it is for every guest tern has): indirect jumps then probe the jump
+    /// cache inline instead of calling out of generated code. `None` (the default) keeps
+    /// every lookup a call. Either way, an instruction that changes the block-key flags must
+    /// end its block with an `exit_tb` (see `ir::abi`, "Indirect jumps").
+    fn pc_offset(&self) -> Option<u32> {
+        None
+    }
+
     /// The MMU mode used for fetching code translated under `flags`.
     fn code_mmu_idx(&self, flags: u32) -> u8;
 

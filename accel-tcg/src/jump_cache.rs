@@ -16,36 +16,22 @@ use std::sync::Arc;
 
 use crate::cache::TranslationBlock;
 
-const ENTRIES: usize = 4096;
+use ir::abi::{jump_cache_group, jump_cache_index, JumpCacheSlot as Slot};
+
+const ENTRIES: usize = ir::abi::JUMP_CACHE_ENTRIES;
 /// Slots per page group.
-const GROUP: usize = 128;
-
-/// The hot part of a slot.
-#[derive(Clone, Copy)]
-#[repr(C, align(32))]
-struct Slot {
-    /// The block's virtual pc.
-    pc: u64,
-    /// `cflags << 32 | flags` of the block.
-    flags: u64,
-    /// Host code address of the block, 0 when it has none (interpreter mode).
-    code: usize,
-    /// The block cache's epoch at which the block was known valid; `u64::MAX` never matches.
-    epoch: u64,
-}
-
-const EMPTY: Slot = Slot {
-    pc: 0,
-    flags: 0,
-    code: 0,
-    epoch: u64::MAX,
-};
+const GROUP: usize = ir::abi::JUMP_CACHE_GROUP;
+const EMPTY: Slot = Slot::EMPTY;
 
 /// A vCPU's jump cache.
 pub struct JumpCache {
     slots: Box<[Slot; ENTRIES]>,
     /// The block of each slot (`None`: empty); keeps it alive while it is cached.
     blocks: Box<[Option<Arc<TranslationBlock>>]>,
+    /// Indexes of the slots filled since the last [`JumpCache::clear`] (possibly repeated,
+    /// possibly emptied since): a full clear touches only these, so a large table costs
+    /// nothing extra on guests that flush often (every address-space switch without ASIDs).
+    used: Vec<u32>,
 }
 
 impl Default for JumpCache {
@@ -67,20 +53,27 @@ impl JumpCache {
                 .try_into()
                 .unwrap_or_else(|_| unreachable!("ENTRIES slots")),
             blocks: vec![None; ENTRIES].into_boxed_slice(),
+            used: Vec::new(),
         }
     }
 
     /// Slots are grouped by guest page (QEMU's jump-cache hash does the same): the high bits
     /// of the index come from the page number, the low bits from the offset in the page, so a
-    /// one-page TLB flush clears one group instead of the whole cache.
+    /// one-page TLB flush clears one group instead of the whole cache. The function is
+    /// `ir::abi`'s, since generated code computes it too.
     fn index(pc: u64) -> usize {
-        Self::group(pc) | ((pc >> 1) as usize & (GROUP - 1))
+        jump_cache_index(pc)
     }
 
     /// The first slot of the group of `pc`'s page.
     fn group(pc: u64) -> usize {
-        let page = pc >> ir::abi::PAGE_BITS;
-        (((page ^ (page >> 5) ^ (page >> 10)) as usize) & (ENTRIES / GROUP - 1)) * GROUP
+        jump_cache_group(pc)
+    }
+
+    /// The slot table, for the CPU-state header (generated code probes it inline); it stays
+    /// at this address for the cache's lifetime.
+    pub fn slots(&self) -> *const Slot {
+        self.slots.as_ptr()
     }
 
     /// The valid block cached for virtual `pc` under `flags` and compile flags `cflags`.
@@ -133,6 +126,16 @@ impl JumpCache {
     /// was found valid (an older epoch is safe: it only forces a validity check).
     pub fn insert(&mut self, tb: Arc<TranslationBlock>, epoch: u64) {
         let i = Self::index(tb.key.pc);
+        if self.blocks[i].is_none() {
+            if self.used.len() >= ENTRIES {
+                // Slots refilled after page flushes repeat in the list: rebuild it.
+                self.used.clear();
+                self.used.extend(
+                    (0..ENTRIES as u32).filter(|&j| self.blocks[j as usize].is_some()),
+                );
+            }
+            self.used.push(i as u32);
+        }
         self.slots[i] = Slot {
             pc: tb.key.pc,
             flags: packed(tb.key.flags, tb.key.cflags),
@@ -155,11 +158,9 @@ impl JumpCache {
 
     /// Forgets everything.
     pub fn clear(&mut self) {
-        for (slot, tb) in self.slots.iter_mut().zip(self.blocks.iter_mut()) {
-            if tb.is_some() {
-                *slot = EMPTY;
-                *tb = None;
-            }
+        for i in self.used.drain(..) {
+            self.slots[i as usize] = EMPTY;
+            self.blocks[i as usize] = None;
         }
     }
 }
@@ -254,6 +255,38 @@ mod tests {
         jc.clear();
         assert!(jc.get(0x2000, 0, 0).is_none());
         assert!(jc.code(0x3000, 0, 0, cache.epoch()).is_none());
+    }
+
+    #[test]
+    fn clear_forgets_every_slot_after_page_flushes_and_refills() {
+        let cache = BlockCache::new();
+        let mut jc = JumpCache::new();
+        let a = block(&cache, 0x1000, 0, true);
+        let b = block(&cache, 0x9_2040, 0, true);
+        // Refill one slot over and over across page flushes: the list of used slots
+        // repeats it and must be rebuilt rather than grow without bound.
+        for _ in 0..2 * ENTRIES + 3 {
+            jc.insert(a.clone(), cache.epoch());
+            jc.clear_page(0x1000);
+        }
+        assert!(jc.used.len() <= ENTRIES);
+        jc.insert(a.clone(), cache.epoch());
+        jc.insert(b.clone(), cache.epoch());
+        jc.clear();
+        assert!(jc.get(0x1000, 0, 0).is_none());
+        assert!(jc.get(0x9_2040, 0, 0).is_none());
+        assert!(jc.slots.iter().all(|s| s.code == 0), "every slot empty");
+        assert!(jc.used.is_empty());
+    }
+
+    #[test]
+    fn neighbouring_blocks_never_share_a_slot() {
+        // Within one group, slots are the low bits of the pc: blocks less than a group's
+        // span apart (the handlers of an interpreter loop) cannot evict each other.
+        let base = 0x40_1000u64;
+        let slots: std::collections::HashSet<usize> =
+            (0..GROUP as u64).map(|k| JumpCache::index(base + k)).collect();
+        assert_eq!(slots.len(), GROUP);
     }
 
     #[test]

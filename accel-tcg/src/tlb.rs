@@ -352,7 +352,7 @@ mod tests {
             exit_request: Default::default(),
             unwind: 0,
             insn_index: 0,
-            reserved: 0,
+            pc_offset: 0,
             load_slow: slow,
             store_slow: slow,
             lookup,
@@ -361,6 +361,7 @@ mod tests {
                 table: std::ptr::null_mut(),
             }; MMU_MODES],
             opaque: std::ptr::null_mut(),
+            jump_probe: std::ptr::null(),
         };
         tlb.install(&mut header);
         tlb.fill(2, 0x1234_5000, 0x5000, PageProt::ALL, Some(host()), false);

@@ -31,6 +31,8 @@ pub struct VcpuStats {
     pub invalidated_blocks: u64,
     /// Guest exceptions taken (including restarts).
     pub unwinds: u64,
+    /// Calls of the lookup helper: indirect jumps whose inline jump-cache probe missed.
+    pub lookup_calls: u64,
 }
 
 /// The per-vCPU state that slow paths reach through `EnvHeader::opaque`.
@@ -38,6 +40,8 @@ pub(crate) struct Context<G: Guest> {
     pub engine: Arc<Engine<G>>,
     pub tlb: SoftTlb,
     pub jump_cache: JumpCache,
+    /// What generated code's inline jump-cache probe reads (`EnvHeader::jump_probe`).
+    pub jump_probe: ir::abi::JumpProbe,
     /// Set by a store that modified the block it ran in.
     pub restart: bool,
     pub stats: VcpuStats,
@@ -108,6 +112,11 @@ impl<G: Guest> Vcpu<G> {
             engine: engine.clone(),
             tlb: SoftTlb::new(),
             jump_cache: JumpCache::new(),
+            jump_probe: ir::abi::JumpProbe {
+                slots: ir::abi::NO_JUMP_CACHE.as_ptr(),
+                epoch: std::ptr::null(),
+                block_flags: 0,
+            },
             restart: false,
             code_pages_seen: 0,
             stats: VcpuStats::default(),
@@ -138,6 +147,12 @@ impl<G: Guest> Vcpu<G> {
         h.lookup = lookup::<G>;
         h.opaque = ctx_ptr.cast();
         h.unwind = 0;
+        (h.pc_offset, ctx.jump_probe.slots) = match ctx.engine.guest.pc_offset() {
+            Some(offset) => (offset, ctx.jump_cache.slots()),
+            None => (0, ir::abi::NO_JUMP_CACHE.as_ptr()),
+        };
+        ctx.jump_probe.epoch = ctx.engine.cache.epoch_ptr();
+        h.jump_probe = &ctx.jump_probe;
         ctx.tlb.install(h);
     }
 
@@ -482,6 +497,9 @@ impl<G: Guest> Vcpu<G> {
     }
 
     fn execute(&mut self, tb: &TranslationBlock) -> u64 {
+        // The flags of every block reached from here through links and inline lookups (see
+        // `ir::abi`, "Indirect jumps").
+        self.ctx().jump_probe.block_flags = u64::from(tb.key.flags);
         let env = self.cpu.as_ptr().cast::<u8>();
         match &tb.code {
             BlockCode::Jit(code) => {
@@ -602,6 +620,7 @@ unsafe extern "C" fn store_slow<G: Guest>(env: u64, addr: u64, val: u64, info: u
 unsafe extern "C" fn lookup<G: Guest>(env: u64) -> u64 {
     // SAFETY: called by generated code of a running vCPU with its CPU-state pointer.
     let (cpu, ctx) = unsafe { parts::<G>(env) };
+    ctx.stats.lookup_calls += 1;
     let (pc, flags) = ctx.engine.guest.block_key(cpu);
     match ctx.jump_cache.code(pc, flags, 0, ctx.engine.cache.epoch()) {
         Some(code) => code as u64,

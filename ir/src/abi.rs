@@ -16,8 +16,17 @@
 //!
 //! **Block entry.** Every block first tests [`EnvHeader::exit_request`]; another thread sets
 //! it to break a chain of directly linked blocks (interrupts, stop requests).
+//!
+//! **Indirect jumps.** `LookupAndGoto` first probes the vCPU's jump cache inline
+//! ([`JumpProbe`], [`JumpCacheSlot`], [`jump_cache_index`]) with the pc read at
+//! [`EnvHeader::pc_offset`] and the flags of [`JumpProbe::block_flags`], and calls
+//! [`EnvHeader::lookup`] only on a miss.
+//! That relies on a rule every frontend keeps: an instruction that changes the block-key
+//! flags (privilege level, CPU mode) ends its block with an exit to the loop, never with a
+//! chained or looked-up jump, so the flags at any `LookupAndGoto` are those of the block
+//! that runs it, which the loop stores in `block_flags` before it enters generated code.
 
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 
 /// Guest pages are 4 KiB for every guest tern runs.
 pub const PAGE_BITS: u32 = 12;
@@ -124,8 +133,9 @@ pub struct EnvHeader {
     pub unwind: u32,
     /// Index of the `InsnStart` of the instruction that was running when something raised.
     pub insn_index: u32,
-    /// Padding; keeps the pointers below 8-byte aligned.
-    pub reserved: u32,
+    /// Byte offset in the CPU state of the guest pc (the pc of the guest's block key), for
+    /// the inline jump-cache probe.
+    pub pc_offset: u32,
     /// Slow path of guest loads.
     pub load_slow: LoadSlowFn,
     /// Slow path of guest stores.
@@ -137,6 +147,82 @@ pub struct EnvHeader {
     /// The engine's per-vCPU context, for slow paths and helpers that need more than the
     /// CPU state (memory, devices, the block cache). Generated code never reads it.
     pub opaque: *mut std::ffi::c_void,
+    /// What the inline jump-cache probe of `LookupAndGoto` reads besides the pc. Behind a
+    /// pointer so the header stays small: globals close to its end get short encodings.
+    pub jump_probe: *const JumpProbe,
+}
+
+/// The inline jump-cache probe's view of a vCPU (see the module doc, "Indirect jumps").
+#[derive(Debug)]
+#[repr(C)]
+pub struct JumpProbe {
+    /// The vCPU's jump cache: [`JUMP_CACHE_ENTRIES`] slots.
+    pub slots: *const JumpCacheSlot,
+    /// The block cache's invalidation epoch; a slot is usable only if stamped with it.
+    pub epoch: *const AtomicU64,
+    /// The block-key flags of the running block.
+    pub block_flags: u64,
+}
+
+// SAFETY: the pointers are to the vCPU's own jump cache and to its engine's epoch, both
+// outliving the probe; the probe moves between threads only with its vCPU.
+unsafe impl Send for JumpProbe {}
+// SAFETY: a shared `&JumpProbe` only reads the pointer values, never what they point to.
+unsafe impl Sync for JumpProbe {}
+
+/// Slots in a vCPU's jump cache.
+pub const JUMP_CACHE_ENTRIES: usize = 32768;
+/// Slots per page group of the jump cache (a one-page flush clears one group).
+pub const JUMP_CACHE_GROUP: usize = 512;
+
+/// One jump-cache slot, as generated code reads it. A slot with `code == 0` never hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(32))]
+pub struct JumpCacheSlot {
+    /// The block's virtual pc.
+    pub pc: u64,
+    /// `cflags << 32 | flags` of the block.
+    pub flags: u64,
+    /// Host code address of the block; 0 when it has none (interpreter mode).
+    pub code: usize,
+    /// The block cache's epoch at which the block was known valid.
+    pub epoch: u64,
+}
+
+impl JumpCacheSlot {
+    /// A slot that matches nothing.
+    pub const EMPTY: JumpCacheSlot = JumpCacheSlot {
+        pc: 0,
+        flags: 0,
+        code: 0,
+        epoch: u64::MAX,
+    };
+}
+
+/// A jump cache in which every probe misses (all slots zero: no code), for CPU states whose
+/// guest does not say where its pc is. Zero-initialised, so it costs no space in the binary.
+pub static NO_JUMP_CACHE: [JumpCacheSlot; JUMP_CACHE_ENTRIES] = [JumpCacheSlot {
+    pc: 0,
+    flags: 0,
+    code: 0,
+    epoch: 0,
+}; JUMP_CACHE_ENTRIES];
+
+/// The first slot of the group of `pc`'s page: the page number hashed to one of the
+/// `JUMP_CACHE_ENTRIES / JUMP_CACHE_GROUP` groups (neighbouring pages, as a program's hot
+/// code is, land in different groups).
+pub const fn jump_cache_group(pc: u64) -> usize {
+    let page = pc >> PAGE_BITS;
+    (((page ^ (page >> 7) ^ (page >> 14)) as usize) & (JUMP_CACHE_ENTRIES / JUMP_CACHE_GROUP - 1))
+        * JUMP_CACHE_GROUP
+}
+
+/// The slot of `pc`: its page's group, and within it the low bits of the offset, so that
+/// blocks close together (a loop's, an interpreter's handlers) never share a slot; folding
+/// higher bits in was tried and made hot neighbours collide. The generated probe computes
+/// the same function.
+pub const fn jump_cache_index(pc: u64) -> usize {
+    jump_cache_group(pc) | (pc as usize & (JUMP_CACHE_GROUP - 1))
 }
 
 /// Stands in for the slow paths until an engine installs its own: a CPU state is built before
@@ -158,7 +244,7 @@ impl EnvHeader {
             exit_request: AtomicU32::new(0),
             unwind: 0,
             insn_index: 0,
-            reserved: 0,
+            pc_offset: 0,
             load_slow: detached_slow_path,
             store_slow: detached_slow_path,
             lookup: detached_lookup,
@@ -167,6 +253,7 @@ impl EnvHeader {
                 table: std::ptr::null_mut(),
             }; MMU_MODES],
             opaque: std::ptr::null_mut(),
+            jump_probe: std::ptr::null(),
         }
     }
 }
@@ -197,6 +284,24 @@ pub mod offsets {
     pub const TLB: u32 = offset_of!(EnvHeader, tlb) as u32;
     /// [`EnvHeader::opaque`]
     pub const OPAQUE: u32 = offset_of!(EnvHeader, opaque) as u32;
+    /// [`EnvHeader::pc_offset`]
+    pub const PC_OFFSET: u32 = offset_of!(EnvHeader, pc_offset) as u32;
+    /// [`EnvHeader::jump_probe`]
+    pub const JUMP_PROBE: u32 = offset_of!(EnvHeader, jump_probe) as u32;
+    /// [`super::JumpProbe::slots`]
+    pub const PROBE_SLOTS: i32 = offset_of!(super::JumpProbe, slots) as i32;
+    /// [`super::JumpProbe::epoch`]
+    pub const PROBE_EPOCH: i32 = offset_of!(super::JumpProbe, epoch) as i32;
+    /// [`super::JumpProbe::block_flags`]
+    pub const PROBE_BLOCK_FLAGS: i32 = offset_of!(super::JumpProbe, block_flags) as i32;
+    /// [`JumpCacheSlot::pc`]
+    pub const SLOT_PC: i32 = offset_of!(super::JumpCacheSlot, pc) as i32;
+    /// [`JumpCacheSlot::flags`]
+    pub const SLOT_FLAGS: i32 = offset_of!(super::JumpCacheSlot, flags) as i32;
+    /// [`JumpCacheSlot::code`]
+    pub const SLOT_CODE: i32 = offset_of!(super::JumpCacheSlot, code) as i32;
+    /// [`JumpCacheSlot::epoch`]
+    pub const SLOT_EPOCH: i32 = offset_of!(super::JumpCacheSlot, epoch) as i32;
     /// Size of one `TlbFast`.
     pub const TLB_FAST_SIZE: u32 = std::mem::size_of::<super::TlbFast>() as u32;
     /// Size of the header: globals start at or after this offset.

@@ -33,15 +33,15 @@
 use std::fmt::Write as _;
 use std::mem::offset_of;
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
 
 use proptest::prelude::*;
 
 use crate::abi::{
-    decode_slow_path_info, EnvHeader, ExitCode, ExitKind, LoadSlowFn, LookupFn, StoreSlowFn,
-    TlbEntry, TlbFast, MMU_MODES, PAGE_BITS, PAGE_SIZE, TLB_ENTRY_BITS, TLB_INVALID, TLB_MMIO,
-    TLB_WATCH,
+    decode_slow_path_info, EnvHeader, ExitCode, ExitKind, JumpProbe, LoadSlowFn, LookupFn,
+    StoreSlowFn, TlbEntry, TlbFast, MMU_MODES, NO_JUMP_CACHE, PAGE_BITS, PAGE_SIZE, TLB_ENTRY_BITS,
+    TLB_INVALID, TLB_MMIO, TLB_WATCH,
 };
 use crate::interp::{self, GuestMemory, Interpreter};
 use crate::op::{BinOp, ExtFrom, Op, UnOp};
@@ -545,6 +545,15 @@ pub fn fill_byte(seed: u64, offset: usize) -> u8 {
     (z >> ((offset % 8) * 8)) as u8
 }
 
+/// The block-cache epoch of every test state.
+static TEST_EPOCH: AtomicU64 = AtomicU64::new(0);
+/// The jump probe of every test state: no slot ever hits.
+static TEST_PROBE: JumpProbe = JumpProbe {
+    slots: NO_JUMP_CACHE.as_ptr(),
+    epoch: &TEST_EPOCH,
+    block_flags: 0,
+};
+
 /// A [`TestEnv`] and its [`TestMemory`], at stable heap addresses (the header's TLB pointers
 /// and `TestEnv::mem` point into them).
 pub struct TestState {
@@ -573,12 +582,14 @@ impl TestState {
                 exit_request: AtomicU32::new(0),
                 unwind: 0,
                 insn_index: 0,
-                reserved: 0,
+                pc_offset: 0,
                 load_slow: test_load_slow as LoadSlowFn,
                 store_slow: test_store_slow as StoreSlowFn,
                 lookup: test_lookup as LookupFn,
                 tlb,
                 opaque: mem.as_ptr().cast(),
+                // Every inline probe misses, so `LookupAndGoto` always calls `test_lookup`.
+                jump_probe: &TEST_PROBE,
             },
             globals: init.globals,
             scratch: init.scratch,

@@ -66,6 +66,10 @@ impl Guest for RiscvUser {
         (cpu.pc, 0)
     }
 
+    fn pc_offset(&self) -> Option<u32> {
+        Some(frontend::riscv64::cpu::PC_OFFSET)
+    }
+
     fn code_mmu_idx(&self, _flags: u32) -> u8 {
         0
     }

@@ -98,6 +98,10 @@ impl Guest for X86User {
         (cpu.rip, 0)
     }
 
+    fn pc_offset(&self) -> Option<u32> {
+        Some(frontend::x86_64::cpu::RIP_OFFSET)
+    }
+
     fn code_mmu_idx(&self, _flags: u32) -> u8 {
         0
     }

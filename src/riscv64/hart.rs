@@ -110,6 +110,10 @@ impl Guest for RiscvHarts {
         (cpu.pc, Self::mode(cpu).flags())
     }
 
+    fn pc_offset(&self) -> Option<u32> {
+        Some(frontend::riscv64::cpu::PC_OFFSET)
+    }
+
     fn code_mmu_idx(&self, flags: u32) -> u8 {
         Mode::from_flags(flags).code_mmu_idx()
     }

@@ -136,6 +136,10 @@ impl Guest for Toy {
         (cpu.pc, 0)
     }
 
+    fn pc_offset(&self) -> Option<u32> {
+        Some(std::mem::offset_of!(ToyCpu, pc) as u32)
+    }
+
     fn code_mmu_idx(&self, _flags: u32) -> u8 {
         0
     }

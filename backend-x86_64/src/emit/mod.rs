@@ -11,6 +11,7 @@
 mod alu;
 pub mod asm;
 mod call;
+mod lookup;
 mod mem;
 
 use ir::abi::{offsets, ExitCode, ExitKind};
@@ -281,12 +282,9 @@ impl Compiler<'_> {
             Op::LookupAndGoto => {
                 self.sync_globals()?;
                 self.forget_all();
-                asm::env_ptr(self.asm, RDI);
-                asm::call_mem(self.asm, env_mem(offsets::LOOKUP));
                 // rdx carries this block's Lookup exit code to the shared miss stub.
                 let code = self.exit_code(ExitKind::Lookup, 0);
-                asm::mov_ri(self.asm, RDX, code);
-                asm::jmp_reg(self.asm, RAX);
+                lookup::lookup_and_goto(self.asm, code);
                 return Ok(());
             }
             Op::Fence => {

@@ -79,11 +79,11 @@ fn add_register_and_immediate() {
         &[
             "41837e8000  cmp dword [r14-80h],0",
             "0f8522000000  jne entry+45",
-            "498b5e30  mov rbx,[r14+30h]",
-            "498b6e40  mov rbp,[r14+40h]",
+            "498b5e38  mov rbx,[r14+38h]",
+            "498b6e48  mov rbp,[r14+48h]",
             "4801eb  add rbx,rbp",
             "4883c310  add rbx,10h",
-            "49895e30  mov [r14+30h],rbx",
+            "49895e38  mov [r14+38h],rbx",
             "48b80300000001000000  mov rax,100000003h",
             "e9adffffff  jmp entry-38",
         ],
@@ -101,10 +101,10 @@ fn i32_ops_use_32_bit_forms() {
         &[
             "41837e8000  cmp dword [r14-80h],0",
             "0f851d000000  jne entry+40",
-            "418b5e38  mov ebx,[r14+38h]",
-            "418b6e50  mov ebp,[r14+50h]",
+            "418b5e40  mov ebx,[r14+40h]",
+            "418b6e58  mov ebp,[r14+58h]",
             "29eb  sub ebx,ebp",
-            "41895e38  mov [r14+38h],ebx",
+            "41895e40  mov [r14+40h],ebx",
             "48b80300000001000000  mov rax,100000003h",
             "e9b2ffffff  jmp entry-38",
         ],
@@ -122,10 +122,10 @@ fn variable_shift_uses_cl() {
         &[
             "41837e8000  cmp dword [r14-80h],0",
             "0f851e000000  jne entry+41",
-            "498b4e40  mov rcx,[r14+40h]",
-            "498b5e30  mov rbx,[r14+30h]",
+            "498b4e48  mov rcx,[r14+48h]",
+            "498b5e38  mov rbx,[r14+38h]",
             "48d3e3  shl rbx,cl",
-            "49895e30  mov [r14+30h],rbx",
+            "49895e38  mov [r14+38h],rbx",
             "48b80300000001000000  mov rax,100000003h",
             "e9b1ffffff  jmp entry-38",
         ],
@@ -143,12 +143,12 @@ fn setcond_is_cmp_setcc_movzx() {
         &[
             "41837e8000  cmp dword [r14-80h],0",
             "0f8524000000  jne entry+47",
-            "498b5e30  mov rbx,[r14+30h]",
-            "498b6e40  mov rbp,[r14+40h]",
+            "498b5e38  mov rbx,[r14+38h]",
+            "498b6e48  mov rbp,[r14+48h]",
             "4839eb  cmp rbx,rbp",
             "0f92c0  setb al",
             "0fb6c0  movzx eax,al",
-            "49894648  mov [r14+48h],rax",
+            "49894650  mov [r14+50h],rax",
             "48b80300000001000000  mov rax,100000003h",
             "e9abffffff  jmp entry-38",
         ],
@@ -166,7 +166,7 @@ fn load_fast_path() {
         &[
             "41837e8000  cmp dword [r14-80h],0",
             "0f8541000000  jne entry+76",
-            "498b5e30  mov rbx,[r14+30h]",
+            "498b5e38  mov rbx,[r14+38h]",
             "4889d8  mov rax,rbx",
             "48c1e807  shr rax,7",
             "492346a8  and rax,[r14-58h]",
@@ -177,7 +177,7 @@ fn load_fast_path() {
             "0f8538000000  jne entry+106",
             "488b4018  mov rax,[rax+18h]",
             "8b1403  mov edx,[rbx+rax]",
-            "49895640  mov [r14+40h],rdx",
+            "49895648  mov [r14+48h],rdx",
             "48b80300000001000000  mov rax,100000003h",
             "e98effffff  jmp entry-38",
         ],
@@ -197,9 +197,9 @@ fn goto_tb_jump_field_is_aligned() {
         &[
             "41837e8000  cmp dword [r14-80h],0",
             "0f8511000000  jne entry+28",
-            "498b5e30  mov rbx,[r14+30h]",
+            "498b5e38  mov rbx,[r14+38h]",
             "4883c301  add rbx,1",
-            "49895e30  mov [r14+30h],rbx",
+            "49895e38  mov [r14+38h],rbx",
             "e90f000000  jmp entry+43",
             "48b80500000001000000  mov rax,100000005h",
             "e9afffffff  jmp entry-38",
@@ -220,9 +220,9 @@ fn goto_tb_pads_with_nops_to_align_the_jump_field() {
         &[
             "41837e8000  cmp dword [r14-80h],0",
             "0f8511000000  jne entry+28",
-            "418b5e38  mov ebx,[r14+38h]",
+            "418b5e40  mov ebx,[r14+40h]",
             "83c301  add ebx,1",
-            "41895e38  mov [r14+38h],ebx",
+            "41895e40  mov [r14+40h],ebx",
             "90  nop",
             "e90f000000  jmp entry+43",
             "48b80500000001000000  mov rax,100000005h",
@@ -256,7 +256,7 @@ fn load_slow_path_stores_dirty_globals_and_saves_nothing() {
 }
 
 const SLOW: &[&str] = &[
-    "49895e30  mov [r14+30h],rbx",
+    "49895e38  mov [r14+38h],rbx",
     "41c7468800000000  mov dword [r14-78h],0",
     "4889ee  mov rsi,rbp",
     "498d7e80  lea rdi,[r14-80h]",
@@ -268,3 +268,58 @@ const SLOW: &[&str] = &[
     "75c4  jne entry+107",
     "eb99  jmp entry+66",
 ];
+
+#[test]
+fn lookup_and_goto_probes_the_jump_cache_inline_before_calling_the_lookup() {
+    // pc from the header's pc_offset; the probe pointer; the slot index (page group | low
+    // pc bits) scaled by 32; pc, flags and epoch compared; a hit jumps to the slot's code;
+    // a miss calls the lookup with the block's Lookup exit code ready in rdx.
+    check(
+        |b| {
+            let g0 = b.global(0);
+            b.addi(g0, g0, 1);
+            b.lookup_and_goto();
+        },
+        &[
+            "41837e8000  cmp dword [r14-80h],0",
+            "0f8592000000  jne entry+157",
+            "498b5e38  mov rbx,[r14+38h]",
+            "4883c301  add rbx,1",
+            "49895e38  mov [r14+38h],rbx",
+            "418b4e8c  mov ecx,[r14-74h]",
+            "498b740e80  mov rsi,[r14+rcx-80h]",
+            "498b7e30  mov rdi,[r14+30h]",
+            "4889f0  mov rax,rsi",
+            "48c1e80c  shr rax,0Ch",
+            "4889c1  mov rcx,rax",
+            "48c1e907  shr rcx,7",
+            "4831c1  xor rcx,rax",
+            "48c1e80e  shr rax,0Eh",
+            "4831c1  xor rcx,rax",
+            "83e13f  and ecx,3Fh",
+            "c1e109  shl ecx,9",
+            "89f0  mov eax,esi",
+            "81e0ff010000  and eax,1FFh",
+            "09c1  or ecx,eax",
+            "c1e105  shl ecx,5",
+            "48030f  add rcx,[rdi]",
+            "483b31  cmp rsi,[rcx]",
+            "0f852e000000  jne entry+137",
+            "488b4710  mov rax,[rdi+10h]",
+            "483b4108  cmp rax,[rcx+8]",
+            "0f8520000000  jne entry+137",
+            "488b4708  mov rax,[rdi+8]",
+            "488b00  mov rax,[rax]",
+            "483b4118  cmp rax,[rcx+18h]",
+            "0f850f000000  jne entry+137",
+            "488b4110  mov rax,[rcx+10h]",
+            "4885c0  test rax,rax",
+            "0f8402000000  je entry+137",
+            "ffe0  jmp rax",
+            "498d7e80  lea rdi,[r14-80h]",
+            "41ff56a0  call qword [r14-60h]",
+            "48ba0200000001000000  mov rdx,100000002h",
+            "ffe0  jmp rax",
+        ],
+    );
+}
