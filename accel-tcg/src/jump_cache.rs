@@ -130,9 +130,8 @@ impl JumpCache {
             if self.used.len() >= ENTRIES {
                 // Slots refilled after page flushes repeat in the list: rebuild it.
                 self.used.clear();
-                self.used.extend(
-                    (0..ENTRIES as u32).filter(|&j| self.blocks[j as usize].is_some()),
-                );
+                self.used
+                    .extend((0..ENTRIES as u32).filter(|&j| self.blocks[j as usize].is_some()));
             }
             self.used.push(i as u32);
         }
@@ -284,8 +283,9 @@ mod tests {
         // Within one group, slots are the low bits of the pc: blocks less than a group's
         // span apart (the handlers of an interpreter loop) cannot evict each other.
         let base = 0x40_1000u64;
-        let slots: std::collections::HashSet<usize> =
-            (0..GROUP as u64).map(|k| JumpCache::index(base + k)).collect();
+        let slots: std::collections::HashSet<usize> = (0..GROUP as u64)
+            .map(|k| JumpCache::index(base + k))
+            .collect();
         assert_eq!(slots.len(), GROUP);
     }
 
