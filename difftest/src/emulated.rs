@@ -21,8 +21,8 @@ use ir::{Builder, GlobalDef, Type};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::state::{
-    End, InitState, MachineState, ARITH_FLAGS, CODE_ADDR, CODE_SIZE, COMPARED_FLAGS, DATA_ADDR, DF,
-    MEM_SIZE,
+    code_fits, End, InitState, MachineState, ARITH_FLAGS, CODE_ADDR, CODE_SIZE, COMPARED_FLAGS,
+    DATA_ADDR, DF, MEM_SIZE,
 };
 
 /// Errors of the emulated runner (a guest fault is an [`End::Fault`], never one of these).
@@ -162,11 +162,12 @@ impl Emulated {
 
     /// Runs `code` (which must end in `int3`) from `init` and returns the end state.
     pub fn run(&mut self, code: &[u8], init: &InitState) -> Result<MachineState, EmulatedError> {
-        if code.len() > CODE_SIZE {
+        if !code_fits(init.rip, code.len()) {
             return Err(EmulatedError::TooLong(code.len()));
         }
+        let at = (init.rip - CODE_ADDR) as usize;
         let mut area = vec![0xccu8; CODE_SIZE];
-        area[..code.len()].copy_from_slice(code);
+        area[at..at + code.len()].copy_from_slice(code);
         let mem_err = |e: vm_memory::GuestMemoryError| EmulatedError::Memory(e.to_string());
         self.ram
             .write_slice(&area, GuestAddress(CODE_ADDR))
@@ -181,7 +182,7 @@ impl Emulated {
 
         let c = self.vcpu.cpu_mut();
         c.regs = init.regs;
-        c.rip = CODE_ADDR;
+        c.rip = init.rip;
         c.cc_op = CcOp::EFLAGS.encode();
         c.cc_dst = init.rflags & ARITH_FLAGS;
         c.cc_src = init.rflags & ARITH_FLAGS;
@@ -228,6 +229,7 @@ mod tests {
         regs[4] = STACK_TOP;
         regs[15] = DATA_ADDR;
         InitState {
+            rip: CODE_ADDR,
             regs,
             rflags: 0,
             xmm: [[0; 2]; 16],

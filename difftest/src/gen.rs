@@ -25,7 +25,9 @@ use iced_x86::{
 };
 
 use crate::seq::{effect, Item, Sequence};
-use crate::state::{InitState, ARITH_FLAGS, DATA_ADDR, DATA_SIZE, DF, MEM_SIZE, STACK_TOP};
+use crate::state::{
+    InitState, ARITH_FLAGS, CODE_ADDR, DATA_ADDR, DATA_SIZE, DF, MEM_SIZE, STACK_TOP,
+};
 
 /// A small deterministic generator (SplitMix64): the same seed gives the same sequences on
 /// every host and Rust version.
@@ -416,6 +418,10 @@ pub struct Generator {
     encoder: iced_x86::Encoder,
     /// For [`Generator::sample`]: r/m operands all memory or all registers.
     force_memory: Option<bool>,
+    /// Setups the memory operand just built needs (an index register made small).
+    mem_setup: Vec<Instruction>,
+    /// Inside a group that must run whole: every push is glued.
+    glue_all: bool,
     next_id: u64,
     items: Vec<Item>,
     /// Undefined flags now (after the last item, before pending branch merges).
@@ -443,6 +449,8 @@ impl Generator {
             info: InstructionInfoFactory::new(),
             encoder: iced_x86::Encoder::new(64),
             force_memory: None,
+            mem_setup: Vec::new(),
+            glue_all: false,
             next_id: 0,
             items: Vec::new(),
             undef: 0,
@@ -474,6 +482,7 @@ impl Generator {
         self.force_memory = Some(memory);
         let i = (0..50).find_map(|_| self.build(code));
         self.force_memory = None;
+        self.mem_setup.clear();
         i
     }
 
@@ -529,7 +538,14 @@ impl Generator {
             let v = if r.chance(50) { sse_value(r) } else { value(r) };
             q.copy_from_slice(&v.to_le_bytes());
         }
+        // A quarter of the sequences start just before the code area's second page.
+        let rip = if r.chance(25) {
+            CODE_ADDR + 0x1000 - 1 - r.below(256)
+        } else {
+            CODE_ADDR
+        };
         InitState {
+            rip,
             regs,
             rflags,
             xmm,
@@ -558,6 +574,7 @@ impl Generator {
     }
 
     fn push_item(&mut self, i: Instruction, target: Option<u64>, glued: bool) {
+        let glued = glued || self.glue_all;
         if glued {
             let id = self.next_id;
             for p in self.pending.iter_mut().filter(|p| p.0 == id) {
@@ -610,10 +627,32 @@ impl Generator {
     }
 
     /// A memory operand of `size` bytes in the data page: `[r15 + d]` mostly, sometimes an
-    /// absolute or a rip-relative address. `align`: the alignment to keep (1 for any).
+    /// absolute or a rip-relative address, one straddling the boundary with the stack page,
+    /// or `[r15 + index * scale + d]` with the index register made a byte first (the setup
+    /// goes to `mem_setup`). `align`: the alignment to keep (1 for any).
     fn mem(&mut self, size: usize, align: u64) -> MemoryOperand {
         let size = size.max(1) as u64;
-        let off = self.rng.below(DATA_SIZE as u64 - size - 16) & !(align - 1);
+        let mut off = self.rng.below(DATA_SIZE as u64 - size - 16) & !(align - 1);
+        if self.rng.chance(8) {
+            off = (DATA_SIZE as u64 - size + 1 + self.rng.below(size)) & !(align - 1);
+        }
+        if align == 1 && self.rng.chance(15) {
+            // Not rax/rdx: the division setups (cbw, cqo...) rewrite them.
+            const INDEX: [usize; 11] = [1, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13];
+            let n = self.rng.pick(&INDEX);
+            let scale = 1u32 << self.rng.below(4);
+            let setup = Instruction::with2(Code::Movzx_r32_rm8, gpr(n, 32), gpr(n, 8))
+                .expect("movzx r32, r8");
+            self.mem_setup.push(setup);
+            let disp = self.rng.below(MEM_SIZE as u64 - 255 * scale as u64 - size);
+            return MemoryOperand::with_base_index_scale_displ_size(
+                Register::R15,
+                GPR64[n],
+                scale,
+                disp as i64,
+                1,
+            );
+        }
         match self.rng.below(10) {
             0 => MemoryOperand::with_displ(DATA_ADDR + off, 4),
             1 => MemoryOperand::with_base_displ(Register::RIP, (DATA_ADDR + off) as i64),
@@ -652,6 +691,7 @@ impl Generator {
     /// rsp/r15, high byte register with REX).
     fn build(&mut self, code: Code) -> Option<Instruction> {
         let oc = code.op_code();
+        self.mem_setup.clear();
         let mut i = Instruction::default();
         i.set_code(code);
         let bits = match oc.op_kinds().first() {
@@ -830,6 +870,18 @@ impl Generator {
         let Some(i) = self.build(code) else {
             return;
         };
+        let setups = std::mem::take(&mut self.mem_setup);
+        for (n, s) in setups.into_iter().enumerate() {
+            self.push_item(s, None, n > 0);
+            // What follows needs the index register as set: keep the group whole.
+            self.glue_all = true;
+        }
+        self.table_rest(code, i);
+        self.glue_all = false;
+    }
+
+    /// The setups `code`'s mnemonic needs, then `i`.
+    fn table_rest(&mut self, code: Code, i: Instruction) {
         use Mnemonic::*;
         match code.mnemonic() {
             Div | Idiv => self.div_setup(&i),
@@ -1172,22 +1224,33 @@ mod tests {
                         matches!(b, Register::R15 | Register::RIP | Register::None),
                         "{i}"
                     );
-                    assert_eq!(i.memory_index(), Register::None);
-                    if b != Register::R15 {
-                        let a = i.memory_displacement64();
+                    let idx = i.memory_index();
+                    if idx != Register::None {
+                        // Made a byte by the movzx right before.
+                        let p = &s.items[k - 1].instr;
+                        assert_eq!(b, Register::R15, "{i}");
                         assert!(
-                            (DATA_ADDR..DATA_ADDR + DATA_SIZE as u64).contains(&a),
-                            "{i}"
+                            (0..k).rev().take(6).any(|j| {
+                                let p = &s.items[j].instr;
+                                p.code() == Code::Movzx_r32_rm8
+                                    && p.op0_register().full_register() == idx
+                            }),
+                            "{p} then {i}"
                         );
+                        let top = i.memory_displacement64() + 255 * i.memory_index_scale() as u64;
+                        assert!(top < MEM_SIZE as u64, "{i}");
+                    } else if b != Register::R15 {
+                        let a = i.memory_displacement64();
+                        assert!((DATA_ADDR..DATA_ADDR + MEM_SIZE as u64).contains(&a), "{i}");
                     } else {
-                        assert!(i.memory_displacement64() < DATA_SIZE as u64, "{i}");
+                        assert!(i.memory_displacement64() < MEM_SIZE as u64, "{i}");
                     }
                 }
             }
             // Decoding the bytes gives back the items, then int3.
-            let e = encode(&s.items).unwrap();
-            let mut d =
-                Decoder::with_ip(64, &e.bytes, crate::state::CODE_ADDR, DecoderOptions::NONE);
+            let e = encode(&s.items, s.init.rip).unwrap();
+            assert!(crate::state::code_fits(s.init.rip, e.bytes.len()));
+            let mut d = Decoder::with_ip(64, &e.bytes, s.init.rip, DecoderOptions::NONE);
             for (k, it) in s.items.iter().enumerate() {
                 let i = d.decode();
                 assert_eq!(i.ip(), e.addrs[k]);

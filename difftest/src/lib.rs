@@ -247,7 +247,7 @@ impl Harness {
 
     /// Runs `seq` on all three sides; `None` when it cannot be encoded.
     fn outcome(&mut self, seq: &Sequence) -> Result<Option<Outcome>, Error> {
-        let Ok(enc) = encode(&seq.items) else {
+        let Ok(enc) = encode(&seq.items, seq.init.rip) else {
             return Ok(None);
         };
         let native = self.native.run(&enc.bytes, &seq.init)?;
@@ -337,7 +337,7 @@ impl Harness {
             return Ok(None);
         };
         let (side, diffs) = o.divergence().expect("located prefix diverges");
-        let full = encode(&seq.items).map(|e| listing(&seq.items, &e, Some(first)));
+        let full = encode(&seq.items, seq.init.rip).map(|e| listing(&seq.items, &e, Some(first)));
         Ok(Some(Divergence {
             seed,
             index,
@@ -364,11 +364,12 @@ impl Harness {
             id: 0,
             target: None,
         }];
-        let Ok(enc) = encode(&items) else {
-            return Ok(true);
-        };
         let mut init = Generator::new(0, &[]).sequence(0).init;
         init.regs[0] = 1;
+        init.rip = CODE_ADDR;
+        let Ok(enc) = encode(&items, init.rip) else {
+            return Ok(true);
+        };
         let s = self.interp.run(&enc.bytes, &init)?;
         Ok(!(s.end == End::Fault(6) && s.rip == CODE_ADDR))
     }

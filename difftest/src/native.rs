@@ -22,7 +22,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::state::{
-    End, InitState, MachineState, CODE_ADDR, CODE_SIZE, COMPARED_FLAGS, DATA_ADDR, MEM_SIZE,
+    code_fits, End, InitState, MachineState, CODE_ADDR, CODE_SIZE, COMPARED_FLAGS, DATA_ADDR,
+    MEM_SIZE,
 };
 
 /// Errors of the native runner.
@@ -45,7 +46,7 @@ pub enum NativeError {
     /// The sequence ran longer than the timeout; the child was killed.
     #[error("the sequence ran longer than {0:?} natively (killed)")]
     Timeout(Duration),
-    /// The code does not fit the code area.
+    /// The code does not fit the code area from its start.
     #[error("{0} bytes of code do not fit the {CODE_SIZE}-byte code area")]
     TooLong(usize),
 }
@@ -250,17 +251,18 @@ impl Native {
 
     /// Runs `code` (which must end in `int3`) from `init` and returns the end state.
     pub fn run(&mut self, code: &[u8], init: &InitState) -> Result<MachineState, NativeError> {
-        if code.len() > CODE_SIZE {
+        if !code_fits(init.rip, code.len()) {
             return Err(NativeError::TooLong(code.len()));
         }
+        let at = (init.rip - CODE_ADDR) as usize;
         if self.pid == 0 {
             self.spawn()?;
         }
         // SAFETY: `view` is our SHARED_SIZE-byte mapping; the ranges are inside it and the
         // child is stopped, so nothing else accesses the memory now.
         let shared = unsafe { std::slice::from_raw_parts_mut(self.view, SHARED_SIZE) };
-        shared[..code.len()].copy_from_slice(code);
-        shared[code.len()..CODE_SIZE].fill(0xcc);
+        shared[..CODE_SIZE].fill(0xcc);
+        shared[at..at + code.len()].copy_from_slice(code);
         let n = init.mem.len().min(MEM_SIZE);
         shared[MEM_OFFSET..MEM_OFFSET + n].copy_from_slice(&init.mem[..n]);
 
@@ -270,7 +272,7 @@ impl Native {
         (regs.rsp, regs.rbp, regs.rsi, regs.rdi) = (r[4], r[5], r[6], r[7]);
         (regs.r8, regs.r9, regs.r10, regs.r11) = (r[8], r[9], r[10], r[11]);
         (regs.r12, regs.r13, regs.r14, regs.r15) = (r[12], r[13], r[14], r[15]);
-        regs.rip = CODE_ADDR;
+        regs.rip = init.rip;
         regs.orig_rax = u64::MAX;
         regs.eflags = 0x202 | (init.rflags & COMPARED_FLAGS);
         self.ptrace(libc::PTRACE_SETREGS, (&raw mut regs).cast(), "SETREGS")?;
@@ -441,6 +443,7 @@ mod tests {
         regs[4] = STACK_TOP;
         regs[15] = DATA_ADDR;
         InitState {
+            rip: CODE_ADDR,
             regs,
             rflags: 0,
             xmm: [[0; 2]; 16],

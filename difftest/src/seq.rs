@@ -1,5 +1,4 @@
-//! A generated sequence: its instructions with branch targets by id, its encoding at
-//! [`CODE_ADDR`], and which arithmetic flags are undefined (per the SDM) before each
+//! A generated sequence: its instructions with branch targets by id, its encoding, and which arithmetic flags are undefined (per the SDM) before each
 //! instruction.
 //!
 //! Items carry ids rather than addresses so a sequence stays valid when items are dropped
@@ -40,7 +39,7 @@ pub struct Sequence {
     pub init: InitState,
 }
 
-/// A sequence encoded at [`CODE_ADDR`].
+/// A sequence encoded at its start address.
 #[derive(Debug, Clone)]
 pub struct Encoded {
     /// Machine code, ending in `int3`.
@@ -66,8 +65,8 @@ pub fn resolve(items: &[Item], k: usize) -> Option<usize> {
     )
 }
 
-/// Encodes `items` followed by `int3` at [`CODE_ADDR`].
-pub fn encode(items: &[Item]) -> Result<Encoded, EncodeError> {
+/// Encodes `items` followed by `int3` at `rip`.
+pub fn encode(items: &[Item], rip: u64) -> Result<Encoded, EncodeError> {
     let mut v: Vec<Instruction> = Vec::with_capacity(items.len() + 1);
     for (k, it) in items.iter().enumerate() {
         let mut i = it.instr;
@@ -83,7 +82,7 @@ pub fn encode(items: &[Item]) -> Result<Encoded, EncodeError> {
     v.push(int3);
     let r = BlockEncoder::encode(
         64,
-        InstructionBlock::new(&v, CODE_ADDR),
+        InstructionBlock::new(&v, rip),
         BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS,
     )
     .map_err(|e| EncodeError(e.to_string()))?;
@@ -91,7 +90,7 @@ pub fn encode(items: &[Item]) -> Result<Encoded, EncodeError> {
         addrs: r
             .new_instruction_offsets
             .iter()
-            .map(|&o| CODE_ADDR + o as u64)
+            .map(|&o| rip + o as u64)
             .collect(),
         bytes: r.code_buffer,
     })
@@ -107,7 +106,8 @@ pub fn format(instr: &Instruction) -> String {
 /// Disassembly of an encoded sequence, one line per item, `mark` flagged with `=>`.
 pub fn listing(items: &[Item], enc: &Encoded, mark: Option<usize>) -> String {
     let mut out = String::new();
-    let mut decoder = iced_x86::Decoder::with_ip(64, &enc.bytes, CODE_ADDR, 0);
+    let start = enc.addrs.first().copied().unwrap_or(CODE_ADDR);
+    let mut decoder = iced_x86::Decoder::with_ip(64, &enc.bytes, start, 0);
     let mut k = 0;
     while decoder.can_decode() {
         let i = decoder.decode();
@@ -422,7 +422,7 @@ mod tests {
         let mut jcc = item(0, Instruction::with_branch(Code::Jne_rel32_64, 0).unwrap());
         jcc.target = Some(9);
         let items = vec![jcc, item(1, shl_rax(1))];
-        let e = encode(&items).unwrap();
+        let e = encode(&items, CODE_ADDR).unwrap();
         assert_eq!(e.addrs.len(), 3);
         assert_eq!(e.addrs[0], CODE_ADDR);
         assert_eq!(*e.bytes.last().unwrap(), 0xcc);

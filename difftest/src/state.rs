@@ -17,6 +17,11 @@ pub const STACK_ADDR: u64 = DATA_ADDR + DATA_SIZE as u64;
 pub const STACK_SIZE: usize = 0x1000;
 /// Bytes of compared memory: the data page and the stack page, contiguous.
 pub const MEM_SIZE: usize = DATA_SIZE + STACK_SIZE;
+/// Whether `len` bytes of code starting at `rip` fit the code area.
+pub fn code_fits(rip: u64, len: usize) -> bool {
+    rip >= CODE_ADDR && rip - CODE_ADDR + len as u64 <= CODE_SIZE as u64
+}
+
 /// Initial rsp: the middle of the stack page, so bounded pushes and pops stay inside.
 pub const STACK_TOP: u64 = STACK_ADDR + 0x800;
 
@@ -34,10 +39,12 @@ pub const GPR_NAMES: [&str; 16] = [
     "r14", "r15",
 ];
 
-/// Where a sequence starts: registers, flags, SSE state and the sandbox memory. rip is always
-/// [`CODE_ADDR`].
+/// Where a sequence starts: rip, registers, flags, SSE state and the sandbox memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InitState {
+    /// Where the code is placed and starts, inside the code area (near the end of its first
+    /// page at times, so blocks and instructions cross the page boundary).
+    pub rip: u64,
     /// rax..r15 (rsp and r15 are set by the generator to the stack and data pages).
     pub regs: [u64; 16],
     /// Initial arithmetic flags and DF (other bits ignored).
