@@ -10,6 +10,7 @@
 //! signal, handles that, and goes on until the guest exits or dies.
 
 pub mod elf;
+pub mod guest;
 pub mod riscv64;
 pub mod signal;
 pub mod space;
@@ -27,7 +28,8 @@ use frontend::riscv64::Riscv64Cpu;
 use frontend::x86_64::X86Cpu;
 
 use crate::elf::{Arch, LoadedElf};
-use crate::riscv64::{RiscvUser, RET_ECALL, RET_FAULT};
+use crate::guest::{RET_FAULT, RET_SYSCALL};
+use crate::riscv64::RiscvUser;
 use crate::signal::{Delivery, SigInfo, UserCpu};
 use crate::space::{AddressSpace, MAP_ANONYMOUS, MAP_PRIVATE, PROT_EXEC, PROT_READ};
 use crate::stack::InitialStack;
@@ -275,7 +277,7 @@ where
     loop {
         let code = vcpu.run()?;
         match code {
-            RET_ECALL => {
+            RET_SYSCALL => {
                 let cpu = vcpu.cpu_mut();
                 let (nr, raw) = cpu.syscall_request();
                 let (sys, a) = syscall::table(process.arch, nr, raw);

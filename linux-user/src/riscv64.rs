@@ -9,30 +9,15 @@ use frontend::riscv64::translate as rv;
 use frontend::riscv64::{cpu, Riscv64Cpu};
 use ir::{Builder, GlobalDef, Type};
 
-use crate::signal::{self, si, sig, SigInfo};
+use crate::guest::{decode_cause, encode_cause, RET_FAULT};
+use crate::signal::{si, sig, SigInfo};
 use crate::space::AddressSpace;
 
-/// `Vcpu::run` return code: the guest made a system call (`pc` = the `ecall`).
-pub const RET_ECALL: u32 = 1;
-/// `Vcpu::run` return code: a synchronous signal is recorded in `cause`/`tval`.
-pub const RET_FAULT: u32 = 2;
-/// `Vcpu::run` return code: a host signal waits for the guest.
-pub const RET_INTERRUPT: u32 = 3;
-
-/// Packs a fault signal into `Riscv64Cpu::cause` (the address goes in `tval`).
-pub fn encode_cause(signo: u32, code: i32) -> u64 {
-    u64::from(signo) << 32 | u64::from(code as u32)
-}
+pub use crate::guest::RET_SYSCALL as RET_ECALL;
 
 /// The signal recorded in the CPU state by [`RiscvUser::raise`] or an exit.
 pub fn recorded_signal(cpu: &Riscv64Cpu) -> SigInfo {
-    let signo = (cpu.cause >> 32) as u32;
-    let signo = if signo == 0 || signo as usize > signal::NSIG {
-        sig::SIGSEGV
-    } else {
-        signo
-    };
-    SigInfo::fault(signo, cpu.cause as u32 as i32, cpu.tval)
+    decode_cause(cpu.cause, cpu.tval)
 }
 
 /// The riscv64 Linux user-mode guest.
@@ -134,11 +119,7 @@ impl Guest for RiscvUser {
     }
 
     fn on_exit_request(&self, _cpu: &mut Riscv64Cpu) -> Action {
-        if signal::host_signals_pending() {
-            Action::Return(RET_INTERRUPT)
-        } else {
-            Action::Continue
-        }
+        crate::guest::on_exit_request()
     }
 
     fn disassemble(&self, pc: u64, code: &mut dyn CodeReader) -> Option<(String, u64)> {

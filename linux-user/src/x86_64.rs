@@ -11,12 +11,12 @@ use frontend::x86_64::translate::{self as xt, vector};
 use frontend::x86_64::{cpu, X86Cpu};
 use ir::{Builder, GlobalDef, Type};
 
-use crate::riscv64::{RET_ECALL, RET_FAULT, RET_INTERRUPT};
-use crate::signal::{self, sa, si, sig, AltStack, FrameRequest, SavedContext, SigInfo, UserCpu};
+use crate::guest::{decode_cause, encode_cause, RET_FAULT};
+use crate::signal::{sa, si, sig, AltStack, FrameRequest, SavedContext, SigInfo, UserCpu};
 use crate::space::{AddressSpace, SpaceError};
 
 /// `Vcpu::run` return code: the guest ran `syscall` (rip = the next instruction).
-pub const RET_SYSCALL: u32 = RET_ECALL;
+pub use crate::guest::RET_SYSCALL;
 
 /// The `rt_sigreturn` trampoline for handlers installed without SA_RESTORER (x86_64 glibc
 /// always passes one; Linux would kill such a handler's process, tern is lenient):
@@ -39,21 +39,9 @@ mod r {
     pub const R11: usize = 11;
 }
 
-/// Packs a fault signal into `X86Cpu::cause` (signal in the high half, so it never looks like
-/// an exception vector, which the frontend's helpers store there).
-fn encode_cause(signo: u32, code: i32) -> u64 {
-    u64::from(signo) << 32 | u64::from(code as u32)
-}
-
 /// The signal recorded in the CPU state (by [`X86User::raise`], an exit or an exception).
 pub fn recorded_signal(cpu: &X86Cpu) -> SigInfo {
-    let signo = (cpu.cause >> 32) as u32;
-    let signo = if signo == 0 || signo as usize > signal::NSIG {
-        sig::SIGSEGV
-    } else {
-        signo
-    };
-    let mut info = SigInfo::fault(signo, cpu.cause as u32 as i32, cpu.error_code);
+    let mut info = decode_cause(cpu.cause, cpu.error_code);
     if info.code == si::KERNEL {
         info.addr = 0;
     }
@@ -181,11 +169,7 @@ impl Guest for X86User {
     }
 
     fn on_exit_request(&self, _cpu: &mut X86Cpu) -> Action {
-        if signal::host_signals_pending() {
-            Action::Return(RET_INTERRUPT)
-        } else {
-            Action::Continue
-        }
+        crate::guest::on_exit_request()
     }
 
     fn disassemble(&self, pc: u64, code: &mut dyn CodeReader) -> Option<(String, u64)> {
