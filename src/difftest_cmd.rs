@@ -87,11 +87,21 @@ pub fn difftest(args: DifftestArgs) -> ExitCode {
     };
     println!("seed {seed:#x}: {}", report.summary());
     if !report.unimplemented.is_empty() {
+        let list: Vec<String> = report
+            .unimplemented
+            .iter()
+            .map(|(c, memory_only)| {
+                format!("{c:?}{}", if *memory_only { " (memory form)" } else { "" })
+            })
+            .collect();
         println!(
-            "left out ({} encodings the frontend answers with #UD): {:?}",
-            report.unimplemented.len(),
-            report.unimplemented
+            "left out ({} encodings the frontend answers with #UD): {}",
+            list.len(),
+            list.join(", ")
         );
+    }
+    if !report.not_generated.is_empty() && report.divergences.is_empty() {
+        println!("not generated: {}", report.not_generated.join(" "));
     }
     match report.divergences.first() {
         None => ExitCode::SUCCESS,

@@ -418,6 +418,8 @@ pub struct Generator {
     encoder: iced_x86::Encoder,
     /// For [`Generator::sample`]: r/m operands all memory or all registers.
     force_memory: Option<bool>,
+    /// Encodings generated with register operands only.
+    register_only: Vec<Code>,
     /// Setups the memory operand just built needs (an index register made small).
     mem_setup: Vec<Instruction>,
     /// Inside a group that must run whole: every push is glued.
@@ -450,6 +452,7 @@ impl Generator {
             encoder: iced_x86::Encoder::new(64),
             force_memory: None,
             mem_setup: Vec::new(),
+            register_only: Vec::new(),
             glue_all: false,
             next_id: 0,
             items: Vec::new(),
@@ -469,10 +472,15 @@ impl Generator {
         self.codes.iter().map(|(_, v)| v.len()).sum()
     }
 
-    /// Drops candidate encodings `keep` refuses (e.g. ones the frontend does not implement).
-    pub fn retain_codes(&mut self, mut keep: impl FnMut(Code) -> bool) {
-        for (_, v) in &mut self.codes {
-            v.retain(|c| keep(*c));
+    /// Drops candidate encoding `code` (e.g. one the frontend does not implement), or with
+    /// `memory_only` just its memory-operand form.
+    pub fn exclude(&mut self, code: Code, memory_only: bool) {
+        if memory_only {
+            self.register_only.push(code);
+        } else {
+            for (_, v) in &mut self.codes {
+                v.retain(|c| *c != code);
+            }
         }
     }
 
@@ -718,7 +726,7 @@ impl Generator {
             );
             let memory = match self.force_memory {
                 Some(m) => m,
-                None => self.rng.chance(30),
+                None => self.rng.chance(30) && !self.register_only.contains(&code),
             };
             if *k == K::mem || (is_rm && memory) {
                 let align = self.alignment(code, msize);

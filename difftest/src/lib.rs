@@ -139,8 +139,11 @@ pub struct Report {
     pub generated: BTreeSet<String>,
     /// Size of the frontend's implemented list ([`gen::implemented_mnemonics`]).
     pub implemented: usize,
-    /// Candidate encodings left out because the frontend raises #UD for them.
-    pub unimplemented: Vec<Code>,
+    /// Mnemonics of that list the run did not generate.
+    pub not_generated: Vec<String>,
+    /// Candidate encodings left out because the frontend raises #UD for them, with whether
+    /// only their memory-operand form was (the register form is still generated).
+    pub unimplemented: Vec<(Code, bool)>,
 }
 
 impl Report {
@@ -388,13 +391,16 @@ pub fn run(config: &Config) -> Result<Report, Error> {
     // Leave out what the frontend does not implement (yet).
     let mut missing = Vec::new();
     for code in gen.codes() {
-        for memory in [false, true] {
+        let mut broken = [false; 2];
+        for (b, memory) in broken.iter_mut().zip([false, true]) {
             if let Some(i) = gen.sample(code, memory) {
-                if !h.implemented(i)? {
-                    missing.push(code);
-                    break;
-                }
+                *b = !h.implemented(i)?;
             }
+        }
+        match broken {
+            [true, _] => missing.push((code, false)),
+            [false, true] => missing.push((code, true)),
+            _ => {}
         }
     }
     if !missing.is_empty() {
@@ -404,7 +410,9 @@ pub fn run(config: &Config) -> Result<Report, Error> {
             missing
         );
     }
-    gen.retain_codes(|c| !missing.contains(&c));
+    for &(code, memory_only) in &missing {
+        gen.exclude(code, memory_only);
+    }
     report.unimplemented = missing;
 
     let start = Instant::now();
@@ -434,9 +442,16 @@ pub fn run(config: &Config) -> Result<Report, Error> {
                     ..d
                 });
             }
-            return Ok(report);
+            break;
         }
     }
-    report.elapsed = start.elapsed();
+    if report.divergences.is_empty() {
+        report.elapsed = start.elapsed();
+    }
+    report.not_generated = implemented
+        .iter()
+        .map(|m| format!("{m:?}").to_lowercase())
+        .filter(|m| !report.generated.contains(m))
+        .collect();
     Ok(report)
 }
