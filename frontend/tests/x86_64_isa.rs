@@ -872,3 +872,66 @@ fn rdtscp_reads_the_counter_and_tsc_aux_zero() {
     assert_eq!(r.r("rcx"), 0, "ecx = IA32_TSC_AUX, 0 in user mode");
     assert_eq!(r.r("rsi"), 1, "the counter does not go back");
 }
+
+#[test]
+fn conditions_right_after_each_flag_setter_match_the_host() {
+    // Consumers in the same block as the flag setter compare the lazy operands directly
+    // (no flags computed); each of the 16 conditions lands in a byte of the buffer.
+    const CC: [&str; 16] = [
+        "o", "no", "b", "ae", "e", "ne", "be", "a", "s", "ns", "p", "np", "l", "ge", "le", "g",
+    ];
+    let values: [u64; 7] = [
+        0,
+        1,
+        u64::MAX,
+        0x7f,
+        0x80,
+        0x8000_0000_0000_0000,
+        0x7fff_ffff_7fff_7fff,
+    ];
+    // One program per size: the code must fit below the test machine's data.
+    for size in 0..4 {
+        let mut lines = Vec::new();
+        let (a, b) = (REGS[0][size], REGS[1][size]);
+        for (x, y) in values
+            .iter()
+            .flat_map(|x| values.iter().map(move |y| (*x, *y)))
+        {
+            for (op, of_defined) in [
+                (format!("inc {a}"), true),
+                (format!("dec {a}"), true),
+                (format!("adc {a}, {b}"), true),
+                (format!("sbb {a}, {b}"), true),
+                (format!("add {a}, {b}; adc {a}, {b}"), true),
+                (format!("sub {a}, {b}; sbb {a}, {b}"), true),
+                (format!("shl {a}, 1"), true),
+                (format!("shr {a}, 1"), true),
+                (format!("sar {a}, 1"), true),
+                (format!("shl {a}, 3"), false),
+                (format!("sar {a}, 5"), false),
+                (format!("mov ecx, {}; shr {a}, cl", y % 7), false),
+                (format!("neg {a}"), true),
+                (format!("and {a}, {b}"), true),
+            ] {
+                for carry in ["clc", "stc"] {
+                    let mut l = format!("mov r8, {x:#x}; mov r9, {y:#x}; {carry}; {op}");
+                    for (k, c) in CC.iter().enumerate() {
+                        let uses_of = matches!(k, 0 | 1 | 12..=15);
+                        if of_defined || !uses_of {
+                            l += &format!("; set{c} byte ptr [rbp + {}]", 400 + k);
+                        }
+                    }
+                    // And the carry into an adc, straight from the lazy values.
+                    l += &format!(
+                        "; mov r10, 5; adc r10, 0; mov rax, [rbp + 400]; {}; mov rax, [rbp + 408]; {}; {}",
+                        fold("rax"),
+                        fold("rax"),
+                        fold("r10")
+                    );
+                    lines.push(l);
+                }
+            }
+        }
+        vs_host(&format!("conditions{size}"), &lines);
+    }
+}

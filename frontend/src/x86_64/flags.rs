@@ -8,7 +8,11 @@
 //! asks for one condition: when the translator knows the `CcOp` statically (it was set
 //! earlier in the same block) it emits a direct comparison, e.g. `jb` after `cmp` compares
 //! the original operands unsigned; otherwise it calls [`compute_flags`] through
-//! [`COMPUTE_EFLAGS`] and tests bits.
+//! [`COMPUTE_EFLAGS`] and tests bits. Direct comparisons exist for ZF and SF after anything,
+//! every condition but P after logic ops, B BE L LE after sub/cmp, CF after add, adc, sbb and
+//! shifts (so multi-word adc/sbb chains never materialise the flags), CF OF L LE after
+//! inc/dec, and CF/OF after multiplies. inc/dec themselves need the CF before them: at a block
+//! start (nothing known) that one costs a helper call.
 //!
 //! What `cc_dst`/`cc_src`/`cc_src2` hold per kind (all values zero-extended from the operand
 //! size unless said otherwise):
@@ -353,6 +357,72 @@ impl CcState {
                 Some((Cond::Ltu, d, s))
             }
             CcKind::Mul if cc == 0 || cc == 2 => Some((Cond::Ne, src, zero)),
+            CcKind::Inc | CcKind::Dec => {
+                let inc = op.kind == CcKind::Inc;
+                match cc {
+                    // CF is the one kept from before, in cc_src.
+                    2 => {
+                        let one = b.constant(Type::I64, 1);
+                        Some((Cond::TstNe, src, one))
+                    }
+                    // OF: inc wrapped MAX to MIN, dec MIN to MAX.
+                    0 => {
+                        let d = zext(b, dst, op);
+                        let k = b.constant(Type::I64, if inc { op.sign() } else { op.sign() - 1 });
+                        Some((Cond::Eq, d, k))
+                    }
+                    // L (SF != OF) and LE say whether the exact result is < 0 (<= 0): compare
+                    // the operand x (dst - 1 for inc, dst + 1 for dec) signed. inc: x + 1 < 0
+                    // is x < -1, x + 1 <= 0 is x < 0; dec: x - 1 < 0 is x < 1, <= 0 is x <= 1.
+                    12 | 14 => {
+                        let x = b.scratch(Type::I64);
+                        b.binary_imm(BinOp::Add, x, dst, if inc { u64::MAX } else { 1 });
+                        let x = sext(b, x, op);
+                        let (c, k) = match (inc, cc) {
+                            (true, 12) => (Cond::Lt, u64::MAX),
+                            (true, _) => (Cond::Lt, 0),
+                            (false, 12) => (Cond::Lt, 1),
+                            (false, _) => (Cond::Le, 1),
+                        };
+                        let k = b.constant(Type::I64, k);
+                        Some((c, x, k))
+                    }
+                    _ => None,
+                }
+            }
+            // CF of a shift: the last bit shifted out is the top bit (shl) or bit 0 (shr,
+            // sar) of the operand shifted by count - 1.
+            CcKind::Shl if cc == 2 => Some((Cond::TstNe, src, sign)),
+            CcKind::Sar if cc == 2 => {
+                let one = b.constant(Type::I64, 1);
+                Some((Cond::TstNe, src, one))
+            }
+            // CF of adc/sbb (the next adc or sbb of a multi-word chain): the carry-in
+            // selects between the strict and the non-strict unsigned comparison.
+            CcKind::Adc | CcKind::Sbb if cc == 2 => {
+                let src2 = b.global(cpu::CC_SRC2_GLOBAL);
+                let s = zext(b, src, op);
+                let a = if op.kind == CcKind::Adc {
+                    zext(b, dst, op)
+                } else {
+                    // The first operand: dst + src + borrow-in.
+                    let (t, cin) = (b.scratch(Type::I64), b.scratch(Type::I64));
+                    b.binary_imm(BinOp::And, cin, src2, 1);
+                    b.add(t, dst, src);
+                    b.add(t, t, cin);
+                    zext(b, t, op)
+                };
+                let (lt, le, c) = (
+                    b.scratch(Type::I64),
+                    b.scratch(Type::I64),
+                    b.scratch(Type::I64),
+                );
+                b.setcond(Cond::Ltu, lt, a, s);
+                b.setcond(Cond::Leu, le, a, s);
+                let one = b.constant(Type::I64, 1);
+                b.movcond(Cond::TstNe, c, src2, one, le, lt);
+                Some((Cond::Ne, c, zero))
+            }
             _ => None,
         }
     }

@@ -113,3 +113,39 @@ fn the_static_cc_op_rides_in_insn_start_and_is_written_once() {
         "jb compares directly"
     );
 }
+
+#[test]
+fn conditions_after_inc_dec_shifts_and_carry_chains_need_no_flags_helper() {
+    for (what, bytes) in [
+        // (inc and dec keep CF: after a cmp, they take it straight from the cmp's values.)
+        (
+            "cmp; dec ecx; jl",
+            &[0x39, 0xd8, 0xff, 0xc9, 0x7c, 0x00][..],
+        ),
+        ("cmp; inc eax; jo", &[0x39, 0xd8, 0xff, 0xc0, 0x70, 0x00]),
+        (
+            "cmp; inc eax; adc ebx, ecx",
+            &[0x39, 0xd8, 0xff, 0xc0, 0x11, 0xcb, 0xeb, 0x00],
+        ),
+        ("shl eax, 1; jc", &[0xd1, 0xe0, 0x72, 0x00]),
+        ("sar eax, 1; jc", &[0xd1, 0xf8, 0x72, 0x00]),
+        (
+            "add; adc; adc",
+            &[0x01, 0xd8, 0x11, 0xd1, 0x11, 0xfe, 0xeb, 0x00],
+        ),
+        (
+            "sub; sbb; sbb",
+            &[0x29, 0xd8, 0x19, 0xd1, 0x19, 0xfe, 0xeb, 0x00],
+        ),
+    ] {
+        let mut code = Window {
+            start: 0x1000,
+            bytes: bytes.iter().copied().chain([0x90; 16]).collect(),
+        };
+        let block = translate_at(0x1000, &mut code).unwrap();
+        assert!(
+            !block.ops.iter().any(|op| matches!(op, Op::Call { .. })),
+            "{what}: the condition compares the lazy values directly"
+        );
+    }
+}
