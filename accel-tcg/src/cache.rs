@@ -11,7 +11,6 @@
 //!
 //! Lock order: the backend's lock (compile, link, unlink) is taken before this cache's lock.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -137,7 +136,7 @@ struct Inner {
     blocks: Vec<Option<Arc<TranslationBlock>>>,
     /// Number of valid blocks.
     valid: usize,
-    by_page: HashMap<u64, Vec<u32>>,
+    by_page: ir::fast_hash::FastHashMap<u64, Vec<u32>>,
 }
 
 /// Patches host jumps; the backend in JIT mode.

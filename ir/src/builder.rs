@@ -1,6 +1,6 @@
 //! Building blocks op by op, the way frontends translate guest instructions.
 
-use std::collections::HashMap;
+use crate::fast_hash::FastHashMap;
 use std::sync::Arc;
 
 use crate::op::{BinOp, ExtFrom, Op, UnOp, MAX_CALL_ARGS};
@@ -13,7 +13,7 @@ use crate::{Block, Helper};
 /// Operation types come from the destination temp; mismatches are caught by the verifier.
 pub struct Builder {
     block: Block,
-    consts: HashMap<(Type, u64), Temp>,
+    consts: FastHashMap<(Type, u64), Temp>,
     insns: u32,
 }
 
@@ -44,7 +44,7 @@ impl Builder {
     pub fn new(globals: Arc<[GlobalDef]>, addr_type: Type) -> Builder {
         Builder {
             block: Block::new(globals, addr_type),
-            consts: HashMap::new(),
+            consts: FastHashMap::default(),
             insns: 0,
         }
     }

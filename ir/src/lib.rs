@@ -23,6 +23,7 @@
 pub mod abi;
 mod block;
 mod builder;
+pub mod fast_hash;
 mod helper;
 pub mod interp;
 mod op;
