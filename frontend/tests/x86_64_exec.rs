@@ -1401,3 +1401,123 @@ fn x87_fnstenv_and_fldenv_match_the_host() {
                 lea rsp, [rsp + 64]";
     assert_eq!(host_mismatch("x87env", body), None);
 }
+
+/// Random code of the SSE instructions that are translated inline (moves, loads, 64-bit
+/// unpacks and shuffles, bitwise logic and the zeroing idioms) mixed with scalar and packed
+/// arithmetic, compares and conversions that read their source from memory, on ordinary
+/// numbers, zeros, denormals, infinities and NaNs.
+fn random_sse_move_program(rng: &mut u64, len: usize) -> (String, Vec<String>, String) {
+    let mut next = move || {
+        *rng ^= *rng << 13;
+        *rng ^= *rng >> 7;
+        *rng ^= *rng << 17;
+        *rng
+    };
+    const SPECIAL: [u64; 6] = [
+        0,
+        0x8000_0000_0000_0000,
+        0x7ff0_0000_0000_0000,
+        0x7ff8_0000_0000_0001,
+        0x0000_0000_0000_0123,
+        0x3ff0_0000_0000_0000,
+    ];
+    const LOGIC: [&str; 12] = [
+        "andps", "andpd", "andnps", "andnpd", "orps", "orpd", "xorps", "xorpd", "pand", "pandn",
+        "por", "pxor",
+    ];
+    const MOVE: [&str; 6] = ["movaps", "movapd", "movdqa", "movups", "movupd", "movdqu"];
+    const UNPACK: [&str; 4] = ["unpcklpd", "unpckhpd", "punpcklqdq", "punpckhqdq"];
+    const ARITH: [&str; 10] = [
+        "addsd", "subsd", "mulsd", "divsd", "sqrtsd", "addpd", "mulpd", "subpd", "maxsd", "minpd",
+    ];
+    let mut s = String::from("lea rsp, [rsp - 288]\n");
+    for k in 0..36 {
+        let v = match next() % 4 {
+            0 => SPECIAL[(next() % 6) as usize],
+            1 => next(),
+            _ => ((next() % 20000) as f64 / 7.0 - 1000.0).to_bits(),
+        };
+        s += &format!("mov rax, {v:#x}; mov [rsp + {}], rax\n", 8 * k);
+    }
+    for i in 0..16 {
+        s += &format!("movdqa xmm{i}, [rsp + {}]\n", 16 * (i % 16));
+    }
+    s += "mov rax, 0x0123456789abcdef; mov ecx, 0x89abcdef\n";
+    let mut lines = Vec::new();
+    for n in 0..len {
+        let (a, b) = (next() % 16, next() % 16);
+        let aligned = format!("[rsp + {}]", 16 * (next() % 16));
+        let q = format!("[rsp + {}]", 8 * (next() % 32));
+        let src = if next() % 3 == 0 {
+            aligned.clone()
+        } else {
+            format!("xmm{b}")
+        };
+        let line = match next() % 14 {
+            0 | 1 => format!("{} xmm{a}, {src}", MOVE[(next() % 6) as usize]),
+            2 => format!("movups xmm{a}, [rsp + {}]", next() % 256),
+            3 => match next() % 4 {
+                0 => format!("movsd xmm{a}, xmm{b}"),
+                1 => format!("movsd xmm{a}, qword ptr {q}"),
+                2 => format!("movss xmm{a}, xmm{b}"),
+                _ => format!("movss xmm{a}, dword ptr {q}"),
+            },
+            4 => match next() % 5 {
+                0 => format!("movq xmm{a}, xmm{b}"),
+                1 => format!("movq xmm{a}, qword ptr {q}"),
+                2 => format!("movq xmm{a}, rax"),
+                3 => format!("movd xmm{a}, ecx"),
+                _ => format!("movd xmm{a}, dword ptr {q}"),
+            },
+            5 => match next() % 6 {
+                0 => format!("movlpd xmm{a}, {q}"),
+                1 => format!("movlps xmm{a}, {q}"),
+                2 => format!("movhpd xmm{a}, {q}"),
+                3 => format!("movhps xmm{a}, {q}"),
+                4 => format!("movhlps xmm{a}, xmm{b}"),
+                _ => format!("movlhps xmm{a}, xmm{b}"),
+            },
+            6 => format!("{} xmm{a}, {src}", UNPACK[(next() % 4) as usize]),
+            7 => format!("shufpd xmm{a}, {src}, {}", next() % 4),
+            8 => format!("{} xmm{a}, {src}", LOGIC[(next() % 12) as usize]),
+            9 => format!("{} xmm{a}, xmm{a}", LOGIC[(next() % 12) as usize]),
+            10 => {
+                let op = ARITH[(next() % 10) as usize];
+                if op.ends_with("sd") && next() % 2 == 0 {
+                    format!("{op} xmm{a}, qword ptr {q}")
+                } else {
+                    format!("{op} xmm{a}, {src}")
+                }
+            }
+            11 => match next() % 4 {
+                0 => format!("ucomisd xmm{a}, qword ptr {q}; adc rax, 0"),
+                1 => format!("comisd xmm{a}, xmm{b}; adc rax, 0"),
+                2 => format!("cvtsi2sd xmm{a}, qword ptr {q}"),
+                _ => format!("cvttsd2si rcx, qword ptr {q}; cvttss2si rdx, dword ptr {q}"),
+            },
+            12 => match next() % 3 {
+                0 => format!("movsd qword ptr {q}, xmm{a}"),
+                1 => format!("movaps {aligned}, xmm{a}"),
+                _ => format!("movq rax, xmm{a}"),
+            },
+            _ => format!(
+                "push {:#x}; ldmxcsr [rsp]; add rsp, 8",
+                0x1f80 | (next() & 0x6000)
+            ),
+        };
+        lines.push(format!("{line} # {n}\n"));
+    }
+    let mut epi = String::from("xor eax, eax\n");
+    for k in 0..36 {
+        epi += &format!("rol rax, 1; xor rax, [rsp + {}]\n", 8 * k);
+    }
+    epi += "lea rsp, [rsp + 288]\n";
+    (s, lines, epi)
+}
+
+#[test]
+fn random_sse_moves_and_logic_match_the_host_cpu() {
+    compare_programs(0x5eed_0f_5e5e_1a1e, "ssemove", |rng| {
+        random_sse_move_program(rng, 60)
+    });
+}

@@ -53,12 +53,12 @@ pub fn to_m(v: Xmm) -> __m128i {
 #[inline(always)]
 pub fn from_m(v: __m128i) -> Xmm {
     // SAFETY: SSE2 is part of the x86_64 baseline.
-    unsafe {
-        [
-            _mm_cvtsi128_si64(v) as u64,
-            _mm_cvtsi128_si64(_mm_unpackhi_epi64(v, v)) as u64,
-        ]
-    }
+    let lo = unsafe { _mm_cvtsi128_si64(v) };
+    // SAFETY: as above.
+    let high = unsafe { _mm_unpackhi_epi64(v, v) };
+    // SAFETY: as above.
+    let hi = unsafe { _mm_cvtsi128_si64(high) };
+    [lo as u64, hi as u64]
 }
 
 /// `insn d, s` on the host, integer (no MXCSR involved).
@@ -104,25 +104,42 @@ macro_rules! guest2 {
     }};
 }
 
-/// Arithmetic instructions: `name insn kind single lanes`, each a function
-/// `name(d, s, mxcsr) -> d`, fast when [`fast::arith_ok`] says so.
+/// Arithmetic instructions: `name insn kind single lanes`, each a module `name` with
+/// `quick` (the fast way when [`fast::arith_ok`] allows it), `exact` and `run` (either).
 macro_rules! arith {
     ($($name:ident $insn:literal $kind:ident $single:literal $lanes:literal;)*) => {$(
-        #[doc = concat!("`", $insn, " d, s` under guest MXCSR `mx`.")]
-        #[inline(always)]
-        pub fn $name(d: __m128i, s: __m128i, mx: &mut u32) -> __m128i {
-            if fast::may_try(*mx) {
-                let r = host2!(concat!($insn, " {d}, {s}"), d, s);
-                if fast::arith_ok(Kind::$kind, $single, $lanes, from_m(d), from_m(s), from_m(r)) {
-                    return r;
+        #[doc = concat!("`", $insn, " d, s`.")]
+        pub mod $name {
+            use super::*;
+
+            /// The result the fast way, or `None` when it takes the exact way; the guest
+            /// MXCSR `mx` needs no change when there is one.
+            #[inline(always)]
+            pub fn quick(d: __m128i, s: __m128i, mx: u32) -> Option<__m128i> {
+                if fast::may_try(mx) {
+                    let r = host2!(concat!($insn, " {d}, {s}"), d, s);
+                    if fast::arith_ok(Kind::$kind, $single, $lanes, from_m(d), from_m(s), from_m(r)) {
+                        return Some(r);
+                    }
                 }
+                None
             }
+
+            /// The result under guest MXCSR `mx`, the raised flags added to it.
             #[cold]
             #[inline(never)]
-            fn exact(d: __m128i, s: __m128i, mx: &mut u32) -> __m128i {
+            pub fn exact(d: __m128i, s: __m128i, mx: &mut u32) -> __m128i {
                 guest2!(concat!($insn, " {d}, {s}"), d, s, mx)
             }
-            exact(d, s, mx)
+
+            /// Whichever way applies.
+            #[inline(always)]
+            pub fn run(d: __m128i, s: __m128i, mx: &mut u32) -> __m128i {
+                match quick(d, s, *mx) {
+                    Some(r) => r,
+                    None => exact(d, s, mx),
+                }
+            }
         }
     )*};
 }
@@ -151,21 +168,35 @@ arith! {
 }
 
 /// Instructions that raise only IE and DE (min, max): fast when no operand is a NaN or a
-/// denormal, in any mode.
+/// denormal, in any mode. Modules as for `arith!`.
 macro_rules! quiet2 {
     ($($name:ident $insn:literal $single:literal $lanes:literal;)*) => {$(
-        #[doc = concat!("`", $insn, " d, s` under guest MXCSR `mx`.")]
-        #[inline(always)]
-        pub fn $name(d: __m128i, s: __m128i, mx: &mut u32) -> __m128i {
-            if fast::quiet_ok($single, $lanes, from_m(d), from_m(s)) {
-                return host2!(concat!($insn, " {d}, {s}"), d, s);
+        #[doc = concat!("`", $insn, " d, s`.")]
+        pub mod $name {
+            use super::*;
+
+            /// The result the fast way, or `None` when it takes the exact way.
+            #[inline(always)]
+            pub fn quick(d: __m128i, s: __m128i, _mx: u32) -> Option<__m128i> {
+                fast::quiet_ok($single, $lanes, from_m(d), from_m(s))
+                    .then(|| host2!(concat!($insn, " {d}, {s}"), d, s))
             }
+
+            /// The result under guest MXCSR `mx`, the raised flags added to it.
             #[cold]
             #[inline(never)]
-            fn exact(d: __m128i, s: __m128i, mx: &mut u32) -> __m128i {
+            pub fn exact(d: __m128i, s: __m128i, mx: &mut u32) -> __m128i {
                 guest2!(concat!($insn, " {d}, {s}"), d, s, mx)
             }
-            exact(d, s, mx)
+
+            /// Whichever way applies.
+            #[inline(always)]
+            pub fn run(d: __m128i, s: __m128i, mx: &mut u32) -> __m128i {
+                match quick(d, s, *mx) {
+                    Some(r) => r,
+                    None => exact(d, s, mx),
+                }
+            }
         }
     )*};
 }
@@ -571,34 +602,34 @@ pub fn exec(
         }
         Pextrw => Res::Gpr(words(s)[(imm & 7) as usize] as u64),
         // Floating point.
-        Addss => Res::Xmm(from_m(addss(to_m(d), to_m(s), mx))),
-        Addsd => Res::Xmm(from_m(addsd(to_m(d), to_m(s), mx))),
-        Addps => Res::Xmm(from_m(addps(to_m(d), to_m(s), mx))),
-        Addpd => Res::Xmm(from_m(addpd(to_m(d), to_m(s), mx))),
-        Subss => Res::Xmm(from_m(subss(to_m(d), to_m(s), mx))),
-        Subsd => Res::Xmm(from_m(subsd(to_m(d), to_m(s), mx))),
-        Subps => Res::Xmm(from_m(subps(to_m(d), to_m(s), mx))),
-        Subpd => Res::Xmm(from_m(subpd(to_m(d), to_m(s), mx))),
-        Mulss => Res::Xmm(from_m(mulss(to_m(d), to_m(s), mx))),
-        Mulsd => Res::Xmm(from_m(mulsd(to_m(d), to_m(s), mx))),
-        Mulps => Res::Xmm(from_m(mulps(to_m(d), to_m(s), mx))),
-        Mulpd => Res::Xmm(from_m(mulpd(to_m(d), to_m(s), mx))),
-        Divss => Res::Xmm(from_m(divss(to_m(d), to_m(s), mx))),
-        Divsd => Res::Xmm(from_m(divsd(to_m(d), to_m(s), mx))),
-        Divps => Res::Xmm(from_m(divps(to_m(d), to_m(s), mx))),
-        Divpd => Res::Xmm(from_m(divpd(to_m(d), to_m(s), mx))),
-        Minss => Res::Xmm(from_m(minss(to_m(d), to_m(s), mx))),
-        Minsd => Res::Xmm(from_m(minsd(to_m(d), to_m(s), mx))),
-        Minps => Res::Xmm(from_m(minps(to_m(d), to_m(s), mx))),
-        Minpd => Res::Xmm(from_m(minpd(to_m(d), to_m(s), mx))),
-        Maxss => Res::Xmm(from_m(maxss(to_m(d), to_m(s), mx))),
-        Maxsd => Res::Xmm(from_m(maxsd(to_m(d), to_m(s), mx))),
-        Maxps => Res::Xmm(from_m(maxps(to_m(d), to_m(s), mx))),
-        Maxpd => Res::Xmm(from_m(maxpd(to_m(d), to_m(s), mx))),
-        Sqrtss => Res::Xmm(from_m(sqrtss(to_m(d), to_m(s), mx))),
-        Sqrtsd => Res::Xmm(from_m(sqrtsd(to_m(d), to_m(s), mx))),
-        Sqrtps => Res::Xmm(from_m(sqrtps(to_m(d), to_m(s), mx))),
-        Sqrtpd => Res::Xmm(from_m(sqrtpd(to_m(d), to_m(s), mx))),
+        Addss => Res::Xmm(from_m(addss::run(to_m(d), to_m(s), mx))),
+        Addsd => Res::Xmm(from_m(addsd::run(to_m(d), to_m(s), mx))),
+        Addps => Res::Xmm(from_m(addps::run(to_m(d), to_m(s), mx))),
+        Addpd => Res::Xmm(from_m(addpd::run(to_m(d), to_m(s), mx))),
+        Subss => Res::Xmm(from_m(subss::run(to_m(d), to_m(s), mx))),
+        Subsd => Res::Xmm(from_m(subsd::run(to_m(d), to_m(s), mx))),
+        Subps => Res::Xmm(from_m(subps::run(to_m(d), to_m(s), mx))),
+        Subpd => Res::Xmm(from_m(subpd::run(to_m(d), to_m(s), mx))),
+        Mulss => Res::Xmm(from_m(mulss::run(to_m(d), to_m(s), mx))),
+        Mulsd => Res::Xmm(from_m(mulsd::run(to_m(d), to_m(s), mx))),
+        Mulps => Res::Xmm(from_m(mulps::run(to_m(d), to_m(s), mx))),
+        Mulpd => Res::Xmm(from_m(mulpd::run(to_m(d), to_m(s), mx))),
+        Divss => Res::Xmm(from_m(divss::run(to_m(d), to_m(s), mx))),
+        Divsd => Res::Xmm(from_m(divsd::run(to_m(d), to_m(s), mx))),
+        Divps => Res::Xmm(from_m(divps::run(to_m(d), to_m(s), mx))),
+        Divpd => Res::Xmm(from_m(divpd::run(to_m(d), to_m(s), mx))),
+        Minss => Res::Xmm(from_m(minss::run(to_m(d), to_m(s), mx))),
+        Minsd => Res::Xmm(from_m(minsd::run(to_m(d), to_m(s), mx))),
+        Minps => Res::Xmm(from_m(minps::run(to_m(d), to_m(s), mx))),
+        Minpd => Res::Xmm(from_m(minpd::run(to_m(d), to_m(s), mx))),
+        Maxss => Res::Xmm(from_m(maxss::run(to_m(d), to_m(s), mx))),
+        Maxsd => Res::Xmm(from_m(maxsd::run(to_m(d), to_m(s), mx))),
+        Maxps => Res::Xmm(from_m(maxps::run(to_m(d), to_m(s), mx))),
+        Maxpd => Res::Xmm(from_m(maxpd::run(to_m(d), to_m(s), mx))),
+        Sqrtss => Res::Xmm(from_m(sqrtss::run(to_m(d), to_m(s), mx))),
+        Sqrtsd => Res::Xmm(from_m(sqrtsd::run(to_m(d), to_m(s), mx))),
+        Sqrtps => Res::Xmm(from_m(sqrtps::run(to_m(d), to_m(s), mx))),
+        Sqrtpd => Res::Xmm(from_m(sqrtpd::run(to_m(d), to_m(s), mx))),
         Cmpss => Res::Xmm(from_m(cmp(0, to_m(d), to_m(s), imm, mx))),
         Cmpsd => Res::Xmm(from_m(cmp(1, to_m(d), to_m(s), imm, mx))),
         Cmpps => Res::Xmm(from_m(cmp(2, to_m(d), to_m(s), imm, mx))),

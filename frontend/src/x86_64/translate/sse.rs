@@ -28,9 +28,19 @@ mod ops;
 /// Whether `i` belongs to this module: an XMM operand, or one of the SSE state instructions.
 pub(super) fn is_sse(i: &Instruction) -> bool {
     use Mnemonic::*;
+    // The conversions to an integer from memory have no XMM operand.
     matches!(
         i.mnemonic(),
-        Ldmxcsr | Stmxcsr | Fxsave | Fxsave64 | Fxrstor | Fxrstor64
+        Ldmxcsr
+            | Stmxcsr
+            | Fxsave
+            | Fxsave64
+            | Fxrstor
+            | Fxrstor64
+            | Cvtsd2si
+            | Cvttsd2si
+            | Cvtss2si
+            | Cvttss2si
     ) || (0..i.op_count()).any(|n| i.op_kind(n) == OpKind::Register && i.op_register(n).is_xmm())
 }
 
@@ -277,7 +287,10 @@ impl Translator<'_> {
                     let a = self.address(i, true);
                     desc.args = true;
                     desc.mem = true;
-                    desc.wide = bytes == 8;
+                    // cvtsi2s{s,d} from memory: the integer's width is the operand's.
+                    if xmm(dst_reg).is_some() {
+                        desc.wide = bytes == 8;
+                    }
                     match bytes {
                         16 => {
                             if !unaligned_ok(m) {

@@ -31,12 +31,15 @@ enum Out {
     Gpr(u64),
 }
 
-/// An instruction's semantics: `run(d, s, imm, mxcsr)`.
+/// An instruction's semantics, the fast way and the exact way (see [`crate::x86_64::sse`]).
 trait Op {
     /// Reads and writes only the low quadwords: the helpers touch nothing else (a scalar
     /// instruction leaves the rest of the destination alone).
     const SCALAR: bool;
-    fn run(d: __m128i, s: __m128i, imm: u8, mx: &mut u32) -> Out;
+    /// The result when it needs no change to MXCSR `mx` (`None`: take the exact way).
+    fn quick(d: __m128i, s: __m128i, imm: u8, mx: u32) -> Option<Out>;
+    /// The result under MXCSR `mx`, the flags raised added to it.
+    fn exact(d: __m128i, s: __m128i, imm: u8, mx: &mut u32) -> Out;
 }
 
 /// The two helpers of one instruction.
@@ -92,18 +95,35 @@ fn store<O: Op>(cpu: &mut X86Cpu, r: usize, v: __m128i) {
     }
 }
 
-/// Runs `O` on XMM register `d` and source `s`, updating MXCSR.
+/// Writes the result to XMM register `d`, or returns it.
 #[inline(always)]
-fn apply<O: Op>(cpu: &mut X86Cpu, d: usize, s: __m128i, imm: u8) -> u64 {
-    let mut mx = cpu.mxcsr as u32;
-    let r = O::run(load::<O>(cpu, d), s, imm, &mut mx);
-    cpu.mxcsr = mx as u64;
-    match r {
+fn finish<O: Op>(cpu: &mut X86Cpu, d: usize, out: Out) -> u64 {
+    match out {
         Out::Xmm(v) => {
             store::<O>(cpu, d, v);
             0
         }
         Out::Gpr(v) => v,
+    }
+}
+
+/// Runs `O` the exact way on XMM register `d` and source `s`, updating MXCSR. Out of line,
+/// so that the fast way needs no stack frame.
+#[cold]
+#[inline(never)]
+fn exact<O: Op>(cpu: &mut X86Cpu, d: usize, s: __m128i, imm: u8) -> u64 {
+    let mut mx = cpu.mxcsr as u32;
+    let out = O::exact(load::<O>(cpu, d), s, imm, &mut mx);
+    cpu.mxcsr = mx as u64;
+    finish::<O>(cpu, d, out)
+}
+
+/// Runs `O` on XMM register `d` and source `s`.
+#[inline(always)]
+fn apply<O: Op>(cpu: &mut X86Cpu, d: usize, s: __m128i, imm: u8) -> u64 {
+    match O::quick(load::<O>(cpu, d), s, imm, cpu.mxcsr as u32) {
+        Some(out) => finish::<O>(cpu, d, out),
+        None => exact::<O>(cpu, d, s, imm),
     }
 }
 
@@ -130,38 +150,124 @@ unsafe extern "C" fn from_args<O: Op>(env: u64, d: u64, lo: u64, hi: u64, imm: u
     apply::<O>(cpu, d as usize & 15, s, imm as u8)
 }
 
-/// `ops! { Type STATIC "name" (mnemonic, wide) => |d, s, imm, mx| result; ... }`: a type
-/// implementing [`Op`] and its two helpers per row, and [`lookup`] over the rows. `wide` is
-/// the general-register operand's width where it matters (`_` elsewhere).
-macro_rules! ops {
-    ($($ty:ident $st:ident $name:literal $scalar:literal $pat:pat => |$d:pat_param, $s:pat_param, $imm:pat_param, $mx:ident| $body:expr;)*) => {
+/// The two helpers of `O`, named `name`.
+macro_rules! shapes {
+    ($ty:ident, $name:expr) => {
+        // Touch only XMM registers and MXCSR (not globals); never raise.
+        Shapes {
+            reg: Helper {
+                name: concat!("x86_", $name),
+                func: from_reg::<$ty>,
+                flags: HelperFlags::NONE,
+            },
+            args: Helper {
+                name: concat!("x86_", $name, "_args"),
+                func: from_args::<$ty>,
+                flags: HelperFlags::NONE,
+            },
+        }
+    };
+}
+
+/// `arith_ops! { Type STATIC name scalar Mnemonic; ... }` for the instructions with a
+/// module `name` in [`crate::x86_64::sse`] (`quick`, `exact`), and `lookup_arith` over
+/// them.
+macro_rules! arith_ops {
+    ($($ty:ident $st:ident $name:ident $scalar:literal $m:ident;)*) => {
         $(
             enum $ty {}
             impl Op for $ty {
                 const SCALAR: bool = $scalar;
                 #[inline(always)]
+                fn quick(d: __m128i, s: __m128i, _: u8, mx: u32) -> Option<Out> {
+                    sse::$name::quick(d, s, mx).map(Out::Xmm)
+                }
+                #[inline(always)]
+                fn exact(d: __m128i, s: __m128i, _: u8, mx: &mut u32) -> Out {
+                    Out::Xmm(sse::$name::exact(d, s, mx))
+                }
+            }
+            static $st: Shapes = shapes!($ty, stringify!($name));
+        )*
+
+        fn lookup_arith(m: Mnemonic) -> Option<&'static Shapes> {
+            match m {
+                $(Mnemonic::$m => Some(&$st),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+arith_ops! {
+    Addss ADDSS addss true Addss;
+    Addsd ADDSD addsd true Addsd;
+    Addps ADDPS addps false Addps;
+    Addpd ADDPD addpd false Addpd;
+    Subss SUBSS subss true Subss;
+    Subsd SUBSD subsd true Subsd;
+    Subps SUBPS subps false Subps;
+    Subpd SUBPD subpd false Subpd;
+    Mulss MULSS mulss true Mulss;
+    Mulsd MULSD mulsd true Mulsd;
+    Mulps MULPS mulps false Mulps;
+    Mulpd MULPD mulpd false Mulpd;
+    Divss DIVSS divss true Divss;
+    Divsd DIVSD divsd true Divsd;
+    Divps DIVPS divps false Divps;
+    Divpd DIVPD divpd false Divpd;
+    Sqrtss SQRTSS sqrtss true Sqrtss;
+    Sqrtsd SQRTSD sqrtsd true Sqrtsd;
+    Sqrtps SQRTPS sqrtps false Sqrtps;
+    Sqrtpd SQRTPD sqrtpd false Sqrtpd;
+    Minss MINSS minss true Minss;
+    Minsd MINSD minsd true Minsd;
+    Minps MINPS minps false Minps;
+    Minpd MINPD minpd false Minpd;
+    Maxss MAXSS maxss true Maxss;
+    Maxsd MAXSD maxsd true Maxsd;
+    Maxps MAXPS maxps false Maxps;
+    Maxpd MAXPD maxpd false Maxpd;
+}
+
+/// The helpers of instruction `m` (`wide`: its general-register operand is 64-bit), if it
+/// has its own.
+pub(super) fn lookup(m: Mnemonic, wide: bool) -> Option<&'static Shapes> {
+    lookup_arith(m).or_else(|| lookup_other(m, wide))
+}
+
+/// `ops! { Type STATIC "name" scalar (mnemonic, wide) => |d, s, imm, mx| result; ... }`
+/// for the other instructions: their one function both ways (the fast way is its result
+/// when it left MXCSR alone; otherwise the exact way runs it again, which gives the same
+/// result and the flags), and `lookup_other` over the rows. `wide` is the
+/// general-register operand's width where it matters (`_` elsewhere).
+macro_rules! ops {
+    ($($ty:ident $st:ident $name:literal $scalar:literal $pat:pat => |$d:pat_param, $s:pat_param, $imm:pat_param, $mx:ident| $body:expr;)*) => {
+        $(
+            enum $ty {}
+            impl $ty {
+                #[inline(always)]
                 fn run($d: __m128i, $s: __m128i, $imm: u8, $mx: &mut u32) -> Out {
                     $body
                 }
             }
-            // Touch only XMM registers and MXCSR (not globals); never raise.
-            static $st: Shapes = Shapes {
-                reg: Helper {
-                    name: concat!("x86_", $name),
-                    func: from_reg::<$ty>,
-                    flags: HelperFlags::NONE,
-                },
-                args: Helper {
-                    name: concat!("x86_", $name, "_args"),
-                    func: from_args::<$ty>,
-                    flags: HelperFlags::NONE,
-                },
-            };
+            impl Op for $ty {
+                const SCALAR: bool = $scalar;
+                #[inline(always)]
+                fn quick(d: __m128i, s: __m128i, imm: u8, mx: u32) -> Option<Out> {
+                    let mut m = mx;
+                    let out = Self::run(d, s, imm, &mut m);
+                    (m == mx).then_some(out)
+                }
+                #[inline(always)]
+                fn exact(d: __m128i, s: __m128i, imm: u8, mx: &mut u32) -> Out {
+                    Self::run(d, s, imm, mx)
+                }
+            }
+            static $st: Shapes = shapes!($ty, $name);
         )*
 
-        /// The helpers of instruction `m` (`wide`: its general-register operand is 64-bit),
-        /// if it has its own.
-        pub(super) fn lookup(m: Mnemonic, wide: bool) -> Option<&'static Shapes> {
+        fn lookup_other(m: Mnemonic, wide: bool) -> Option<&'static Shapes> {
             use Mnemonic::*;
             match (m, wide) {
                 $($pat => Some(&$st),)*
@@ -172,34 +278,6 @@ macro_rules! ops {
 }
 
 ops! {
-    Addss ADDSS "addss" true (Addss, _) => |d, s, _, mx| Out::Xmm(sse::addss(d, s, mx));
-    Addsd ADDSD "addsd" true (Addsd, _) => |d, s, _, mx| Out::Xmm(sse::addsd(d, s, mx));
-    Addps ADDPS "addps" false (Addps, _) => |d, s, _, mx| Out::Xmm(sse::addps(d, s, mx));
-    Addpd ADDPD "addpd" false (Addpd, _) => |d, s, _, mx| Out::Xmm(sse::addpd(d, s, mx));
-    Subss SUBSS "subss" true (Subss, _) => |d, s, _, mx| Out::Xmm(sse::subss(d, s, mx));
-    Subsd SUBSD "subsd" true (Subsd, _) => |d, s, _, mx| Out::Xmm(sse::subsd(d, s, mx));
-    Subps SUBPS "subps" false (Subps, _) => |d, s, _, mx| Out::Xmm(sse::subps(d, s, mx));
-    Subpd SUBPD "subpd" false (Subpd, _) => |d, s, _, mx| Out::Xmm(sse::subpd(d, s, mx));
-    Mulss MULSS "mulss" true (Mulss, _) => |d, s, _, mx| Out::Xmm(sse::mulss(d, s, mx));
-    Mulsd MULSD "mulsd" true (Mulsd, _) => |d, s, _, mx| Out::Xmm(sse::mulsd(d, s, mx));
-    Mulps MULPS "mulps" false (Mulps, _) => |d, s, _, mx| Out::Xmm(sse::mulps(d, s, mx));
-    Mulpd MULPD "mulpd" false (Mulpd, _) => |d, s, _, mx| Out::Xmm(sse::mulpd(d, s, mx));
-    Divss DIVSS "divss" true (Divss, _) => |d, s, _, mx| Out::Xmm(sse::divss(d, s, mx));
-    Divsd DIVSD "divsd" true (Divsd, _) => |d, s, _, mx| Out::Xmm(sse::divsd(d, s, mx));
-    Divps DIVPS "divps" false (Divps, _) => |d, s, _, mx| Out::Xmm(sse::divps(d, s, mx));
-    Divpd DIVPD "divpd" false (Divpd, _) => |d, s, _, mx| Out::Xmm(sse::divpd(d, s, mx));
-    Sqrtss SQRTSS "sqrtss" true (Sqrtss, _) => |d, s, _, mx| Out::Xmm(sse::sqrtss(d, s, mx));
-    Sqrtsd SQRTSD "sqrtsd" true (Sqrtsd, _) => |d, s, _, mx| Out::Xmm(sse::sqrtsd(d, s, mx));
-    Sqrtps SQRTPS "sqrtps" false (Sqrtps, _) => |d, s, _, mx| Out::Xmm(sse::sqrtps(d, s, mx));
-    Sqrtpd SQRTPD "sqrtpd" false (Sqrtpd, _) => |d, s, _, mx| Out::Xmm(sse::sqrtpd(d, s, mx));
-    Minss MINSS "minss" true (Minss, _) => |d, s, _, mx| Out::Xmm(sse::minss(d, s, mx));
-    Minsd MINSD "minsd" true (Minsd, _) => |d, s, _, mx| Out::Xmm(sse::minsd(d, s, mx));
-    Minps MINPS "minps" false (Minps, _) => |d, s, _, mx| Out::Xmm(sse::minps(d, s, mx));
-    Minpd MINPD "minpd" false (Minpd, _) => |d, s, _, mx| Out::Xmm(sse::minpd(d, s, mx));
-    Maxss MAXSS "maxss" true (Maxss, _) => |d, s, _, mx| Out::Xmm(sse::maxss(d, s, mx));
-    Maxsd MAXSD "maxsd" true (Maxsd, _) => |d, s, _, mx| Out::Xmm(sse::maxsd(d, s, mx));
-    Maxps MAXPS "maxps" false (Maxps, _) => |d, s, _, mx| Out::Xmm(sse::maxps(d, s, mx));
-    Maxpd MAXPD "maxpd" false (Maxpd, _) => |d, s, _, mx| Out::Xmm(sse::maxpd(d, s, mx));
     Cmpss CMPSS "cmpss" true (Cmpss, _) => |d, s, imm, mx| Out::Xmm(sse::cmp(0, d, s, imm, mx));
     Cmpsd CMPSD "cmpsd" true (Cmpsd, _) => |d, s, imm, mx| Out::Xmm(sse::cmp(1, d, s, imm, mx));
     Cmpps CMPPS "cmpps" false (Cmpps, _) => |d, s, imm, mx| Out::Xmm(sse::cmp(2, d, s, imm, mx));
