@@ -825,6 +825,7 @@ fn every_nop_form_does_nothing() {
          .byte 0x0f, 0x1e, 0xf8
          .byte 0xf3, 0x90
          prefetcht0 [rax]; prefetchw [rax]; lfence; mfence; sfence
+         .byte 0x0f, 0x0d, 0x00; .byte 0x0f, 0x1c, 0x00
          setb bl
          hlt",
     );

@@ -10,7 +10,8 @@ use crate::x86_64::flags;
 
 impl Translator<'_> {
     /// Flag moves, nops (`nop`, `nop r/m`, the reserved-nop space 0f 19..0f 1f, `pause`,
-    /// `endbr32/64`, fences and prefetches), `cpuid`, `rdtsc`, `rdtscp`.
+    /// `endbr32/64`, fences, prefetches and `cldemote`, which are hints), `cpuid`, `rdtsc`,
+    /// `rdtscp`.
     pub(super) fn misc(&mut self, i: &Instruction) -> Option<()> {
         use Mnemonic::*;
         match i.mnemonic() {
@@ -33,7 +34,8 @@ impl Translator<'_> {
                 }
             }
             Nop | Pause | Endbr64 | Endbr32 | Reservednop | Lfence | Mfence | Sfence
-            | Prefetchnta | Prefetcht0 | Prefetcht1 | Prefetcht2 | Prefetchw => {}
+            | Prefetchnta | Prefetcht0 | Prefetcht1 | Prefetcht2 | Prefetchw | Prefetch
+            | Prefetchwt1 | Cldemote => {}
             Clc | Stc | Cmc => {
                 let f = self.cc.value(self.b);
                 let t = self.tmp();

@@ -594,7 +594,9 @@ impl Translator<'_> {
         match i.mnemonic() {
             Cpuid | Rdtsc | Rdtscp | Nop | Pause | Endbr64 | Endbr32 | Reservednop | Lfence
             | Mfence | Sfence | Prefetchnta | Prefetcht0 | Prefetcht1 | Prefetcht2 | Prefetchw
-            | Clc | Stc | Cmc | Cld | Std | Lahf | Sahf => self.misc(i)?,
+            | Prefetch | Prefetchwt1 | Cldemote | Clc | Stc | Cmc | Cld | Std | Lahf | Sahf => {
+                self.misc(i)?
+            }
             Ud0 | Ud1 | Ud2 => {
                 log::debug!("x86_64: {:?} at {:#x}: #UD", i.mnemonic(), self.pc);
                 return Some(self.exit(EXIT_UD, self.pc, vector::UD));
