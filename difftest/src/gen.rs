@@ -664,6 +664,8 @@ impl Generator {
         match self.rng.below(10) {
             0 => MemoryOperand::with_displ(DATA_ADDR + off, 4),
             1 => MemoryOperand::with_base_displ(Register::RIP, (DATA_ADDR + off) as i64),
+            // 32-bit address size (0x67): the same address, computed modulo 2^32.
+            2 if self.rng.chance(30) => MemoryOperand::with_base_displ(Register::R15D, off as i64),
             _ => MemoryOperand::with_base_displ(Register::R15, off as i64),
         }
     }
@@ -821,6 +823,10 @@ impl Generator {
         }
         if self.writes_anchor(&i) {
             return None;
+        }
+        // lock on a read-modify-write of memory (ignored by the frontend: one vCPU).
+        if i.op0_kind() == OpKind::Memory && oc.can_use_lock_prefix() && self.rng.chance(15) {
+            i.set_has_lock_prefix(true);
         }
         Some(i)
     }
@@ -1050,10 +1056,10 @@ impl Generator {
             _ => pick!(with_cmpsb, with_cmpsw, with_cmpsd, with_cmpsq, seg),
         }
         .expect("string instruction");
-        // Both pointers at least 128 bytes from the page's ends: 16 iterations of 8 bytes
-        // either way stay inside.
+        // Both pointers at least 128 bytes from the ends of the data and stack pages: 16
+        // iterations of 8 bytes either way stay inside (and may cross from one to the other).
         let lea = |g: &mut Generator, r: Register, glued: bool| {
-            let off = 128 + g.rng.below(DATA_SIZE as u64 - 256);
+            let off = 128 + g.rng.below(MEM_SIZE as u64 - 256);
             let m = MemoryOperand::with_base_displ(Register::R15, off as i64);
             let l = Instruction::with2(Code::Lea_r64_m, r, m).expect("lea");
             g.push_item(l, None, glued);
@@ -1229,9 +1235,17 @@ mod tests {
                 if i.op_kinds().any(|k| k == OpKind::Memory) && i.mnemonic() != Mnemonic::Lea {
                     let b = i.memory_base();
                     assert!(
-                        matches!(b, Register::R15 | Register::RIP | Register::None),
+                        matches!(
+                            b,
+                            Register::R15 | Register::R15D | Register::RIP | Register::None
+                        ),
                         "{i}"
                     );
+                    let b = if b == Register::R15D {
+                        Register::R15
+                    } else {
+                        b
+                    };
                     let idx = i.memory_index();
                     if idx != Register::None {
                         // Made a byte by the movzx right before.
