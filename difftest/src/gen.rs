@@ -1285,6 +1285,59 @@ mod tests {
         }
     }
 
+    /// The setups that make an instruction's result or flags defined come right before it.
+    #[test]
+    fn setups_precede_what_they_prepare() {
+        let mut g = Generator::new(11, &[Class::Bit, Class::Shift, Class::MulDiv]);
+        let (mut scans, mut cl_shifts) = (0, 0);
+        for _ in 0..300 {
+            let s = g.sequence(30);
+            for (k, it) in s.items.iter().enumerate().skip(1) {
+                let (i, p) = (&it.instr, &s.items[k - 1].instr);
+                let m = i.mnemonic();
+                if matches!(m, Mnemonic::Bsf | Mnemonic::Bsr) && i.op1_kind() == OpKind::Register {
+                    let r = i.op1_register();
+                    if !matches!(r.full_register(), Register::RSP | Register::R15) {
+                        scans += 1;
+                        assert_eq!(p.mnemonic(), Mnemonic::Or, "{p}; {i}");
+                        assert_eq!(p.op0_register(), r, "{p}; {i}");
+                    }
+                }
+                let last = i.op_count().saturating_sub(1);
+                let shift = matches!(
+                    m,
+                    Mnemonic::Shl
+                        | Mnemonic::Sal
+                        | Mnemonic::Shr
+                        | Mnemonic::Sar
+                        | Mnemonic::Rol
+                        | Mnemonic::Ror
+                        | Mnemonic::Shld
+                        | Mnemonic::Shrd
+                );
+                let by_cl = shift
+                    && i.op_kind(last) == OpKind::Register
+                    && i.op_register(last) == Register::CL;
+                if by_cl && !matches!(m, Mnemonic::Rcl | Mnemonic::Rcr) {
+                    cl_shifts += 1;
+                    assert_eq!(p.code(), Code::Mov_r8_imm8, "{p}; {i}");
+                    let bits = match i.op0_kind() {
+                        OpKind::Register => i.op0_register().size() as u64 * 8,
+                        _ => i.memory_size().size() as u64 * 8,
+                    };
+                    let mask = if bits == 64 { 63 } else { 31 };
+                    let limit = if matches!(m, Mnemonic::Shld | Mnemonic::Shrd) {
+                        bits.max(17)
+                    } else {
+                        bits
+                    };
+                    assert!((p.immediate8() as u64 & mask) < limit, "{p}; {i}");
+                }
+            }
+        }
+        assert!(scans > 20 && cl_shifts > 20, "{scans} {cl_shifts}");
+    }
+
     #[test]
     fn the_initial_state_anchors_the_sandbox() {
         let s = Generator::new(3, &[]).sequence(10);

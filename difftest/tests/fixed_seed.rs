@@ -16,4 +16,11 @@ fn a_fixed_seed_run_of_100k_instructions_finds_no_divergence() {
         panic!("{d}");
     }
     assert!(report.instructions >= 100_000, "{}", report.summary());
+    // Coverage: nearly every mnemonic of the implemented list shows up.
+    assert!(
+        report.generated.len() * 10 >= report.implemented * 9,
+        "{}; not generated: {:?}",
+        report.summary(),
+        report.not_generated
+    );
 }
