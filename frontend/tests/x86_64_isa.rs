@@ -563,22 +563,37 @@ fn partial_registers_merge_and_ah_is_not_spl() {
         ("mov ch, dh", "rcx"),
         ("mov rbx, 0x1234; xchg bh, al", "rbx"),
         ("mov r12b, spl; and r12d, 0xf", "r12"),
+        // The same opcode and ModRM with and without REX: ah without, spl with.
+        ("mov rax, 0x1234; .byte 0x88, 0xe0", "rax"),
+        (
+            "mov rax, 0x1234; .byte 0x40, 0x88, 0xe0; and eax, 0xf",
+            "rax",
+        ),
+        ("mov rcx, 0x5678; .byte 0x88, 0xe9", "rcx"),
+        (
+            "mov rcx, 0x5678; .byte 0x40, 0x88, 0xe9; and ecx, 0xf",
+            "rcx",
+        ),
         ("mov rsi, -1; mov sil, 0x33", "rsi"),
-        ("mov rdi, 0x55aa; mov dil, sil", "rdi"),
+        ("mov rsi, 0x77; mov rdi, 0x55aa; mov dil, sil", "rdi"),
         ("add r8b, r9b", "r8"),
         ("mov r10w, 0x8000", "r10"),
         ("inc r11d", "r11"),
         ("movzx eax, ah", "rax"),
-        ("movsx edx, bh", "rdx"),
+        ("mov rbx, 0x9abc; movsx edx, bh", "rdx"),
         ("not ah", "rax"),
         ("shl dh, 3", "rdx"),
-        ("cmovz ax, bx", "rax"),
-        ("cmovnz eax, ebx", "rax"),
+        ("mov rbx, 0x4321; cmovz ax, bx", "rax"),
+        ("mov rbx, 0x4321; cmovnz eax, ebx", "rax"),
     ] {
-        lines.push(format!("{w}; {}; {}", fold(r), flags(CF | ZF | SF)));
+        // bh, sil and dil hold data for a moment: rbx, rsi and rdi are buffer pointers
+        // again at the end of each line.
+        lines.push(format!(
+            "{w}; {}; {}; lea rbx, [rbp]; lea rsi, [rbp]; lea rdi, [rbp]",
+            fold(r),
+            flags(CF | ZF | SF)
+        ));
     }
-    // bh, sil, dil held data: make them buffer pointers again.
-    lines.push("lea rbx, [rbp]; lea rsi, [rbp]; lea rdi, [rbp]".to_string());
     vs_host("partial", &lines);
 }
 
@@ -814,6 +829,7 @@ fn movbe_xlat_bswap_movsxd_and_the_cwd_family() {
 
 #[test]
 fn every_nop_form_does_nothing() {
+    // (Also `bnd jmp`: F2 on a branch is the MPX prefix, a no-op without MPX.)
     let r = run(
         "isa_nops",
         "mov rax, 0x100000001; cmp eax, 2
@@ -824,6 +840,7 @@ fn every_nop_form_does_nothing() {
          .byte 0x0f, 0x19, 0xc0
          .byte 0x0f, 0x1e, 0xf8
          .byte 0xf3, 0x90
+         .byte 0xf2, 0xeb, 0x00
          prefetcht0 [rax]; prefetchw [rax]; lfence; mfence; sfence
          .byte 0x0f, 0x0d, 0x00; .byte 0x0f, 0x1c, 0x00
          setb bl
