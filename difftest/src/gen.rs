@@ -141,8 +141,8 @@ impl Class {
                 Cmc,
             ],
             Class::Misc => &[
-                Mov, Movzx, Movsx, Movsxd, Lea, Xchg, Xadd, Cmpxchg, Cbw, Cwde, Cdqe, Cwd, Cdq,
-                Cqo, Cld, Std, Nop,
+                Mov, Movzx, Movsx, Movsxd, Lea, Xchg, Xadd, Cmpxchg, Cmpxchg8b, Cmpxchg16b, Movbe,
+                Cbw, Cwde, Cdqe, Cwd, Cdq, Cqo, Cld, Std, Nop,
             ],
             Class::Sse => SSE_MNEMONICS,
         }
@@ -187,7 +187,7 @@ pub fn implemented_mnemonics() -> Vec<Mnemonic> {
         Movsb, Movsw, Movsq, Stosb, Stosw, Stosd, Stosq, Lodsb, Lodsw, Lodsd, Lodsq, Scasb, Scasw,
         Scasd, Scasq, Cmpsb, Cmpsw, Cmpsq, // movsd/cmpsd are in the SSE list
         Jo, Jno, Jb, Jae, Je, Jne, Jbe, Ja, Js, Jns, Jp, Jnp, Jl, Jge, Jle, Jg, Loop, Loope,
-        Loopne, Jrcxz, Jecxz, Push, Pop, Pushfq, Popfq,
+        Loopne, Jrcxz, Jecxz, Push, Pop, Pushfq, Popfq, Pushf, Popf, Xlatb,
     ]);
     v.sort_by_key(|m| *m as u32);
     v.dedup();
@@ -209,6 +209,9 @@ const FEATURES: &[CpuidFeature] = &[
     CpuidFeature::POPCNT,
     CpuidFeature::LZCNT,
     CpuidFeature::BMI1,
+    CpuidFeature::MOVBE,
+    CpuidFeature::CX8,
+    CpuidFeature::CMPXCHG16B,
 ];
 
 /// Whether the host runs `f` (tzcnt/lzcnt silently run as bsf/bsr without BMI1/LZCNT).
@@ -217,6 +220,8 @@ fn host_supports(f: CpuidFeature) -> bool {
         CpuidFeature::POPCNT => std::arch::is_x86_feature_detected!("popcnt"),
         CpuidFeature::LZCNT => std::arch::is_x86_feature_detected!("lzcnt"),
         CpuidFeature::BMI1 => std::arch::is_x86_feature_detected!("bmi1"),
+        CpuidFeature::MOVBE => std::arch::is_x86_feature_detected!("movbe"),
+        CpuidFeature::CMPXCHG16B => std::arch::is_x86_feature_detected!("cmpxchg16b"),
         _ => true,
     }
 }
@@ -420,6 +425,8 @@ pub struct Generator {
     force_memory: Option<bool>,
     /// Encodings generated with register operands only.
     register_only: Vec<Code>,
+    /// Hand-written encodings not to generate (the frontend raises #UD for them).
+    disabled: Vec<Code>,
     /// Setups the memory operand just built needs (an index register made small).
     mem_setup: Vec<Instruction>,
     /// Inside a group that must run whole: every push is glued.
@@ -453,6 +460,7 @@ impl Generator {
             force_memory: None,
             mem_setup: Vec::new(),
             register_only: Vec::new(),
+            disabled: Vec::new(),
             glue_all: false,
             next_id: 0,
             items: Vec::new(),
@@ -478,6 +486,7 @@ impl Generator {
         if memory_only {
             self.register_only.push(code);
         } else {
+            self.disabled.push(code);
             for (_, v) in &mut self.codes {
                 v.retain(|c| *c != code);
             }
@@ -492,6 +501,27 @@ impl Generator {
         self.force_memory = None;
         self.mem_setup.clear();
         i
+    }
+
+    /// The hand-written encodings (outside iced-x86's table walk) with a sample each, for
+    /// probing what the frontend implements.
+    pub fn hand_written(&self) -> Vec<Instruction> {
+        let xlat = MemoryOperand::with_base_index(Register::RBX, Register::AL);
+        let mut v = vec![
+            Instruction::with(Code::Pushfw),
+            Instruction::with(Code::Popfw),
+            Instruction::with(Code::Pushfq),
+            Instruction::with(Code::Popfq),
+        ];
+        v.extend(Instruction::with1(Code::Xlat_m8, xlat));
+        v.extend(Instruction::with_movsq(
+            64,
+            Register::None,
+            RepPrefixKind::None,
+        ));
+        v.extend(Instruction::with_branch(Code::Jecxz_rel8_64, 0));
+        v.extend(Instruction::with_branch(Code::Loopne_rel8_64_RCX, 0));
+        v
     }
 
     /// The candidate table-driven encodings of every selected class.
@@ -856,6 +886,16 @@ impl Generator {
             Class::Branch => self.branch(),
             Class::Stack => self.stack(),
             Class::Sse if self.rng.chance(4) => self.ldmxcsr(),
+            Class::Misc if self.rng.chance(5) && !self.disabled.contains(&Code::Xlat_m8) => {
+                // xlatb reads [rbx + al]: rbx into the data page first.
+                let off = self.rng.below(DATA_SIZE as u64 - 256);
+                let m = MemoryOperand::with_base_displ(Register::R15, off as i64);
+                let l = Instruction::with2(Code::Lea_r64_m, Register::RBX, m).expect("lea");
+                let x = MemoryOperand::with_base_index(Register::RBX, Register::AL);
+                let i = Instruction::with1(Code::Xlat_m8, x).expect("xlatb");
+                self.push(l, None);
+                self.push_glued(i);
+            }
             Class::Cond if self.rng.chance(50) => {
                 // A producer right before its consumer (same block, static flags).
                 self.table(Class::Alu);
@@ -1129,7 +1169,7 @@ impl Generator {
         let r = |g: &mut Generator| GPR64[g.rng.below(16) as usize];
         let can_push = self.depth < MAX_DEPTH;
         let can_pop = self.depth > -MAX_DEPTH;
-        let choice = self.rng.below(8);
+        let choice = self.rng.below(9);
         let (i, delta) = match choice {
             0 | 1 if can_push => (Instruction::with1(Code::Push_r64, r(self)), 8),
             2 if can_push => (
@@ -1159,6 +1199,17 @@ impl Generator {
             7 if can_pop => {
                 let m = self.mem(8, 8);
                 (Instruction::with1(Code::Pop_rm64, m), -8)
+            }
+            // The 16-bit forms: pushfw, or popfw of a pushed word.
+            8 if can_push && self.rng.chance(50) && !self.disabled.contains(&Code::Pushfw) => {
+                (Instruction::with(Code::Pushfw).into_ok(), 2)
+            }
+            8 if can_push && !self.disabled.contains(&Code::Popfw) => {
+                let v = (self.rng.next_u64() & (ARITH_FLAGS | DF)) as u32 | 2;
+                let p = Instruction::with1(Code::Push_imm16, v).expect("push imm16");
+                self.push(p, None);
+                self.push_glued(Instruction::with(Code::Popfw));
+                return;
             }
             _ => return,
         };
@@ -1232,7 +1283,16 @@ mod tests {
                         assert!(i.is_stack_instruction(), "{i} writes rsp");
                     }
                 }
-                if i.op_kinds().any(|k| k == OpKind::Memory) && i.mnemonic() != Mnemonic::Lea {
+                if i.mnemonic() == Mnemonic::Xlatb {
+                    let p = &s.items[k - 1].instr;
+                    assert_eq!(p.code(), Code::Lea_r64_m, "{p}; {i}");
+                    assert_eq!(
+                        (p.op0_register(), p.memory_base()),
+                        (Register::RBX, Register::R15)
+                    );
+                    assert!(p.memory_displacement64() + 256 <= DATA_SIZE as u64);
+                } else if i.op_kinds().any(|k| k == OpKind::Memory) && i.mnemonic() != Mnemonic::Lea
+                {
                     let b = i.memory_base();
                     assert!(
                         matches!(

@@ -410,6 +410,11 @@ pub fn run(config: &Config) -> Result<Report, Error> {
             missing
         );
     }
+    for i in gen.hand_written() {
+        if !h.implemented(i)? {
+            missing.push((i.code(), false));
+        }
+    }
     for &(code, memory_only) in &missing {
         gen.exclude(code, memory_only);
     }
