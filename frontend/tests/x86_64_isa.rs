@@ -306,8 +306,7 @@ fn bit_scans_and_counts_including_a_zero_source() {
         .iter()
         .chain(&[0x10, 0x8000, 0x100_0000, 0xf0f0_0000_0000])
     {
-        for size in 1..4 {
-            let (d, s) = (REGS[0][size], REGS[1][size]);
+        for (d, s) in REGS[0][1..].iter().zip(&REGS[1][1..]) {
             for op in ["tzcnt", "lzcnt", "popcnt"] {
                 // CF and ZF defined for tzcnt/lzcnt; popcnt clears the others.
                 let defined = if op == "popcnt" { ALL } else { CF | ZF };
@@ -908,9 +907,8 @@ fn conditions_right_after_each_flag_setter_match_the_host() {
         0x7fff_ffff_7fff_7fff,
     ];
     // One program per size: the code must fit below the test machine's data.
-    for size in 0..4 {
+    for (size, (a, b)) in REGS[0].iter().zip(REGS[1]).enumerate() {
         let mut lines = Vec::new();
-        let (a, b) = (REGS[0][size], REGS[1][size]);
         for (x, y) in values
             .iter()
             .flat_map(|x| values.iter().map(move |y| (*x, *y)))
