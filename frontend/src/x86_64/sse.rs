@@ -379,36 +379,47 @@ pub fn cvtf2si(single: bool, trunc: bool, wide: bool, s: __m128i, mx: &mut u32) 
 }
 
 /// `(u)comis{s,d} a, b` (`single`, `ordered`: comis, which signals on quiet NaNs too): ZF, PF,
-/// CF as the host sets them (OF, SF, AF clear).
+/// CF (OF, SF, AF clear). Without a NaN or a denormal operand, from the comparison in Rust;
+/// otherwise as the host instruction sets them, under the guest MXCSR.
 #[inline(always)]
 pub fn comis(single: bool, ordered: bool, a: __m128i, b: __m128i, mx: &mut u32) -> u64 {
     macro_rules! run {
-        ($insn:literal, $($guest:ident)?) => {{
+        ($insn:literal) => {{
             let f: u64;
-            $(let $guest = mxcsr::enter(*mx);)?
-            // SAFETY: one compare, exceptions masked (by `enter`, or the host's default);
-            // pushfq/pop use the stack (no `nostack`).
+            let e = mxcsr::enter(*mx);
+            // SAFETY: one compare, every exception masked by `enter`; pushfq/pop use the
+            // stack (no `nostack`).
             unsafe {
                 asm!(concat!($insn, " {a}, {b}"), "pushfq", "pop {f}",
                      a = in(xmm_reg) a, b = in(xmm_reg) b, f = out(reg) f);
             }
-            $(mxcsr::leave($guest, mx);)?
+            mxcsr::leave(e, mx);
             f
         }};
     }
-    let f = if fast::quiet_ok(single, 1, from_m(a), from_m(b)) {
-        match (single, ordered) {
-            (true, true) => run!("comiss",),
-            (false, true) => run!("comisd",),
-            (true, false) => run!("ucomiss",),
-            (false, false) => run!("ucomisd",),
+    let (x, y) = (from_m(a)[0], from_m(b)[0]);
+    let f = if fast::quiet_ok(single, 1, [x, 0], [y, 0]) {
+        // Without NaNs the result is never unordered (PF clear) and raises nothing.
+        let (less, equal) = if single {
+            let (x, y) = (f32::from_bits(x as u32), f32::from_bits(y as u32));
+            (x < y, x == y)
+        } else {
+            let (x, y) = (f64::from_bits(x), f64::from_bits(y));
+            (x < y, x == y)
+        };
+        if less {
+            super::flags::CF
+        } else if equal {
+            super::flags::ZF
+        } else {
+            0
         }
     } else {
         match (single, ordered) {
-            (true, true) => run!("comiss", e),
-            (false, true) => run!("comisd", e),
-            (true, false) => run!("ucomiss", e),
-            (false, false) => run!("ucomisd", e),
+            (true, true) => run!("comiss"),
+            (false, true) => run!("comisd"),
+            (true, false) => run!("ucomiss"),
+            (false, false) => run!("ucomisd"),
         }
     };
     f & (super::flags::ZF | super::flags::PF | super::flags::CF)

@@ -44,53 +44,54 @@ fn lane(v: Xmm, single: bool, i: usize) -> u64 {
     }
 }
 
-/// The biased exponent field and its all-ones value.
+/// The magnitude of `x` shifted to the top of a u64 (sign dropped, exponent field first),
+/// and the value of one unit of the exponent field there: every class below is then a
+/// range of this one number, tested with one or two comparisons.
 #[inline(always)]
-fn exponent(x: u64, single: bool) -> (u64, u64) {
+fn magnitude(x: u64, single: bool) -> (u64, u64) {
     if single {
-        (x >> 23 & 0xff, 0xff)
+        (x << 33, 1 << 56)
     } else {
-        (x >> 52 & 0x7ff, 0x7ff)
+        (x << 1, 1 << 53)
     }
 }
 
-/// The significand field.
+/// The all-ones exponent field (infinities and NaNs).
 #[inline(always)]
-fn fraction(x: u64, single: bool) -> u64 {
+fn max_exponent(single: bool) -> u64 {
     if single {
-        x & 0x7f_ffff
+        0xff
     } else {
-        x & 0xf_ffff_ffff_ffff
+        0x7ff
     }
 }
 
 /// ±0.
 #[inline(always)]
 pub fn is_zero(x: u64, single: bool) -> bool {
-    exponent(x, single).0 == 0 && fraction(x, single) == 0
+    magnitude(x, single).0 == 0
 }
 
 /// Finite and not denormal (zero allowed).
 #[inline(always)]
 pub fn ordinary(x: u64, single: bool) -> bool {
-    let (e, max) = exponent(x, single);
-    e != max && (e != 0 || fraction(x, single) == 0)
+    let (m, unit) = magnitude(x, single);
+    m == 0 || m.wrapping_sub(unit) < (max_exponent(single) - 1) * unit
 }
 
 /// Neither NaN nor denormal (infinities allowed): raises nothing in a compare.
 #[inline(always)]
 pub fn quiet(x: u64, single: bool) -> bool {
-    let (e, max) = exponent(x, single);
-    let f = fraction(x, single);
-    f == 0 || e != max && e != 0
+    let (m, unit) = magnitude(x, single);
+    m == 0 || m.wrapping_sub(unit) <= (max_exponent(single) - 1) * unit
 }
 
 /// A normal number of magnitude at least twice the smallest normal one: neither tiny nor
 /// an overflow.
 #[inline(always)]
 pub fn safe(x: u64, single: bool) -> bool {
-    let (e, max) = exponent(x, single);
-    e >= 2 && e != max
+    let (m, unit) = magnitude(x, single);
+    m.wrapping_sub(2 * unit) < (max_exponent(single) - 2) * unit
 }
 
 /// Whether an instruction that may be inexact can take the fast path under guest MXCSR

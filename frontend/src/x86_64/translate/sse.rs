@@ -325,13 +325,19 @@ impl Translator<'_> {
         }
         let r = self.tmp();
         if let Some(h) = ops::lookup(m, desc.wide) {
-            let (d, imm) = (self.konst(desc.dst as u64), self.konst(desc.imm as u64));
-            if desc.args {
-                self.b.call(&h.args, &[Temp::ENV, d, lo, hi, imm], Some(r));
+            // The immediate only where there is one (the compares).
+            let d = self.konst(desc.dst as u64);
+            let (shape, mut args, mut n) = if desc.args {
+                (&h.args, [Temp::ENV, d, lo, hi, Temp::ENV], 4)
             } else {
                 let s = self.konst(desc.src as u64);
-                self.b.call(&h.reg, &[Temp::ENV, d, s, imm], Some(r));
+                (&h.reg, [Temp::ENV, d, s, Temp::ENV, Temp::ENV], 3)
+            };
+            if i.op_kind(last) == OpKind::Immediate8 {
+                args[n] = self.konst(desc.imm as u64);
+                n += 1;
             }
+            self.b.call(shape, &args[..n], Some(r));
         } else {
             let d = self.konst(desc.pack());
             self.b.call(&SSE, &[Temp::ENV, d, lo, hi], Some(r));
