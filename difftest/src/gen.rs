@@ -450,7 +450,7 @@ impl Generator {
         } else {
             classes.to_vec()
         };
-        let codes = classes.iter().map(|&c| (c, table_codes(c))).collect();
+        let codes = Class::ALL.iter().map(|&c| (c, table_codes(c))).collect();
         Generator {
             rng: Rng::new(seed),
             classes,
@@ -475,9 +475,13 @@ impl Generator {
         self.rng = Rng::new(seed);
     }
 
-    /// Number of table-driven candidate encodings (for reports).
+    /// Number of table-driven candidate encodings of the selected classes (for reports).
     pub fn candidate_codes(&self) -> usize {
-        self.codes.iter().map(|(_, v)| v.len()).sum()
+        self.codes
+            .iter()
+            .filter(|(c, _)| self.classes.contains(c))
+            .map(|(_, v)| v.len())
+            .sum()
     }
 
     /// Drops candidate encoding `code` (e.g. one the frontend does not implement), or with
@@ -524,7 +528,8 @@ impl Generator {
         v
     }
 
-    /// The candidate table-driven encodings of every selected class.
+    /// The candidate table-driven encodings of every class (producers of the selected
+    /// classes may come from the others).
     pub fn codes(&self) -> Vec<Code> {
         self.codes
             .iter()
@@ -898,29 +903,48 @@ impl Generator {
             }
             Class::Cond if self.rng.chance(50) => {
                 // A producer right before its consumer (same block, static flags).
-                self.table(Class::Alu);
+                self.producer();
                 self.table(Class::Cond);
             }
             c => self.table(c),
         }
     }
 
+    /// A flag producer: an ALU operation mostly, else a shift or rotate, a bit test or scan,
+    /// or a multiplication (whose lazy flags the consumer after it reads directly).
+    fn producer(&mut self) {
+        let c = self.rng.pick(&[
+            Class::Alu,
+            Class::Alu,
+            Class::Shift,
+            Class::Bit,
+            Class::MulDiv,
+        ]);
+        self.table(c);
+    }
+
     /// A table-driven instruction of `class`, with what its mnemonic needs before it.
     fn table(&mut self, class: Class) {
-        let Some(codes) = self
+        // Every class's table is kept: producers for `cond` and `branch` come from the
+        // ALU, shift, bit and multiply tables even when those classes are not selected.
+        let Some(n) = self
             .codes
             .iter()
             .find(|(c, _)| *c == class)
-            .map(|(_, v)| v.clone())
-            .filter(|v| !v.is_empty())
-            .or_else(|| {
-                // Producers for `cond` come from the ALU table even when alu is not selected.
-                (class == Class::Alu).then(|| table_codes(Class::Alu))
-            })
+            .map(|(_, v)| v.len())
+            .filter(|n| *n > 0)
         else {
             return;
         };
-        let code = self.rng.pick(&codes);
+        let k = self.rng.below(n as u64) as usize;
+        let Some(code) = self
+            .codes
+            .iter()
+            .find(|(c, _)| *c == class)
+            .and_then(|(_, v)| v.get(k).copied())
+        else {
+            return;
+        };
         let Some(i) = self.build(code) else {
             return;
         };
@@ -1150,7 +1174,7 @@ impl Generator {
             Code::Jecxz_rel8_64,
         ];
         if self.rng.chance(40) {
-            self.table(Class::Alu);
+            self.producer();
         }
         let code = if self.rng.chance(80) {
             self.rng.pick(&JCC)
