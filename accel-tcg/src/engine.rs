@@ -177,6 +177,7 @@ impl<G: Guest> Engine<G> {
             ExecMode::Jit => Some(Backend::new(BackendConfig {
                 code_size: config.code_size,
                 features: HostFeatures::detect(),
+                pc_offset: guest.pc_offset(),
             })?),
             ExecMode::Interpreter => None,
         };

@@ -352,7 +352,7 @@ mod tests {
             exit_request: Default::default(),
             unwind: 0,
             insn_index: 0,
-            pc_offset: 0,
+            reserved: 0,
             load_slow: slow,
             store_slow: slow,
             lookup,

@@ -147,10 +147,7 @@ impl<G: Guest> Vcpu<G> {
         h.lookup = lookup::<G>;
         h.opaque = ctx_ptr.cast();
         h.unwind = 0;
-        (h.pc_offset, ctx.jump_probe.slots) = match ctx.engine.guest.pc_offset() {
-            Some(offset) => (offset, ctx.jump_cache.slots()),
-            None => (0, ir::abi::NO_JUMP_CACHE.as_ptr()),
-        };
+        ctx.jump_probe.slots = ctx.jump_cache.slots();
         ctx.jump_probe.epoch = ctx.engine.cache.epoch_ptr();
         h.jump_probe = &ctx.jump_probe;
         ctx.tlb.install(h);

@@ -54,6 +54,10 @@ pub struct BackendConfig {
     pub code_size: usize,
     /// Optional instructions the code may use.
     pub features: HostFeatures,
+    /// The CPU-state offset of the guest pc that the engine's jump cache is keyed by: with it,
+    /// `LookupAndGoto` probes the jump cache inline (see `emit/lookup.rs`); without it, every
+    /// lookup calls out.
+    pub pc_offset: Option<u32>,
 }
 
 impl Default for BackendConfig {
@@ -61,6 +65,7 @@ impl Default for BackendConfig {
         BackendConfig {
             code_size: 32 << 20,
             features: HostFeatures::detect(),
+            pc_offset: None,
         }
     }
 }
@@ -89,6 +94,7 @@ pub struct CompiledBlock {
 pub struct Backend {
     buf: CodeBuffer,
     features: HostFeatures,
+    pc_offset: Option<u32>,
     /// Offset of the first byte after the shared stubs.
     stubs_end: usize,
     /// Bump pointer.
@@ -168,6 +174,7 @@ impl Backend {
         Ok(Backend {
             buf,
             features: config.features,
+            pc_offset: config.pc_offset,
             stubs_end,
             used: stubs_end,
             trampoline: base,
@@ -192,6 +199,7 @@ impl Backend {
             base,
             self.epilogue,
             self.features,
+            self.pc_offset,
             &mut self.scratch,
         )?;
         let code = &self.scratch.asm.buf;

@@ -23,13 +23,20 @@ pub const DST: usize = 6;
 pub type OpLife = [u8; 7];
 
 /// Computes the per-op states of `block` into `out` (reusing `state` and `locals` as
-/// scratch).
+/// scratch). `pc_offset` is the CPU-state offset of the guest pc global: `LookupAndGoto`
+/// reads it from its register for the inline jump-cache probe, so it stays LIVE up to there.
 ///
 /// Cost is linear in the ops plus, per basic-block boundary or memory op, the number of
 /// globals (a contiguous range, so a `fill`) and locals (a list); scratch temps are never
 /// reset: a valid block writes a scratch temp before reading it in each basic block, so when
 /// the backward walk reaches the block's start the write has already made it DEAD.
-pub fn compute(block: &Block, out: &mut Vec<OpLife>, state: &mut Vec<u8>, locals: &mut Vec<u32>) {
+pub fn compute(
+    block: &Block,
+    pc_offset: Option<u32>,
+    out: &mut Vec<OpLife>,
+    state: &mut Vec<u8>,
+    locals: &mut Vec<u32>,
+) {
     let n = block.temps.len();
     out.clear();
     out.resize(block.ops.len(), [DEAD; 7]);
@@ -44,6 +51,13 @@ pub fn compute(block: &Block, out: &mut Vec<OpLife>, state: &mut Vec<u8>, locals
             locals.push((first + i) as u32);
         }
     }
+    let pc_temp = pc_offset.and_then(|off| {
+        block
+            .globals
+            .iter()
+            .position(|g| g.offset == off)
+            .map(|i| i + 1)
+    });
     let reset = |state: &mut Vec<u8>, locals: &[u32], local_state: u8| {
         state[globals.clone()].fill(NEEDMEM);
         for &l in locals {
@@ -53,7 +67,13 @@ pub fn compute(block: &Block, out: &mut Vec<OpLife>, state: &mut Vec<u8>, locals
     for (i, op) in block.ops.iter().enumerate().rev() {
         match op {
             Op::InsnStart { .. } => continue,
-            Op::GotoTb { .. } | Op::ExitTb { .. } | Op::LookupAndGoto => reset(state, locals, DEAD),
+            Op::GotoTb { .. } | Op::ExitTb { .. } => reset(state, locals, DEAD),
+            Op::LookupAndGoto => {
+                reset(state, locals, DEAD);
+                if let Some(t) = pc_temp {
+                    state[t] = LIVE;
+                }
+            }
             Op::Br(_) | Op::SetLabel(_) => reset(state, locals, NEEDMEM),
             Op::BrCond { .. } => {
                 for s in &mut state[globals.clone()] {

@@ -460,6 +460,16 @@ impl Compiler<'_> {
     }
 
     /// Forgets every register binding (after a sync: values are in memory or dead).
+    /// The host register holding the global at CPU-state `offset`, if one does.
+    pub(crate) fn global_reg(&self, offset: u32) -> Option<Reg> {
+        regs_of(self.rs.used).find(|&r| {
+            let o = self.rs.owner[r as usize];
+            o != NONE
+                && matches!(self.block.temps[o as usize].kind,
+                            TempKind::Global { offset: g, .. } if g == offset)
+        })
+    }
+
     pub(crate) fn forget_all(&mut self) {
         for r in regs_of(self.rs.used) {
             let o = self.rs.owner[r as usize];

@@ -18,8 +18,8 @@
 //! it to break a chain of directly linked blocks (interrupts, stop requests).
 //!
 //! **Indirect jumps.** `LookupAndGoto` first probes the vCPU's jump cache inline
-//! ([`JumpProbe`], [`JumpCacheSlot`], [`jump_cache_index`]) with the pc read at
-//! [`EnvHeader::pc_offset`] and the flags of [`JumpProbe::block_flags`], and calls
+//! ([`JumpProbe`], [`JumpCacheSlot`], [`jump_cache_index`]) with the guest pc (whose place in
+//! the CPU state the backend is told) and the flags of [`JumpProbe::block_flags`], and calls
 //! [`EnvHeader::lookup`] only on a miss.
 //! That relies on a rule every frontend keeps: an instruction that changes the block-key
 //! flags (privilege level, CPU mode) ends its block with an exit to the loop, never with a
@@ -133,9 +133,8 @@ pub struct EnvHeader {
     pub unwind: u32,
     /// Index of the `InsnStart` of the instruction that was running when something raised.
     pub insn_index: u32,
-    /// Byte offset in the CPU state of the guest pc (the pc of the guest's block key), for
-    /// the inline jump-cache probe.
-    pub pc_offset: u32,
+    /// Padding; keeps the pointers below 8-byte aligned.
+    pub reserved: u32,
     /// Slow path of guest loads.
     pub load_slow: LoadSlowFn,
     /// Slow path of guest stores.
@@ -244,7 +243,7 @@ impl EnvHeader {
             exit_request: AtomicU32::new(0),
             unwind: 0,
             insn_index: 0,
-            pc_offset: 0,
+            reserved: 0,
             load_slow: detached_slow_path,
             store_slow: detached_slow_path,
             lookup: detached_lookup,
@@ -284,8 +283,6 @@ pub mod offsets {
     pub const TLB: u32 = offset_of!(EnvHeader, tlb) as u32;
     /// [`EnvHeader::opaque`]
     pub const OPAQUE: u32 = offset_of!(EnvHeader, opaque) as u32;
-    /// [`EnvHeader::pc_offset`]
-    pub const PC_OFFSET: u32 = offset_of!(EnvHeader, pc_offset) as u32;
     /// [`EnvHeader::jump_probe`]
     pub const JUMP_PROBE: u32 = offset_of!(EnvHeader, jump_probe) as u32;
     /// [`super::JumpProbe::slots`]

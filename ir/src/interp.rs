@@ -511,7 +511,7 @@ mod tests {
                     exit_request: AtomicU32::new(0),
                     unwind: 0,
                     insn_index: 0xffff,
-                    pc_offset: 0,
+                    reserved: 0,
                     load_slow: no_slow as LoadSlowFn,
                     store_slow: no_slow as StoreSlowFn,
                     lookup: no_lookup as LookupFn,

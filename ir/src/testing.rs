@@ -582,7 +582,7 @@ impl TestState {
                 exit_request: AtomicU32::new(0),
                 unwind: 0,
                 insn_index: 0,
-                pc_offset: 0,
+                reserved: 0,
                 load_slow: test_load_slow as LoadSlowFn,
                 store_slow: test_store_slow as StoreSlowFn,
                 lookup: test_lookup as LookupFn,

@@ -64,6 +64,8 @@ pub(crate) struct Compiler<'a> {
     pub asm: &'a mut Asm,
     pub block: &'a Block,
     pub features: HostFeatures,
+    /// See [`crate::BackendConfig::pc_offset`].
+    pub pc_offset: Option<u32>,
     pub block_id: u32,
     pub epilogue: usize,
     pub rs: &'a mut RegState,
@@ -100,6 +102,7 @@ pub(crate) fn compile(
     base: usize,
     epilogue: usize,
     features: HostFeatures,
+    pc_offset: Option<u32>,
     scratch: &mut Scratch,
 ) -> Result<Output, BackendError> {
     let Scratch {
@@ -112,7 +115,7 @@ pub(crate) fn compile(
         slow,
         slow_globals,
     } = scratch;
-    liveness::compute(block, life, state, locals);
+    liveness::compute(block, pc_offset, life, state, locals);
     rs.reset(block)?;
     asm.reset(base);
     asm.buf.reserve(block.ops.len() * 16 + 256);
@@ -126,6 +129,7 @@ pub(crate) fn compile(
         asm,
         block,
         features,
+        pc_offset,
         block_id,
         epilogue,
         rs,
@@ -281,10 +285,14 @@ impl Compiler<'_> {
             }
             Op::LookupAndGoto => {
                 self.sync_globals()?;
+                let pc = self.pc_offset.map(|offset| match self.global_reg(offset) {
+                    Some(r) => lookup::Pc::Reg(r),
+                    None => lookup::Pc::Env(offset),
+                });
                 self.forget_all();
                 // rdx carries this block's Lookup exit code to the shared miss stub.
                 let code = self.exit_code(ExitKind::Lookup, 0);
-                lookup::lookup_and_goto(self.asm, code);
+                lookup::lookup_and_goto(self.asm, pc, code);
                 return Ok(());
             }
             Op::Fence => {

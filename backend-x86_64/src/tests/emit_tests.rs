@@ -8,13 +8,17 @@ use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, NasmFormatter};
 use ir::testing::globals;
 use ir::{Builder, Cond, MemOp, Size, Type};
 
-use super::backend;
+use super::{backend, backend_with_pc};
 use crate::HostFeatures;
 
 /// The block's code as "hex  asm" lines, up to and including the first `jmp` to a stub or
 /// the epilogue (the body), with branch targets as `entry+off`.
 fn listing(build: impl FnOnce(&mut Builder)) -> Vec<String> {
-    let mut be = backend(HostFeatures::baseline());
+    listing_on(backend(HostFeatures::baseline()), build)
+}
+
+/// [`listing`] on a given backend.
+fn listing_on(mut be: crate::Backend, build: impl FnOnce(&mut Builder)) -> Vec<String> {
     let mut b = Builder::new(globals(), Type::I64);
     build(&mut b);
     let cb = be.compile(&b.finish(), 1).unwrap();
@@ -271,55 +275,81 @@ const SLOW: &[&str] = &[
 
 #[test]
 fn lookup_and_goto_probes_the_jump_cache_inline_before_calling_the_lookup() {
-    // pc from the header's pc_offset; the probe pointer; the slot index (page group | low
-    // pc bits) scaled by 32; pc, flags and epoch compared; a hit jumps to the slot's code;
-    // a miss calls the lookup with the block's Lookup exit code ready in rdx.
-    check(
-        |b| {
-            let g0 = b.global(0);
-            b.addi(g0, g0, 1);
-            b.lookup_and_goto();
-        },
+    // Global 0 is the guest pc here. It is still in rbx after the store, so the probe takes
+    // it from there; then the probe pointer; the slot index (page group | low pc bits)
+    // scaled by 32; pc, flags and epoch compared; a hit jumps to the slot's code; a miss
+    // calls the lookup with the block's Lookup exit code ready in rdx.
+    let be = backend_with_pc(
+        HostFeatures::baseline(),
+        Some(ir::testing::global_offset(0)),
+    );
+    let got = listing_on(be, |b| {
+        let g0 = b.global(0);
+        b.addi(g0, g0, 1);
+        b.lookup_and_goto();
+    });
+    if std::env::var("BLESS").is_ok() {
+        println!("BLESS-BEGIN\n{}\nBLESS-END", got.join("\n"));
+    }
+    let want: &[&str] = &[
+        "41837e8000  cmp dword [r14-80h],0",
+        "0f858c000000  jne entry+151",
+        "498b5e38  mov rbx,[r14+38h]",
+        "4883c301  add rbx,1",
+        "49895e38  mov [r14+38h],rbx",
+        "4889de  mov rsi,rbx",
+        "498b7e30  mov rdi,[r14+30h]",
+        "4889f0  mov rax,rsi",
+        "48c1e80c  shr rax,0Ch",
+        "4889c1  mov rcx,rax",
+        "48c1e907  shr rcx,7",
+        "4831c1  xor rcx,rax",
+        "48c1e80e  shr rax,0Eh",
+        "4831c1  xor rcx,rax",
+        "83e13f  and ecx,3Fh",
+        "c1e109  shl ecx,9",
+        "89f0  mov eax,esi",
+        "81e0ff010000  and eax,1FFh",
+        "09c1  or ecx,eax",
+        "c1e105  shl ecx,5",
+        "48030f  add rcx,[rdi]",
+        "483b31  cmp rsi,[rcx]",
+        "0f852e000000  jne entry+131",
+        "488b4710  mov rax,[rdi+10h]",
+        "483b4108  cmp rax,[rcx+8]",
+        "0f8520000000  jne entry+131",
+        "488b4708  mov rax,[rdi+8]",
+        "488b00  mov rax,[rax]",
+        "483b4118  cmp rax,[rcx+18h]",
+        "0f850f000000  jne entry+131",
+        "488b4110  mov rax,[rcx+10h]",
+        "4885c0  test rax,rax",
+        "0f8402000000  je entry+131",
+        "ffe0  jmp rax",
+        "498d7e80  lea rdi,[r14-80h]",
+        "41ff56a0  call qword [r14-60h]",
+        "48ba0200000001000000  mov rdx,100000002h",
+        "ffe0  jmp rax",
+        "48b80500000001000000  mov rax,100000005h",
+    ];
+    let n = want.len().min(got.len());
+    assert_eq!(&got[..n], want, "full listing:\n{}", got.join("\n"));
+}
+
+#[test]
+fn without_a_pc_offset_lookup_and_goto_only_calls_the_lookup() {
+    let got = listing_on(backend_with_pc(HostFeatures::baseline(), None), |b| {
+        b.lookup_and_goto()
+    });
+    assert_eq!(
+        &got[..4],
         &[
             "41837e8000  cmp dword [r14-80h],0",
-            "0f8592000000  jne entry+157",
-            "498b5e38  mov rbx,[r14+38h]",
-            "4883c301  add rbx,1",
-            "49895e38  mov [r14+38h],rbx",
-            "418b4e8c  mov ecx,[r14-74h]",
-            "498b740e80  mov rsi,[r14+rcx-80h]",
-            "498b7e30  mov rdi,[r14+30h]",
-            "4889f0  mov rax,rsi",
-            "48c1e80c  shr rax,0Ch",
-            "4889c1  mov rcx,rax",
-            "48c1e907  shr rcx,7",
-            "4831c1  xor rcx,rax",
-            "48c1e80e  shr rax,0Eh",
-            "4831c1  xor rcx,rax",
-            "83e13f  and ecx,3Fh",
-            "c1e109  shl ecx,9",
-            "89f0  mov eax,esi",
-            "81e0ff010000  and eax,1FFh",
-            "09c1  or ecx,eax",
-            "c1e105  shl ecx,5",
-            "48030f  add rcx,[rdi]",
-            "483b31  cmp rsi,[rcx]",
-            "0f852e000000  jne entry+137",
-            "488b4710  mov rax,[rdi+10h]",
-            "483b4108  cmp rax,[rcx+8]",
-            "0f8520000000  jne entry+137",
-            "488b4708  mov rax,[rdi+8]",
-            "488b00  mov rax,[rax]",
-            "483b4118  cmp rax,[rcx+18h]",
-            "0f850f000000  jne entry+137",
-            "488b4110  mov rax,[rcx+10h]",
-            "4885c0  test rax,rax",
-            "0f8402000000  je entry+137",
-            "ffe0  jmp rax",
+            "0f8514000000  jne entry+31",
             "498d7e80  lea rdi,[r14-80h]",
             "41ff56a0  call qword [r14-60h]",
-            "48ba0200000001000000  mov rdx,100000002h",
-            "ffe0  jmp rax",
         ],
+        "full listing:\n{}",
+        got.join("\n")
     );
 }

@@ -389,6 +389,7 @@ fn a_full_buffer_reports_buffer_full_and_flush_recovers() {
     let mut be = crate::Backend::new(BackendConfig {
         code_size: 4096,
         features: HostFeatures::baseline(),
+        pc_offset: None,
     })
     .unwrap();
     let mut b = Builder::new(globals(), Type::I64);

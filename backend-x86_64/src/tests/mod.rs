@@ -12,9 +12,17 @@ use ir::abi::ExitCode;
 use ir::testing::{TestEnvInit, TestState};
 
 pub(crate) fn backend(features: HostFeatures) -> Backend {
+    // Global 0 plays the guest pc, so blocks ending in LookupAndGoto run the inline probe
+    // (which always misses on the test state's empty jump cache) before the lookup call.
+    backend_with_pc(features, Some(ir::testing::global_offset(0)))
+}
+
+/// A test backend whose guest pc global is at `pc_offset` (inline jump-cache probes).
+pub(crate) fn backend_with_pc(features: HostFeatures, pc_offset: Option<u32>) -> Backend {
     Backend::new(BackendConfig {
         code_size: 1 << 20,
         features,
+        pc_offset,
     })
     .unwrap()
 }
