@@ -951,3 +951,128 @@ fn conditions_right_after_each_flag_setter_match_the_host() {
         vs_host(&format!("conditions{size}"), &lines);
     }
 }
+
+/// Random programs over the instructions this file is about, mixed with ordinary ALU code:
+/// rcl/rcr, movbe, cmpxchg8b/16b, xadd/cmpxchg, bswap, the scans and counts and loop/jecxz,
+/// with the flags an instruction leaves undefined redefined by an `add` after it.
+fn random_isa_program(rng: &mut u64) -> (String, Vec<String>, String) {
+    let mut next = move || {
+        *rng ^= *rng << 13;
+        *rng ^= *rng >> 7;
+        *rng ^= *rng << 17;
+        *rng
+    };
+    const R64: [&str; 14] = [
+        "rax", "rcx", "rdx", "rbx", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
+        "r15",
+    ];
+    let sized = |r: &str, size: usize| -> String {
+        let low = |base: &str| match (base, size) {
+            (b, 3) => b.to_string(),
+            ("rax" | "rcx" | "rdx" | "rbx", 2) => format!("e{}", &base[1..]),
+            ("rax" | "rcx" | "rdx" | "rbx", 1) => base[1..].to_string(),
+            ("rax" | "rcx" | "rdx" | "rbx", _) => format!("{}l", &base[1..2]),
+            ("rsi" | "rdi", 2) => format!("e{}", &base[1..]),
+            ("rsi" | "rdi", 1) => base[1..].to_string(),
+            ("rsi" | "rdi", _) => format!("{}l", &base[1..]),
+            (b, 2) => format!("{b}d"),
+            (b, 1) => format!("{b}w"),
+            (b, _) => format!("{b}b"),
+        };
+        low(r)
+    };
+    let mut pro = String::new();
+    for r in R64 {
+        pro += &format!("mov {r}, {:#x}\n", next());
+    }
+    pro += "lea rsp, [rsp - 256]\n";
+    for k in 0..32 {
+        pro += &format!("mov rax, {:#x}; mov [rsp + {}], rax\n", next(), 8 * k);
+    }
+    const PTR: [&str; 4] = ["byte", "word", "dword", "qword"];
+    let mut lines = Vec::new();
+    for n in 0..60 {
+        let size = (next() % 4) as usize;
+        let (a, b) = (
+            sized(R64[(next() % 14) as usize], size),
+            sized(R64[(next() % 14) as usize], size),
+        );
+        let (x, y) = (
+            sized(R64[(next() % 14) as usize], size),
+            sized(R64[(next() % 14) as usize], size),
+        );
+        let off = next() % 248;
+        let count = next() % 70;
+        let line = match next() % 16 {
+            0 => format!("{} {a}, 1", ["rcl", "rcr"][(next() % 2) as usize]),
+            1 => format!(
+                "{} {a}, {count}; add {x}, {y}",
+                ["rcl", "rcr"][(next() % 2) as usize]
+            ),
+            2 => format!(
+                "mov ecx, {count}; {} {a}, cl; add {x}, {y}",
+                ["rcl", "rcr"][(next() % 2) as usize]
+            ),
+            3 if size > 0 => format!("movbe {a}, {} ptr [rsp + {off}]", PTR[size]),
+            4 if size > 0 => format!("movbe {} ptr [rsp + {off}], {a}", PTR[size]),
+            5 => format!(
+                "{}lock cmpxchg8b [rsp + {}]",
+                if next() % 2 == 0 {
+                    format!("mov rax, [rsp + {}]; ", off & !7)
+                } else {
+                    String::new()
+                },
+                off & !7
+            ),
+            6 => format!(
+                "{}lock cmpxchg16b [rsp + {}]",
+                if next() % 2 == 0 {
+                    format!(
+                        "mov rax, [rsp + {0}]; mov rdx, [rsp + {0} + 8]; ",
+                        off & !15
+                    )
+                } else {
+                    String::new()
+                },
+                off & !15
+            ),
+            7 => format!("lock xadd {} ptr [rsp + {off}], {a}", PTR[size]),
+            8 => format!("lock cmpxchg {} ptr [rsp + {off}], {a}", PTR[size]),
+            9 if size >= 2 => format!("bswap {a}"),
+            10 if size > 0 => format!(
+                "{} {a}, {b}; add {x}, {y}",
+                ["bsf", "bsr", "tzcnt", "lzcnt", "popcnt"][(next() % 5) as usize]
+            ),
+            11 => format!(
+                "{} 1f; xor {a}, {b}; 1:",
+                ["loop", "loope", "loopne", "jecxz", "jrcxz"][(next() % 5) as usize]
+            ),
+            12 => format!("addr32 loop 1f; xor {a}, {b}; 1:"),
+            13 => format!(
+                "{} {a}, {b}",
+                ["add", "adc", "sub", "sbb", "xor", "cmp"][(next() % 6) as usize]
+            ),
+            14 => format!(
+                "{} {a}",
+                ["inc", "dec", "neg", "not"][(next() % 4) as usize]
+            ),
+            _ => format!(
+                "cmc; set{} {}",
+                ["b", "l", "o", "be"][(next() % 4) as usize],
+                sized(R64[(next() % 14) as usize], 0)
+            ),
+        };
+        lines.push(format!("{line} # {n}\n"));
+    }
+    let mut epi = String::from("xor eax, eax\n");
+    for k in 0..32 {
+        epi += &format!("rol rax, 1; xor rax, [rsp + {}]\n", 8 * k);
+    }
+    epi += "lea rsp, [rsp + 256]\n";
+    (pro, lines, epi)
+}
+
+#[test]
+fn random_code_with_the_newer_instructions_matches_the_host_cpu() {
+    compare_programs(0x1234_5678_9abc_def1, "isa", random_isa_program);
+}
