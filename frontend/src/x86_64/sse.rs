@@ -118,7 +118,12 @@ macro_rules! arith {
             pub fn quick(d: __m128i, s: __m128i, mx: u32) -> Option<__m128i> {
                 if fast::may_try(mx) {
                     let r = host2!(concat!($insn, " {d}, {s}"), d, s);
-                    if fast::arith_ok(Kind::$kind, $single, $lanes, from_m(d), from_m(s), from_m(r)) {
+                    let ok = if $lanes == 1 {
+                        fast::arith_ok(Kind::$kind, $single, 1, from_m(d), from_m(s), from_m(r))
+                    } else {
+                        fast::packed_arith_ok(Kind::$kind, $single, d, s, r)
+                    };
+                    if ok {
                         return Some(r);
                     }
                 }

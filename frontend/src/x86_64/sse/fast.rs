@@ -20,6 +20,13 @@
 //! whatever the mode. Everything these rules do not cover goes the exact way, under the
 //! guest's MXCSR ([`super::mxcsr`]).
 
+use core::arch::x86_64::{
+    __m128, __m128d, __m128i, _mm_and_pd, _mm_and_ps, _mm_castsi128_pd, _mm_castsi128_ps,
+    _mm_cmpeq_pd, _mm_cmpeq_ps, _mm_cmple_pd, _mm_cmple_ps, _mm_cmplt_pd, _mm_cmplt_ps,
+    _mm_movemask_pd, _mm_movemask_ps, _mm_or_pd, _mm_or_ps, _mm_set1_epi32, _mm_set1_epi64x,
+    _mm_setzero_pd, _mm_setzero_ps,
+};
+
 use super::mxcsr;
 use super::Xmm;
 
@@ -79,6 +86,13 @@ pub fn ordinary(x: u64, single: bool) -> bool {
     m == 0 || m.wrapping_sub(unit) < (max_exponent(single) - 1) * unit
 }
 
+/// A normal number (not zero).
+#[inline(always)]
+fn normal(x: u64, single: bool) -> bool {
+    let (m, unit) = magnitude(x, single);
+    m.wrapping_sub(unit) < (max_exponent(single) - 1) * unit
+}
+
 /// Neither NaN nor denormal (infinities allowed): raises nothing in a compare.
 #[inline(always)]
 pub fn quiet(x: u64, single: bool) -> bool {
@@ -115,11 +129,13 @@ pub fn arith_ok(kind: Kind, single: bool, lanes: usize, d: Xmm, s: Xmm, r: Xmm) 
             lane(d, single, i)
         };
         let x = lane(r, single, i);
-        ok &= ordinary(a, single)
-            && ordinary(b, single)
-            && (safe(x, single)
-                || is_zero(x, single)
-                    && (kind == Kind::AddSub || is_zero(a, single) || is_zero(b, single)));
+        // The common case first, in three range tests: normal operands, a safe result.
+        ok &= normal(a, single) && normal(b, single) && safe(x, single)
+            || ordinary(a, single)
+                && ordinary(b, single)
+                && (safe(x, single)
+                    || is_zero(x, single)
+                        && (kind == Kind::AddSub || is_zero(a, single) || is_zero(b, single)));
     }
     ok
 }
@@ -132,6 +148,84 @@ pub fn quiet_ok(single: bool, lanes: usize, d: Xmm, s: Xmm) -> bool {
         ok &= quiet(lane(d, single, i), single) && quiet(lane(s, single, i), single);
     }
     ok
+}
+
+/// [`arith_ok`] for all lanes of a packed instruction at once, with SSE2 compares on the
+/// magnitudes instead of one lane at a time (a compare of a NaN or a denormal may raise a
+/// flag in the host MXCSR: that only makes [`super::mxcsr::enter`] load it again).
+#[inline(always)]
+pub fn packed_arith_ok(kind: Kind, single: bool, d: __m128i, s: __m128i, r: __m128i) -> bool {
+    if single {
+        packed_ok_ps(kind, d, s, r)
+    } else {
+        packed_ok_pd(kind, d, s, r)
+    }
+}
+
+/// Two doubles: ordinary operands, a safe result or an exact zero.
+#[inline(always)]
+fn packed_ok_pd(kind: Kind, d: __m128i, s: __m128i, r: __m128i) -> bool {
+    // SAFETY: SSE2 is part of the x86_64 baseline; register operations only.
+    unsafe {
+        let bits = |v: i64| _mm_castsi128_pd(_mm_set1_epi64x(v));
+        let abs_mask = bits(i64::MAX);
+        let inf = bits(0x7ff0_0000_0000_0000);
+        let min = bits(0x0010_0000_0000_0000);
+        let min2 = bits(0x0020_0000_0000_0000);
+        let zero = _mm_setzero_pd();
+        let abs = |v: __m128i| _mm_and_pd(_mm_castsi128_pd(v), abs_mask);
+        let (a, b, x) = (abs(d), abs(s), abs(r));
+        let a = if kind == Kind::Sqrt { b } else { a };
+        let ordinary = |v: __m128d| {
+            let normal = _mm_and_pd(_mm_cmple_pd(min, v), _mm_cmplt_pd(v, inf));
+            _mm_or_pd(normal, _mm_cmpeq_pd(v, zero))
+        };
+        let safe = _mm_and_pd(_mm_cmple_pd(min2, x), _mm_cmplt_pd(x, inf));
+        let zero_ok = if kind == Kind::AddSub {
+            _mm_cmpeq_pd(x, zero)
+        } else {
+            let any_zero = _mm_or_pd(_mm_cmpeq_pd(a, zero), _mm_cmpeq_pd(b, zero));
+            _mm_and_pd(_mm_cmpeq_pd(x, zero), any_zero)
+        };
+        let ok = _mm_and_pd(
+            _mm_and_pd(ordinary(a), ordinary(b)),
+            _mm_or_pd(safe, zero_ok),
+        );
+        _mm_movemask_pd(ok) == 0b11
+    }
+}
+
+/// Four singles: as [`packed_ok_pd`].
+#[inline(always)]
+fn packed_ok_ps(kind: Kind, d: __m128i, s: __m128i, r: __m128i) -> bool {
+    // SAFETY: SSE2 is part of the x86_64 baseline; register operations only.
+    unsafe {
+        let bits = |v: i32| _mm_castsi128_ps(_mm_set1_epi32(v));
+        let abs_mask = bits(i32::MAX);
+        let inf = bits(0x7f80_0000);
+        let min = bits(0x0080_0000);
+        let min2 = bits(0x0100_0000);
+        let zero = _mm_setzero_ps();
+        let abs = |v: __m128i| _mm_and_ps(_mm_castsi128_ps(v), abs_mask);
+        let (a, b, x) = (abs(d), abs(s), abs(r));
+        let a = if kind == Kind::Sqrt { b } else { a };
+        let ordinary = |v: __m128| {
+            let normal = _mm_and_ps(_mm_cmple_ps(min, v), _mm_cmplt_ps(v, inf));
+            _mm_or_ps(normal, _mm_cmpeq_ps(v, zero))
+        };
+        let safe = _mm_and_ps(_mm_cmple_ps(min2, x), _mm_cmplt_ps(x, inf));
+        let zero_ok = if kind == Kind::AddSub {
+            _mm_cmpeq_ps(x, zero)
+        } else {
+            let any_zero = _mm_or_ps(_mm_cmpeq_ps(a, zero), _mm_cmpeq_ps(b, zero));
+            _mm_and_ps(_mm_cmpeq_ps(x, zero), any_zero)
+        };
+        let ok = _mm_and_ps(
+            _mm_and_ps(ordinary(a), ordinary(b)),
+            _mm_or_ps(safe, zero_ok),
+        );
+        _mm_movemask_ps(ok) == 0b1111
+    }
 }
 
 #[cfg(test)]
@@ -213,5 +307,47 @@ mod tests {
         assert!(!may_try(mxcsr::DEFAULT | mxcsr::PE | 1 << 13), "round down");
         assert!(!may_try(mxcsr::DEFAULT | mxcsr::PE | 1 << 15), "FTZ");
         assert!(!may_try(mxcsr::DEFAULT | mxcsr::PE | 1 << 6), "DAZ");
+    }
+
+    #[test]
+    fn the_packed_checks_agree_with_the_lane_checks() {
+        use crate::x86_64::sse::to_m;
+        let special = [
+            0u64,
+            1 << 63,
+            1,
+            0x000f_ffff_ffff_ffff,
+            0x0010_0000_0000_0000,
+            0x001f_ffff_ffff_ffff,
+            0x0020_0000_0000_0000,
+            0x7fef_ffff_ffff_ffff,
+            0x7ff0_0000_0000_0000,
+            0x7ff8_0000_0000_0000,
+            0x7ff0_0000_0000_0001,
+            0x3ff0_0000_0000_0000,
+            0x0000_0001_0000_0001, // a single denormal in each half
+            0x0080_0000_0100_0000, // the singles' smallest normal and twice it
+            0x7f80_0000_3f80_0000, // a single infinity and 1.0
+            0xff80_0001_0000_0000, // a single NaN and +0
+        ];
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            special[(seed % 16) as usize] ^ (seed >> 20 & 0x3) * (seed & 1)
+        };
+        for _ in 0..20_000 {
+            let (d, s, r) = ([next(), next()], [next(), next()], [next(), next()]);
+            for kind in [Kind::AddSub, Kind::MulDiv, Kind::Sqrt] {
+                for (single, lanes) in [(false, 2), (true, 4)] {
+                    assert_eq!(
+                        packed_arith_ok(kind, single, to_m(d), to_m(s), to_m(r)),
+                        arith_ok(kind, single, lanes, d, s, r),
+                        "{kind:?} single {single}: {d:x?} {s:x?} -> {r:x?}"
+                    );
+                }
+            }
+        }
     }
 }
