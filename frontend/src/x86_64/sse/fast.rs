@@ -150,6 +150,38 @@ pub fn quiet_ok(single: bool, lanes: usize, d: Xmm, s: Xmm) -> bool {
     ok
 }
 
+/// Safe wrappers of the SSE2 register operations the packed checks use.
+macro_rules! sse2 {
+    ($($name:ident($($a:ident: $t:ty),*) -> $r:ty = $f:ident;)*) => {$(
+        #[inline(always)]
+        fn $name($($a: $t),*) -> $r {
+            // SAFETY: SSE2 is part of the x86_64 baseline; a register-only operation.
+            unsafe { $f($($a),*) }
+        }
+    )*};
+}
+
+sse2! {
+    pd_of(v: __m128i) -> __m128d = _mm_castsi128_pd;
+    ps_of(v: __m128i) -> __m128 = _mm_castsi128_ps;
+    splat64(v: i64) -> __m128i = _mm_set1_epi64x;
+    splat32(v: i32) -> __m128i = _mm_set1_epi32;
+    zero_pd() -> __m128d = _mm_setzero_pd;
+    zero_ps() -> __m128 = _mm_setzero_ps;
+    and_pd(a: __m128d, b: __m128d) -> __m128d = _mm_and_pd;
+    and_ps(a: __m128, b: __m128) -> __m128 = _mm_and_ps;
+    or_pd(a: __m128d, b: __m128d) -> __m128d = _mm_or_pd;
+    or_ps(a: __m128, b: __m128) -> __m128 = _mm_or_ps;
+    eq_pd(a: __m128d, b: __m128d) -> __m128d = _mm_cmpeq_pd;
+    eq_ps(a: __m128, b: __m128) -> __m128 = _mm_cmpeq_ps;
+    le_pd(a: __m128d, b: __m128d) -> __m128d = _mm_cmple_pd;
+    le_ps(a: __m128, b: __m128) -> __m128 = _mm_cmple_ps;
+    lt_pd(a: __m128d, b: __m128d) -> __m128d = _mm_cmplt_pd;
+    lt_ps(a: __m128, b: __m128) -> __m128 = _mm_cmplt_ps;
+    mask_pd(a: __m128d) -> i32 = _mm_movemask_pd;
+    mask_ps(a: __m128) -> i32 = _mm_movemask_ps;
+}
+
 /// [`arith_ok`] for all lanes of a packed instruction at once, with SSE2 compares on the
 /// magnitudes instead of one lane at a time (a compare of a NaN or a denormal may raise a
 /// flag in the host MXCSR: that only makes [`super::mxcsr::enter`] load it again).
@@ -165,67 +197,43 @@ pub fn packed_arith_ok(kind: Kind, single: bool, d: __m128i, s: __m128i, r: __m1
 /// Two doubles: ordinary operands, a safe result or an exact zero.
 #[inline(always)]
 fn packed_ok_pd(kind: Kind, d: __m128i, s: __m128i, r: __m128i) -> bool {
-    // SAFETY: SSE2 is part of the x86_64 baseline; register operations only.
-    unsafe {
-        let bits = |v: i64| _mm_castsi128_pd(_mm_set1_epi64x(v));
-        let abs_mask = bits(i64::MAX);
-        let inf = bits(0x7ff0_0000_0000_0000);
-        let min = bits(0x0010_0000_0000_0000);
-        let min2 = bits(0x0020_0000_0000_0000);
-        let zero = _mm_setzero_pd();
-        let abs = |v: __m128i| _mm_and_pd(_mm_castsi128_pd(v), abs_mask);
-        let (a, b, x) = (abs(d), abs(s), abs(r));
-        let a = if kind == Kind::Sqrt { b } else { a };
-        let ordinary = |v: __m128d| {
-            let normal = _mm_and_pd(_mm_cmple_pd(min, v), _mm_cmplt_pd(v, inf));
-            _mm_or_pd(normal, _mm_cmpeq_pd(v, zero))
-        };
-        let safe = _mm_and_pd(_mm_cmple_pd(min2, x), _mm_cmplt_pd(x, inf));
-        let zero_ok = if kind == Kind::AddSub {
-            _mm_cmpeq_pd(x, zero)
-        } else {
-            let any_zero = _mm_or_pd(_mm_cmpeq_pd(a, zero), _mm_cmpeq_pd(b, zero));
-            _mm_and_pd(_mm_cmpeq_pd(x, zero), any_zero)
-        };
-        let ok = _mm_and_pd(
-            _mm_and_pd(ordinary(a), ordinary(b)),
-            _mm_or_pd(safe, zero_ok),
-        );
-        _mm_movemask_pd(ok) == 0b11
-    }
+    let bits = |v: i64| pd_of(splat64(v));
+    let (abs_mask, inf) = (bits(i64::MAX), bits(0x7ff0_0000_0000_0000));
+    let (min, min2) = (bits(0x0010_0000_0000_0000), bits(0x0020_0000_0000_0000));
+    let zero = zero_pd();
+    let abs = |v: __m128i| and_pd(pd_of(v), abs_mask);
+    let (a, b, x) = (abs(d), abs(s), abs(r));
+    let a = if kind == Kind::Sqrt { b } else { a };
+    let ordinary = |v: __m128d| or_pd(and_pd(le_pd(min, v), lt_pd(v, inf)), eq_pd(v, zero));
+    let safe = and_pd(le_pd(min2, x), lt_pd(x, inf));
+    let zero_ok = if kind == Kind::AddSub {
+        eq_pd(x, zero)
+    } else {
+        and_pd(eq_pd(x, zero), or_pd(eq_pd(a, zero), eq_pd(b, zero)))
+    };
+    let ok = and_pd(and_pd(ordinary(a), ordinary(b)), or_pd(safe, zero_ok));
+    mask_pd(ok) == 0b11
 }
 
 /// Four singles: as [`packed_ok_pd`].
 #[inline(always)]
 fn packed_ok_ps(kind: Kind, d: __m128i, s: __m128i, r: __m128i) -> bool {
-    // SAFETY: SSE2 is part of the x86_64 baseline; register operations only.
-    unsafe {
-        let bits = |v: i32| _mm_castsi128_ps(_mm_set1_epi32(v));
-        let abs_mask = bits(i32::MAX);
-        let inf = bits(0x7f80_0000);
-        let min = bits(0x0080_0000);
-        let min2 = bits(0x0100_0000);
-        let zero = _mm_setzero_ps();
-        let abs = |v: __m128i| _mm_and_ps(_mm_castsi128_ps(v), abs_mask);
-        let (a, b, x) = (abs(d), abs(s), abs(r));
-        let a = if kind == Kind::Sqrt { b } else { a };
-        let ordinary = |v: __m128| {
-            let normal = _mm_and_ps(_mm_cmple_ps(min, v), _mm_cmplt_ps(v, inf));
-            _mm_or_ps(normal, _mm_cmpeq_ps(v, zero))
-        };
-        let safe = _mm_and_ps(_mm_cmple_ps(min2, x), _mm_cmplt_ps(x, inf));
-        let zero_ok = if kind == Kind::AddSub {
-            _mm_cmpeq_ps(x, zero)
-        } else {
-            let any_zero = _mm_or_ps(_mm_cmpeq_ps(a, zero), _mm_cmpeq_ps(b, zero));
-            _mm_and_ps(_mm_cmpeq_ps(x, zero), any_zero)
-        };
-        let ok = _mm_and_ps(
-            _mm_and_ps(ordinary(a), ordinary(b)),
-            _mm_or_ps(safe, zero_ok),
-        );
-        _mm_movemask_ps(ok) == 0b1111
-    }
+    let bits = |v: i32| ps_of(splat32(v));
+    let (abs_mask, inf) = (bits(i32::MAX), bits(0x7f80_0000));
+    let (min, min2) = (bits(0x0080_0000), bits(0x0100_0000));
+    let zero = zero_ps();
+    let abs = |v: __m128i| and_ps(ps_of(v), abs_mask);
+    let (a, b, x) = (abs(d), abs(s), abs(r));
+    let a = if kind == Kind::Sqrt { b } else { a };
+    let ordinary = |v: __m128| or_ps(and_ps(le_ps(min, v), lt_ps(v, inf)), eq_ps(v, zero));
+    let safe = and_ps(le_ps(min2, x), lt_ps(x, inf));
+    let zero_ok = if kind == Kind::AddSub {
+        eq_ps(x, zero)
+    } else {
+        and_ps(eq_ps(x, zero), or_ps(eq_ps(a, zero), eq_ps(b, zero)))
+    };
+    let ok = and_ps(and_ps(ordinary(a), ordinary(b)), or_ps(safe, zero_ok));
+    mask_ps(ok) == 0b1111
 }
 
 #[cfg(test)]
@@ -335,7 +343,7 @@ mod tests {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
-            special[(seed % 16) as usize] ^ (seed >> 20 & 0x3) * (seed & 1)
+            special[(seed % 16) as usize] ^ ((seed >> 20 & 0x3) * (seed & 1))
         };
         for _ in 0..20_000 {
             let (d, s, r) = ([next(), next()], [next(), next()], [next(), next()]);
