@@ -326,11 +326,11 @@ impl Translator<'_> {
         let r = self.tmp();
         if let Some(h) = ops::lookup(m, desc.wide) {
             // The immediate only where there is one (the compares).
-            let d = self.konst(desc.dst as u64);
+            let d = self.konst(ops::reg_arg(desc.dst));
             let (shape, mut args, mut n) = if desc.args {
                 (&h.args, [Temp::ENV, d, lo, hi, Temp::ENV], 4)
             } else {
-                let s = self.konst(desc.src as u64);
+                let s = self.konst(ops::reg_arg(desc.src));
                 (&h.reg, [Temp::ENV, d, s, Temp::ENV, Temp::ENV], 3)
             };
             if i.op_kind(last) == OpKind::Immediate8 {

@@ -7,7 +7,7 @@
 //! [`crate::x86_64::sse`] and writes the destination, with nothing decided at run time but
 //! the fast-or-exact choice inside that function. Two shapes each:
 //!
-//! - `reg(env, dst, src, imm)`: both operands XMM registers (numbers 0..16);
+//! - `reg(env, dst, src, imm)`: both operands XMM registers (as [`reg_arg`]s);
 //! - `args(env, dst, lo, hi, imm)`: the source given as two quadwords (memory contents
 //!   zero-extended to 128 bits, or a general register's value).
 //!
@@ -127,6 +127,18 @@ fn apply<O: Op>(cpu: &mut X86Cpu, d: usize, s: __m128i, imm: u8) -> u64 {
     }
 }
 
+/// The XMM register number in a helper argument: the register's byte offset in the array
+/// (`16 * n`), which the compiler folds into the address of a load or store.
+#[inline(always)]
+fn reg_of(arg: u64) -> usize {
+    (arg >> 4) as usize & 15
+}
+
+/// The argument that names XMM register `r` (see [`reg_of`]).
+pub(super) fn reg_arg(r: usize) -> u64 {
+    (r as u64 & 15) << 4
+}
+
 /// The `reg` shape.
 ///
 /// # Safety
@@ -134,8 +146,8 @@ fn apply<O: Op>(cpu: &mut X86Cpu, d: usize, s: __m128i, imm: u8) -> u64 {
 unsafe extern "C" fn from_reg<O: Op>(env: u64, d: u64, s: u64, imm: u64, _: u64, _: u64) -> u64 {
     // SAFETY: by this function's contract.
     let cpu = unsafe { &mut *(env as *mut X86Cpu) };
-    let s = load::<O>(cpu, s as usize & 15);
-    apply::<O>(cpu, d as usize & 15, s, imm as u8)
+    let s = load::<O>(cpu, reg_of(s));
+    apply::<O>(cpu, reg_of(d), s, imm as u8)
 }
 
 /// The `args` shape.
@@ -147,7 +159,7 @@ unsafe extern "C" fn from_args<O: Op>(env: u64, d: u64, lo: u64, hi: u64, imm: u
     let cpu = unsafe { &mut *(env as *mut X86Cpu) };
     // SAFETY: SSE2 is part of the x86_64 baseline.
     let s = unsafe { _mm_set_epi64x(hi as i64, lo as i64) };
-    apply::<O>(cpu, d as usize & 15, s, imm as u8)
+    apply::<O>(cpu, reg_of(d), s, imm as u8)
 }
 
 /// The two helpers of `O`, named `name`.
@@ -321,7 +333,10 @@ mod tests {
         cpu.xmm[3] = [1.5f64.to_bits(), 7];
         cpu.xmm[12] = [2.25f64.to_bits(), 9];
         let h = lookup(Mnemonic::Addsd, false).unwrap();
-        assert_eq!(call(&h.reg, &mut cpu, [3, 12, 0, 0, 0]), 0);
+        assert_eq!(
+            call(&h.reg, &mut cpu, [reg_arg(3), reg_arg(12), 0, 0, 0]),
+            0
+        );
         assert_eq!(cpu.xmm[3], [3.75f64.to_bits(), 7], "the high lane stays");
         assert_eq!(cpu.xmm[12], [2.25f64.to_bits(), 9]);
     }
@@ -342,17 +357,20 @@ mod tests {
         cpu.xmm[1] = [2.0f64.to_bits(), 0];
         cpu.xmm[2] = [(-3.7f64).to_bits(), 0];
         let ucomisd = lookup(Mnemonic::Ucomisd, false).unwrap();
-        let flags = call(&ucomisd.reg, &mut cpu, [1, 2, 0, 0, 0]);
+        let flags = call(&ucomisd.reg, &mut cpu, [reg_arg(1), reg_arg(2), 0, 0, 0]);
         assert_eq!(flags, 0, "2 > -3.7: ZF PF CF clear");
         let cvt = lookup(Mnemonic::Cvttsd2si, false).unwrap();
         assert_eq!(
-            call(&cvt.reg, &mut cpu, [0, 2, 0, 0, 0]),
+            call(&cvt.reg, &mut cpu, [0, reg_arg(2), 0, 0, 0]),
             (-3i32) as u32 as u64
         );
         let cvt = lookup(Mnemonic::Cvtsd2si, true).unwrap();
-        assert_eq!(call(&cvt.reg, &mut cpu, [0, 2, 0, 0, 0]), (-4i64) as u64);
+        assert_eq!(
+            call(&cvt.reg, &mut cpu, [0, reg_arg(2), 0, 0, 0]),
+            (-4i64) as u64
+        );
         let imm = lookup(Mnemonic::Cmpsd, false).unwrap();
-        call(&imm.reg, &mut cpu, [1, 2, 6, 0, 0]); // NLE: 2 > -3.7
+        call(&imm.reg, &mut cpu, [reg_arg(1), reg_arg(2), 6, 0, 0]); // NLE: 2 > -3.7
         assert_eq!(cpu.xmm[1][0], u64::MAX);
     }
 
