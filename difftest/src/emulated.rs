@@ -22,7 +22,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::state::{
     code_fits, End, InitState, MachineState, ARITH_FLAGS, CODE_ADDR, CODE_SIZE, COMPARED_FLAGS,
-    DATA_ADDR, DF, MEM_SIZE,
+    DATA_ADDR, DF, MEM_SIZE, X87,
 };
 
 /// Errors of the emulated runner (a guest fault is an [`End::Fault`], never one of these).
@@ -194,6 +194,10 @@ impl Emulated {
         c.mxcsr = init.mxcsr as u64;
         c.cause = 0;
         c.error_code = 0;
+        // fninit, and the registers' contents zero as on the host side (fxam's C1 is the
+        // sign of even an empty register).
+        frontend::x86_64::x87::reset(c);
+        c.fpr = [[0; 10]; 8];
 
         let ret = self.vcpu.run()?;
         let end = match ret {
@@ -207,6 +211,8 @@ impl Emulated {
             .read_slice(&mut mem, GuestAddress(DATA_ADDR))
             .map_err(mem_err)?;
         let c = self.vcpu.cpu();
+        let mut image = [0u8; 160];
+        frontend::x86_64::x87::write_fxsave(c, &mut image);
         Ok(MachineState {
             regs: c.regs,
             rip: c.rip,
@@ -214,6 +220,7 @@ impl Emulated {
             xmm: c.xmm,
             mxcsr: c.mxcsr as u32,
             mem,
+            x87: X87::from_fxsave(&image),
             end,
         })
     }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::state::{
     code_fits, End, InitState, MachineState, CODE_ADDR, CODE_SIZE, COMPARED_FLAGS, DATA_ADDR,
-    MEM_SIZE,
+    MEM_SIZE, X87,
 };
 
 /// Errors of the native runner.
@@ -278,6 +278,9 @@ impl Native {
         self.ptrace(libc::PTRACE_SETREGS, (&raw mut regs).cast(), "SETREGS")?;
         let mut fp = self.fpregs;
         fp.mxcsr = init.mxcsr;
+        // The x87 as after fninit, on both sides.
+        (fp.cwd, fp.swd, fp.ftw, fp.fop, fp.rip, fp.rdp) = (0x37f, 0, 0, 0, 0, 0);
+        fp.st_space = [0; 32];
         for (i, x) in init.xmm.iter().enumerate() {
             for (h, q) in x.iter().enumerate() {
                 fp.xmm_space[4 * i + 2 * h] = *q as u32;
@@ -356,8 +359,27 @@ impl Native {
             xmm,
             mxcsr: fpo.mxcsr,
             mem: shared[MEM_OFFSET..MEM_OFFSET + MEM_SIZE].to_vec(),
+            x87: x87_of(&fpo),
             end,
         })
+    }
+}
+
+/// The x87 state of a ptrace FXSAVE image.
+fn x87_of(fp: &libc::user_fpregs_struct) -> X87 {
+    let mut st = [[0u8; 10]; 8];
+    for (i, s) in st.iter_mut().enumerate() {
+        let mut b = [0u8; 16];
+        for w in 0..4 {
+            b[4 * w..4 * w + 4].copy_from_slice(&fp.st_space[4 * i + w].to_le_bytes());
+        }
+        s.copy_from_slice(&b[..10]);
+    }
+    X87 {
+        cw: fp.cwd,
+        sw: fp.swd,
+        tags: fp.ftw as u8,
+        st,
     }
 }
 

@@ -8,11 +8,11 @@
 use std::collections::HashMap;
 
 use iced_x86::{
-    BlockEncoder, BlockEncoderOptions, Code, Formatter, Instruction, InstructionBlock, Mnemonic,
-    NasmFormatter, OpKind, Register, RflagsBits,
+    BlockEncoder, BlockEncoderOptions, Code, CpuidFeature, Formatter, Instruction,
+    InstructionBlock, Mnemonic, NasmFormatter, OpKind, Register, RflagsBits,
 };
 
-use crate::state::{InitState, CODE_ADDR, DF};
+use crate::state::{InitState, CODE_ADDR, DF, X87_C0, X87_C1, X87_C2, X87_C3, X87_CC};
 
 /// Fake instruction pointers the block encoder uses as item identities (never executed).
 const ID_BASE: u64 = 0x7000_0000_0000;
@@ -205,6 +205,14 @@ pub fn effect(prev: Option<&Instruction>, i: &Instruction, is_target: bool) -> E
     let undefined = rflags_of(i.rflags_undefined());
     let defined = rflags_of(i.rflags_modified()) & !undefined;
     let m = i.mnemonic();
+    if is_x87(i) {
+        let (cc_read, cc_def, cc_undef) = x87_cc(m);
+        return Effect {
+            read: read | cc_read,
+            defined: defined | cc_def,
+            undefined: undefined | cc_undef,
+        };
+    }
     if matches!(
         m,
         Cmpsb | Cmpsw | Cmpsd | Cmpsq | Scasb | Scasw | Scasd | Scasq
@@ -291,7 +299,42 @@ pub fn effect(prev: Option<&Instruction>, i: &Instruction, is_target: bool) -> E
     }
 }
 
-/// The undefined arithmetic flags before each item and, last, at the trailing `int3`
+/// Whether `i` is an x87 instruction (its CPUID feature is one of the FPU's, or fisttp).
+fn is_x87(i: &Instruction) -> bool {
+    i.mnemonic() == Mnemonic::Fisttp
+        || i.cpuid_features().iter().any(|f| {
+            matches!(
+                f,
+                CpuidFeature::FPU
+                    | CpuidFeature::FPU287
+                    | CpuidFeature::FPU287XL_ONLY
+                    | CpuidFeature::FPU387
+                    | CpuidFeature::FPU387SL_ONLY
+            )
+        })
+}
+
+/// What an x87 instruction does to the condition codes C0..C3 (read, defined, undefined),
+/// after the SDM's "FPU flags affected" sections.
+fn x87_cc(m: Mnemonic) -> (u64, u64, u64) {
+    use Mnemonic::*;
+    let rest = X87_C0 | X87_C2 | X87_C3;
+    match m {
+        Fcom | Fcomp | Fcompp | Fucom | Fucomp | Fucompp | Ftst | Fxam | Fprem | Fprem1
+        | Fninit => (0, X87_CC, 0),
+        // C0, C2, C3 unaffected.
+        Fcomi | Fcomip | Fucomi | Fucomip => (0, X87_C1, 0),
+        // Reads all four; the SDM leaves them undefined after.
+        Fnstsw => (X87_CC, 0, X87_CC),
+        Ffree | Fldcw | Fnstcw | Fnclex | Fnop => (0, 0, X87_CC),
+        // C2: the operand was out of range.
+        Fsin | Fcos | Fptan | Fsincos => (0, X87_C1 | X87_C2, X87_C0 | X87_C3),
+        _ => (0, X87_C1, rest),
+    }
+}
+
+/// The undefined arithmetic flags (and x87 condition codes, bits 32..36) before each item
+/// and, last, at the trailing `int3`
 /// (`items.len() + 1` values), with what every forward branch carries merged in at its
 /// target. Nothing is undefined at the start.
 pub fn undefined_flags(items: &[Item]) -> Vec<u64> {
@@ -317,6 +360,22 @@ pub fn undefined_flags(items: &[Item]) -> Vec<u64> {
     u |= pending.remove(&items.len()).unwrap_or(0);
     out.push(u);
     out
+}
+
+/// Whether some item reads a flag or condition code that is undefined before it (what a
+/// minimized candidate must not do: the generator never emits that).
+pub fn reads_undefined(items: &[Item]) -> bool {
+    let u = undefined_flags(items);
+    let mut targets = vec![false; items.len() + 1];
+    for k in 0..items.len() {
+        if let Some(t) = resolve(items, k) {
+            targets[t] = true;
+        }
+    }
+    items.iter().enumerate().any(|(k, it)| {
+        let prev = k.checked_sub(1).map(|p| &items[p].instr);
+        effect(prev, &it.instr, targets[k]).read & u[k] != 0
+    })
 }
 
 #[cfg(test)]
@@ -415,6 +474,26 @@ mod tests {
         let u = undefined_flags(&[item(0, mul), item(1, scas)]);
         assert_eq!(u[2], SF | ZF | AF | PF);
         assert_eq!(undefined_flags(&[item(0, mul), item(1, once)])[2], 0);
+    }
+
+    #[test]
+    fn x87_condition_codes_are_defined_by_compares_and_read_by_fnstsw() {
+        let fxam = Instruction::with(Code::Fxam);
+        let fadd = Instruction::with2(Code::Fadd_st0_sti, Register::ST0, Register::ST1).unwrap();
+        let fnstsw = Instruction::with1(Code::Fnstsw_AX, Register::AX).unwrap();
+        let u = undefined_flags(&[item(0, fxam), item(1, fadd)]);
+        assert_eq!(u[1], 0);
+        assert_eq!(
+            u[2],
+            X87_C0 | X87_C2 | X87_C3,
+            "C1 is the rounding direction"
+        );
+        assert!(!reads_undefined(&[item(0, fxam), item(1, fnstsw)]));
+        assert!(reads_undefined(&[
+            item(0, fxam),
+            item(1, fadd),
+            item(2, fnstsw)
+        ]));
     }
 
     #[test]

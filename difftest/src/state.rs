@@ -57,6 +57,68 @@ pub struct InitState {
     pub mem: Vec<u8>,
 }
 
+/// Undefined-set bits (above RFLAGS) for the x87 condition codes C0, C1, C2, C3.
+pub const X87_C0: u64 = 1 << 32;
+/// C1.
+pub const X87_C1: u64 = 1 << 33;
+/// C2.
+pub const X87_C2: u64 = 1 << 34;
+/// C3.
+pub const X87_C3: u64 = 1 << 35;
+/// All four.
+pub const X87_CC: u64 = X87_C0 | X87_C1 | X87_C2 | X87_C3;
+
+/// The FSW bits of the condition codes in an undefined set.
+pub fn fsw_cc_mask(undefined: u64) -> u16 {
+    let mut m = 0;
+    for (bit, sw) in [
+        (X87_C0, 1 << 8),
+        (X87_C1, 1 << 9),
+        (X87_C2, 1 << 10),
+        (X87_C3, 1 << 14),
+    ] {
+        if undefined & bit != 0 {
+            m |= sw;
+        }
+    }
+    m
+}
+
+/// The x87 state, as FXSAVE lays it out. Every run starts from `fninit`'s state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct X87 {
+    /// Control word.
+    pub cw: u16,
+    /// Status word (TOP included).
+    pub sw: u16,
+    /// Abridged tag word: bit i set when physical register i holds a value.
+    pub tags: u8,
+    /// ST(0)..ST(7), 80-bit values.
+    pub st: [[u8; 10]; 8],
+}
+
+impl X87 {
+    /// Reads the x87 part of an FXSAVE image (at least 160 bytes).
+    pub fn from_fxsave(image: &[u8]) -> X87 {
+        let mut st = [[0u8; 10]; 8];
+        for (i, s) in st.iter_mut().enumerate() {
+            s.copy_from_slice(&image[32 + 16 * i..42 + 16 * i]);
+        }
+        X87 {
+            cw: u16::from_le_bytes([image[0], image[1]]),
+            sw: u16::from_le_bytes([image[2], image[3]]),
+            tags: image[4],
+            st,
+        }
+    }
+
+    /// Whether ST(i) holds a value.
+    pub fn valid(&self, i: usize) -> bool {
+        let top = (self.sw >> 11 & 7) as usize;
+        self.tags >> ((top + i) % 8) & 1 != 0
+    }
+}
+
 /// How a run stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
@@ -82,6 +144,8 @@ pub struct MachineState {
     pub mxcsr: u32,
     /// The data and stack pages.
     pub mem: Vec<u8>,
+    /// The x87 state.
+    pub x87: X87,
     /// How the run stopped.
     pub end: End,
 }
@@ -165,6 +229,42 @@ pub fn compare(a: &MachineState, b: &MachineState, undefined: u64) -> Vec<FieldD
             );
         }
     }
+    let (x, y) = (&a.x87, &b.x87);
+    if x.cw != y.cw {
+        push(
+            "fcw".into(),
+            format!("{:#06x}", x.cw),
+            format!("{:#06x}", y.cw),
+        );
+    }
+    let sw_mask = !fsw_cc_mask(undefined);
+    if (x.sw ^ y.sw) & sw_mask != 0 {
+        push(
+            "fsw".into(),
+            format!("{:#06x}", x.sw & sw_mask),
+            format!("{:#06x}", y.sw & sw_mask),
+        );
+    }
+    if x.tags != y.tags {
+        push(
+            "ftw".into(),
+            format!("{:#04x}", x.tags),
+            format!("{:#04x}", y.tags),
+        );
+    }
+    for i in 0..8 {
+        // Only registers holding values (on both sides: the tags are compared above).
+        if x.valid(i) && y.valid(i) && x.st[i] != y.st[i] {
+            let f = |v: &[u8; 10]| {
+                let mut s = String::new();
+                for b in v.iter().rev() {
+                    let _ = write!(s, "{b:02x}");
+                }
+                s
+            };
+            push(format!("st{i}"), f(&x.st[i]), f(&y.st[i]));
+        }
+    }
     if a.mxcsr != b.mxcsr {
         push(
             "mxcsr".into(),
@@ -212,8 +312,28 @@ mod tests {
             xmm: [[1, 2]; 16],
             mxcsr: 0x1f80,
             mem: vec![0; MEM_SIZE],
+            x87: X87 {
+                cw: 0x37f,
+                sw: 6 << 11,
+                tags: 0xc0,
+                st: [[1; 10]; 8],
+            },
             end: End::Trap,
         }
+    }
+
+    #[test]
+    fn x87_condition_codes_compare_only_where_defined_and_st_only_where_valid() {
+        let a = state();
+        let mut b = state();
+        b.x87.sw |= 1 << 14; // C3
+        assert!(compare(&a, &b, X87_C3).is_empty());
+        assert_eq!(compare(&a, &b, X87_C0)[0].field, "fsw");
+        let mut c = state();
+        c.x87.st[2] = [0; 10]; // ST(2) is physical 0: empty
+        assert!(compare(&a, &c, 0).is_empty());
+        c.x87.st[1] = [0; 10]; // ST(1) is physical 7: full
+        assert_eq!(compare(&a, &c, 0)[0].field, "st1");
     }
 
     #[test]
