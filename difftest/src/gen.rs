@@ -1144,11 +1144,7 @@ impl Generator {
             _ if i.op_count() == 0 => 1,
             _ => top_reg + 1,
         };
-        after >= 0
-            && after <= 8
-            && d >= needs
-            && d >= top_reg.min(7) + i32::from(needs > 0)
-            && !(f.writes_top() && f.increment() < 0 && d - f.increment() > 8)
+        (0..=8).contains(&after) && d >= needs
     }
 
     /// Before a division: a dividend that fits (zero- or sign-extended rax) nine times in ten.
