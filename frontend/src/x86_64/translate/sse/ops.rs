@@ -21,6 +21,8 @@ use iced_x86::Mnemonic;
 use ir::{Helper, HelperFlags};
 
 use crate::x86_64::cpu::X86Cpu;
+#[cfg(test)]
+use crate::x86_64::sse::Xmm;
 use crate::x86_64::sse::{self, from_m};
 
 /// What an instruction produced.
@@ -319,6 +321,7 @@ ops! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::x86_64::sse::Xmm;
 
     fn call(h: &Helper, cpu: &mut X86Cpu, args: [u64; 5]) -> u64 {
         let env = cpu as *mut X86Cpu as u64;
@@ -378,5 +381,85 @@ mod tests {
     fn only_the_listed_instructions_have_their_own_helpers() {
         assert!(lookup(Mnemonic::Pshufd, false).is_none());
         assert!(lookup(Mnemonic::Cvtsi2sd, true).is_some());
+    }
+
+    /// With PE already set the fast way is taken, so every other flag must still be found:
+    /// each case here is caught by the value checks and goes the exact way.
+    #[test]
+    fn with_pe_set_the_other_flags_are_still_raised() {
+        const PE: u64 = 0x20;
+        let tiny = 1e-200f64.to_bits();
+        let denormal = 1u64;
+        let cases: [(Mnemonic, Xmm, Xmm, u64, &str); 6] = [
+            (
+                Mnemonic::Mulsd,
+                [tiny, 0],
+                [tiny, 0],
+                0x10,
+                "UE: the product underflows",
+            ),
+            (
+                Mnemonic::Divsd,
+                [1f64.to_bits(), 0],
+                [0, 0],
+                0x04,
+                "ZE: 1 / 0",
+            ),
+            (
+                Mnemonic::Addsd,
+                [1f64.to_bits(), 0],
+                [denormal, 0],
+                0x02,
+                "DE: a denormal operand",
+            ),
+            (
+                Mnemonic::Sqrtsd,
+                [0, 0],
+                [(-1f64).to_bits(), 0],
+                0x01,
+                "IE: sqrt(-1)",
+            ),
+            (
+                Mnemonic::Mulpd,
+                [2f64.to_bits(), f64::MAX.to_bits()],
+                [2f64.to_bits(), 2f64.to_bits()],
+                0x08,
+                "OE: the high lane overflows",
+            ),
+            (
+                Mnemonic::Maxpd,
+                [2f64.to_bits(), f64::NAN.to_bits()],
+                [1f64.to_bits(), 1f64.to_bits()],
+                0x01,
+                "IE: max with a NaN",
+            ),
+        ];
+        for (m, d, s, flag, what) in cases {
+            let mut cpu = X86Cpu::new(0);
+            cpu.mxcsr = 0x1f80 | PE;
+            cpu.xmm[1] = d;
+            cpu.xmm[2] = s;
+            call(
+                &lookup(m, false).unwrap().reg,
+                &mut cpu,
+                [reg_arg(1), reg_arg(2), 0, 0, 0],
+            );
+            assert_eq!(cpu.mxcsr & 0x3f & !PE, flag, "{what}");
+        }
+    }
+
+    #[test]
+    fn with_pe_set_an_ordinary_operation_changes_only_its_destination() {
+        let mut cpu = X86Cpu::new(0);
+        cpu.mxcsr = 0x1fa0;
+        cpu.xmm[4] = [3f64.to_bits(), 5];
+        cpu.xmm[5] = [7f64.to_bits(), 6];
+        call(
+            &lookup(Mnemonic::Divsd, false).unwrap().reg,
+            &mut cpu,
+            [reg_arg(4), reg_arg(5), 0, 0, 0],
+        );
+        assert_eq!(cpu.xmm[4], [(3f64 / 7.0).to_bits(), 5]);
+        assert_eq!(cpu.mxcsr, 0x1fa0);
     }
 }
