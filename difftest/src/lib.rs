@@ -6,12 +6,18 @@
 //! runs from the same initial state natively in a ptrace'd child process ([`native`]) and
 //! through the frontend under `ExecMode::Jit` and `ExecMode::Interpreter` ([`emulated`]).
 //! The end states — all GPRs, rip, RFLAGS (the arithmetic flags the SDM leaves undefined at
-//! that point masked, see [`seq::undefined_flags`]), xmm0-15, MXCSR, the data and stack
+//! that point masked, see [`seq::undefined_flags`]), xmm0-15, MXCSR, the x87 state (FCW, FSW
+//! with undefined condition codes masked, tags, the registers in use), the data and stack
 //! pages, and how the run stopped (the trailing `int3`, or a fault's vector with rip at the
 //! faulting instruction) — must be equal. On a divergence the harness runs ever longer
 //! prefixes of the sequence to find the first instruction after which the states differ,
 //! and can [`minimize`](minimize::minimize) the sequence. Every sequence is reproducible from
 //! the run's seed and its index ([`sequence_seed`]).
+//!
+//! Coverage is the number of distinct mnemonics generated over
+//! [`gen::implemented_mnemonics`] for the classes run (the frontend's dispatch arms that the
+//! generator can sandbox). Throughput counts the instructions executed up to the end or the
+//! fault of each sequence, over the time spent generating and running them on all three sides.
 //!
 //! Choices: the native side is a persistent child per run (fork once, seccomp strict mode,
 //! state in and out through ptrace: the cleanest way to capture the state at a fault). The
