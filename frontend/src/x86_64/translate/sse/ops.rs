@@ -21,8 +21,6 @@ use iced_x86::Mnemonic;
 use ir::{Helper, HelperFlags};
 
 use crate::x86_64::cpu::X86Cpu;
-#[cfg(test)]
-use crate::x86_64::sse::Xmm;
 use crate::x86_64::sse::{self, from_m};
 
 /// What an instruction produced.
