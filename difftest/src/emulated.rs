@@ -141,6 +141,12 @@ impl Emulated {
     /// A runner in `mode`. Create it after setting any fault injection: blocks translated
     /// before keep their code.
     pub fn new(mode: ExecMode) -> Result<Emulated, EmulatedError> {
+        Emulated::with_block_limit(mode, EngineConfig::default().max_insns)
+    }
+
+    /// A runner whose blocks hold at most `max_insns` instructions (small blocks put block
+    /// boundaries, where the lazy flags and registers go through the CPU state, everywhere).
+    pub fn with_block_limit(mode: ExecMode, max_insns: u32) -> Result<Emulated, EmulatedError> {
         let ram = GuestMemoryMmap::<()>::from_ranges(&[
             (GuestAddress(CODE_ADDR), CODE_SIZE),
             (GuestAddress(DATA_ADDR), MEM_SIZE),
@@ -153,6 +159,7 @@ impl Emulated {
                 mode,
                 system: false,
                 code_size: 32 << 20,
+                max_insns,
                 ..Default::default()
             },
         )?;

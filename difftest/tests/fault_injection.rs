@@ -23,10 +23,29 @@ fn a_mistranslated_adc_is_reported_and_minimized() {
         minimize: true,
         ..config.clone()
     });
+    // The seed and the index replay the sequence alone.
+    let replay = plain
+        .as_ref()
+        .ok()
+        .and_then(|r| r.divergences.first())
+        .map(|d| {
+            run(&Config {
+                first: d.index,
+                sequences: 1,
+                ..config.clone()
+            })
+        });
     fault_injection::set(None);
 
     let plain = plain.expect("harness");
     let d = plain.divergences.first().expect("the wrong adc is caught");
+    let again = replay.expect("replayed").expect("harness");
+    let r = again.divergences.first().expect("the replay diverges too");
+    assert_eq!(
+        (r.index, r.first, r.mnemonic),
+        (d.index, d.first, d.mnemonic)
+    );
+    assert_eq!(again.sequences, 1);
     assert_eq!(d.mnemonic, Mnemonic::Adc, "{d}");
     assert_eq!(d.seed, 0xadc);
     assert_eq!(d.side, Side::Jit, "the JIT is compared first");
