@@ -471,6 +471,8 @@ fn of_u128(v: u128) -> Xmm {
 /// zero-extended to 128 bits, or a general register's value); `imm` is the immediate,
 /// `mem` says the source came from memory (movss/movsd zero the rest then), `wide` that the
 /// general-register operand is 64-bit. `None`: not an SSE instruction this module knows.
+/// Always inlined: with `op` a constant (the per-instruction helpers) only its arm remains.
+#[inline(always)]
 pub fn exec(
     op: Mnemonic,
     d: Xmm,

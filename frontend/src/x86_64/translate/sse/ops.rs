@@ -242,6 +242,19 @@ arith_ops! {
     Maxpd MAXPD maxpd false Maxpd;
 }
 
+/// The instructions without a module of their own in [`crate::x86_64::sse`] (integer
+/// arithmetic, shuffles, masks): [`sse::exec`] with the mnemonic a constant, so that only
+/// its arm is left. None of them uses `exec`'s `mem` or `wide`.
+#[inline(always)]
+fn general(m: Mnemonic, d: __m128i, s: __m128i, imm: u8, mx: &mut u32) -> Out {
+    match sse::exec(m, from_m(d), from_m(s), imm, false, false, mx) {
+        Some(sse::Res::Xmm(v)) => Out::Xmm(sse::to_m(v)),
+        Some(sse::Res::Gpr(v)) => Out::Gpr(v),
+        // Not reached: the rows name only instructions `exec` knows.
+        None => Out::Gpr(0),
+    }
+}
+
 /// The helpers of instruction `m` (`wide`: its general-register operand is 64-bit), if it
 /// has its own.
 pub(super) fn lookup(m: Mnemonic, wide: bool) -> Option<&'static Shapes> {
@@ -314,6 +327,37 @@ ops! {
     Cvtss2si32 CVTSS2SI32 "cvtss2si32" true (Cvtss2si, false) => |_, s, _, mx| Out::Gpr(sse::cvtf2si(true, false, false, s, mx));
     Cvttss2si64 CVTTSS2SI64 "cvttss2si64" true (Cvttss2si, true) => |_, s, _, mx| Out::Gpr(sse::cvtf2si(true, true, true, s, mx));
     Cvttss2si32 CVTTSS2SI32 "cvttss2si32" true (Cvttss2si, false) => |_, s, _, mx| Out::Gpr(sse::cvtf2si(true, true, false, s, mx));
+    Pcmpeqb PCMPEQB "pcmpeqb" false (Pcmpeqb, _) => |d, s, imm, mx| general(Mnemonic::Pcmpeqb, d, s, imm, mx);
+    Pcmpeqw PCMPEQW "pcmpeqw" false (Pcmpeqw, _) => |d, s, imm, mx| general(Mnemonic::Pcmpeqw, d, s, imm, mx);
+    Pcmpeqd PCMPEQD "pcmpeqd" false (Pcmpeqd, _) => |d, s, imm, mx| general(Mnemonic::Pcmpeqd, d, s, imm, mx);
+    Pcmpgtb PCMPGTB "pcmpgtb" false (Pcmpgtb, _) => |d, s, imm, mx| general(Mnemonic::Pcmpgtb, d, s, imm, mx);
+    Pminub PMINUB "pminub" false (Pminub, _) => |d, s, imm, mx| general(Mnemonic::Pminub, d, s, imm, mx);
+    Pmaxub PMAXUB "pmaxub" false (Pmaxub, _) => |d, s, imm, mx| general(Mnemonic::Pmaxub, d, s, imm, mx);
+    Pmovmskb PMOVMSKB "pmovmskb" false (Pmovmskb, _) => |d, s, imm, mx| general(Mnemonic::Pmovmskb, d, s, imm, mx);
+    Paddb PADDB "paddb" false (Paddb, _) => |d, s, imm, mx| general(Mnemonic::Paddb, d, s, imm, mx);
+    Paddw PADDW "paddw" false (Paddw, _) => |d, s, imm, mx| general(Mnemonic::Paddw, d, s, imm, mx);
+    Paddd PADDD "paddd" false (Paddd, _) => |d, s, imm, mx| general(Mnemonic::Paddd, d, s, imm, mx);
+    Paddq PADDQ "paddq" false (Paddq, _) => |d, s, imm, mx| general(Mnemonic::Paddq, d, s, imm, mx);
+    Psubb PSUBB "psubb" false (Psubb, _) => |d, s, imm, mx| general(Mnemonic::Psubb, d, s, imm, mx);
+    Psubw PSUBW "psubw" false (Psubw, _) => |d, s, imm, mx| general(Mnemonic::Psubw, d, s, imm, mx);
+    Psubd PSUBD "psubd" false (Psubd, _) => |d, s, imm, mx| general(Mnemonic::Psubd, d, s, imm, mx);
+    Psubq PSUBQ "psubq" false (Psubq, _) => |d, s, imm, mx| general(Mnemonic::Psubq, d, s, imm, mx);
+    Pshufd PSHUFD "pshufd" false (Pshufd, _) => |d, s, imm, mx| general(Mnemonic::Pshufd, d, s, imm, mx);
+    Punpcklbw PUNPCKLBW "punpcklbw" false (Punpcklbw, _) => |d, s, imm, mx| general(Mnemonic::Punpcklbw, d, s, imm, mx);
+    Punpcklwd PUNPCKLWD "punpcklwd" false (Punpcklwd, _) => |d, s, imm, mx| general(Mnemonic::Punpcklwd, d, s, imm, mx);
+    Punpckldq PUNPCKLDQ "punpckldq" false (Punpckldq, _) => |d, s, imm, mx| general(Mnemonic::Punpckldq, d, s, imm, mx);
+    Punpckhbw PUNPCKHBW "punpckhbw" false (Punpckhbw, _) => |d, s, imm, mx| general(Mnemonic::Punpckhbw, d, s, imm, mx);
+    Pslldq PSLLDQ "pslldq" false (Pslldq, _) => |d, s, imm, mx| general(Mnemonic::Pslldq, d, s, imm, mx);
+    Psrldq PSRLDQ "psrldq" false (Psrldq, _) => |d, s, imm, mx| general(Mnemonic::Psrldq, d, s, imm, mx);
+    Psllq PSLLQ "psllq" false (Psllq, _) => |d, s, imm, mx| general(Mnemonic::Psllq, d, s, imm, mx);
+    Psrlq PSRLQ "psrlq" false (Psrlq, _) => |d, s, imm, mx| general(Mnemonic::Psrlq, d, s, imm, mx);
+    Pslld PSLLD "pslld" false (Pslld, _) => |d, s, imm, mx| general(Mnemonic::Pslld, d, s, imm, mx);
+    Psrld PSRLD "psrld" false (Psrld, _) => |d, s, imm, mx| general(Mnemonic::Psrld, d, s, imm, mx);
+    Pmuludq PMULUDQ "pmuludq" false (Pmuludq, _) => |d, s, imm, mx| general(Mnemonic::Pmuludq, d, s, imm, mx);
+    Unpcklps UNPCKLPS "unpcklps" false (Unpcklps, _) => |d, s, imm, mx| general(Mnemonic::Unpcklps, d, s, imm, mx);
+    Shufps SHUFPS "shufps" false (Shufps, _) => |d, s, imm, mx| general(Mnemonic::Shufps, d, s, imm, mx);
+    Movmskpd MOVMSKPD "movmskpd" false (Movmskpd, _) => |d, s, imm, mx| general(Mnemonic::Movmskpd, d, s, imm, mx);
+    Movmskps MOVMSKPS "movmskps" false (Movmskps, _) => |d, s, imm, mx| general(Mnemonic::Movmskps, d, s, imm, mx);
 }
 
 #[cfg(test)]
@@ -377,7 +421,8 @@ mod tests {
 
     #[test]
     fn only_the_listed_instructions_have_their_own_helpers() {
-        assert!(lookup(Mnemonic::Pshufd, false).is_none());
+        assert!(lookup(Mnemonic::Pinsrw, false).is_none());
+        assert!(lookup(Mnemonic::Pshufd, false).is_some());
         assert!(lookup(Mnemonic::Cvtsi2sd, true).is_some());
     }
 
