@@ -22,7 +22,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::state::{
     code_fits, End, InitState, MachineState, ARITH_FLAGS, CODE_ADDR, CODE_SIZE, COMPARED_FLAGS,
-    DATA_ADDR, DF, MEM_SIZE, X87,
+    DATA_ADDR, DF, FS_BASE, GS_BASE, MEM_SIZE, X87,
 };
 
 /// Errors of the emulated runner (a guest fault is an [`End::Fault`], never one of these).
@@ -201,6 +201,7 @@ impl Emulated {
         c.mxcsr = init.mxcsr as u64;
         c.cause = 0;
         c.error_code = 0;
+        (c.fs_base, c.gs_base) = (FS_BASE, GS_BASE);
         // fninit, and the registers' contents zero as on the host side (fxam's C1 is the
         // sign of even an empty register).
         frontend::x86_64::x87::reset(c);

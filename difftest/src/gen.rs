@@ -26,7 +26,8 @@ use iced_x86::{
 
 use crate::seq::{effect, Item, Sequence};
 use crate::state::{
-    InitState, ARITH_FLAGS, CODE_ADDR, DATA_ADDR, DATA_SIZE, DF, MEM_SIZE, STACK_TOP, X87_CC,
+    InitState, ARITH_FLAGS, CODE_ADDR, DATA_ADDR, DATA_SIZE, DF, FS_BASE, GS_BASE, MEM_SIZE,
+    STACK_TOP, X87_CC,
 };
 
 /// A small deterministic generator (SplitMix64): the same seed gives the same sequences on
@@ -777,6 +778,25 @@ impl Generator {
             );
         }
         match self.rng.below(10) {
+            // fs:[d] and gs:[d]: the segment base plus an absolute displacement.
+            0 if self.rng.chance(30) => MemoryOperand::new(
+                Register::None,
+                Register::None,
+                1,
+                (DATA_ADDR + off - FS_BASE) as i64,
+                4,
+                false,
+                Register::FS,
+            ),
+            0 if self.rng.chance(30) && off >= GS_BASE - DATA_ADDR => MemoryOperand::new(
+                Register::None,
+                Register::None,
+                1,
+                (DATA_ADDR + off - GS_BASE) as i64,
+                4,
+                false,
+                Register::GS,
+            ),
             0 => MemoryOperand::with_displ(DATA_ADDR + off, 4),
             1 => MemoryOperand::with_base_displ(Register::RIP, (DATA_ADDR + off) as i64),
             // 32-bit address size (0x67): the same address, computed modulo 2^32.
@@ -854,7 +874,7 @@ impl Generator {
                 i.set_memory_index_scale(m.scale);
                 i.set_memory_displ_size(m.displ_size);
                 i.set_memory_displacement64(m.displacement as u64);
-                i.set_segment_prefix(Register::None);
+                i.set_segment_prefix(m.segment_prefix);
                 continue;
             }
             if let Some(b) = reg_bits {
@@ -1201,7 +1221,7 @@ impl Generator {
             or.set_memory_index_scale(i.memory_index_scale());
             or.set_memory_displ_size(i.memory_displ_size());
             or.set_memory_displacement64(i.memory_displacement64());
-            or.set_segment_prefix(Register::None);
+            or.set_segment_prefix(i.segment_prefix());
         }
         or.set_op1_kind(OpKind::Immediate8to64);
         match size {
@@ -1444,6 +1464,8 @@ mod tests {
     fn sequences_stay_in_the_sandbox_and_never_read_undefined_flags() {
         let mut g = Generator::new(7, &[]);
         let mut info = InstructionInfoFactory::new();
+        // Every addressing form shows up: fs, gs, index, rip-relative, 32-bit, absolute.
+        let mut forms = [0usize; 6];
         for _ in 0..200 {
             let s = g.sequence(40);
             assert!(s.items.len() >= 40);
@@ -1482,6 +1504,18 @@ mod tests {
                         ),
                         "{i}"
                     );
+                    let form = match (i.segment_prefix(), b, i.memory_index()) {
+                        (Register::FS, ..) => 0,
+                        (Register::GS, ..) => 1,
+                        (_, _, x) if x != Register::None => 2,
+                        (_, Register::RIP, _) => 3,
+                        (_, Register::R15D, _) => 4,
+                        (_, Register::None, _) => 5,
+                        _ => 6,
+                    };
+                    if let Some(f) = forms.get_mut(form) {
+                        *f += 1;
+                    }
                     let b = if b == Register::R15D {
                         Register::R15
                     } else {
@@ -1503,7 +1537,12 @@ mod tests {
                         let top = i.memory_displacement64() + 255 * i.memory_index_scale() as u64;
                         assert!(top < MEM_SIZE as u64, "{i}");
                     } else if b != Register::R15 {
-                        let a = i.memory_displacement64();
+                        let a = i.memory_displacement64()
+                            + match i.segment_prefix() {
+                                Register::FS => FS_BASE,
+                                Register::GS => GS_BASE,
+                                _ => 0,
+                            };
                         assert!((DATA_ADDR..DATA_ADDR + MEM_SIZE as u64).contains(&a), "{i}");
                     } else {
                         assert!(i.memory_displacement64() < MEM_SIZE as u64, "{i}");
@@ -1524,6 +1563,7 @@ mod tests {
             }
             assert_eq!(d.decode().code(), Code::Int3);
         }
+        assert!(forms.iter().all(|&n| n > 0), "{forms:?}");
     }
 
     /// The setups that make an instruction's result or flags defined come right before it.

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::state::{
     code_fits, End, InitState, MachineState, CODE_ADDR, CODE_SIZE, COMPARED_FLAGS, DATA_ADDR,
-    MEM_SIZE, X87,
+    FS_BASE, GS_BASE, MEM_SIZE, X87,
 };
 
 /// Errors of the native runner.
@@ -273,6 +273,8 @@ impl Native {
         (regs.r8, regs.r9, regs.r10, regs.r11) = (r[8], r[9], r[10], r[11]);
         (regs.r12, regs.r13, regs.r14, regs.r15) = (r[12], r[13], r[14], r[15]);
         regs.rip = init.rip;
+        // The child's own TLS is never used again: the segment bases are the sandbox's.
+        (regs.fs_base, regs.gs_base) = (FS_BASE, GS_BASE);
         regs.orig_rax = u64::MAX;
         regs.eflags = 0x202 | (init.rflags & COMPARED_FLAGS);
         self.ptrace(libc::PTRACE_SETREGS, (&raw mut regs).cast(), "SETREGS")?;

@@ -22,6 +22,11 @@ pub fn code_fits(rip: u64, len: usize) -> bool {
     rip >= CODE_ADDR && rip - CODE_ADDR + len as u64 <= CODE_SIZE as u64
 }
 
+/// FS base on both sides: `fs:[d]` addresses the data page.
+pub const FS_BASE: u64 = DATA_ADDR;
+/// GS base on both sides: `gs:[d]` addresses the data page from its middle.
+pub const GS_BASE: u64 = DATA_ADDR + 0x800;
+
 /// Initial rsp: the middle of the stack page, so bounded pushes and pops stay inside.
 pub const STACK_TOP: u64 = STACK_ADDR + 0x800;
 
