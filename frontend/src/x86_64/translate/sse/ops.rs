@@ -1,18 +1,21 @@
-//! One helper per floating-point instruction and operand shape.
+//! One helper per instruction and operand shape.
 //!
 //! The general SSE helper decodes a descriptor and dispatches on the mnemonic at run time.
-//! The instructions floating-point code spends its time in (arithmetic, min/max, compares,
-//! the scalar conversions) get a helper of their own instead, generated per instruction:
-//! it reads the XMM registers it names, runs the instruction's function in
-//! [`crate::x86_64::sse`] and writes the destination, with nothing decided at run time but
-//! the fast-or-exact choice inside that function. Two shapes each:
+//! The instructions code spends its time in (floating-point arithmetic, min/max, compares,
+//! the scalar conversions, and the integer, shuffle and mask instructions of glibc's string
+//! functions) get a helper of their own instead, generated per instruction: it reads the
+//! XMM registers it names (by quadwords; scalar instructions only the low one), runs the
+//! instruction's function in [`crate::x86_64::sse`] and writes the destination, with
+//! nothing decided at run time but the fast-or-exact choice. The fast way runs without a
+//! stack frame; the exact way (under the guest MXCSR) is out of line. Two shapes each:
 //!
-//! - `reg(env, dst, src, imm)`: both operands XMM registers (as [`reg_arg`]s);
-//! - `args(env, dst, lo, hi, imm)`: the source given as two quadwords (memory contents
+//! - `reg(env, dst, src[, imm])`: both operands XMM registers (as [`reg_arg`]s);
+//! - `args(env, dst, lo, hi[, imm])`: the source given as two quadwords (memory contents
 //!   zero-extended to 128 bits, or a general register's value).
 //!
-//! The result is the new destination register, or a value for the translator (a general
-//! register, or the flags of `comis`), returned.
+//! The immediate is passed only by instructions that have one. The result is the new
+//! destination register, or a value for the translator (a general register, or the flags
+//! of `comis`), returned.
 
 use core::arch::asm;
 use core::arch::x86_64::{__m128i, _mm_set_epi64x};
