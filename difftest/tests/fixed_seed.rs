@@ -6,7 +6,7 @@ use difftest::{run, Config};
 fn a_fixed_seed_run_of_100k_instructions_finds_no_divergence() {
     let config = Config {
         seed: 0x7e57_5eed,
-        sequences: 2400,
+        sequences: 2700,
         len: 50,
         ..Config::default()
     };
