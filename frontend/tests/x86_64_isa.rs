@@ -1076,3 +1076,38 @@ fn random_isa_program(rng: &mut u64) -> (String, Vec<String>, String) {
 fn random_code_with_the_newer_instructions_matches_the_host_cpu() {
     compare_programs(0x1234_5678_9abc_def1, "isa", random_isa_program);
 }
+
+#[test]
+fn movnti_maskmovdqu_and_the_rcp_rsqrt_approximations_match_the_host() {
+    let mut lines = Vec::new();
+    // movnti: a plain store of a general register.
+    lines.push("mov r8, 0x1122334455667788; movnti [rbp + 24], r8; movnti [rbp + 36], r8d".into());
+    // maskmovdqu: the bytes of xmm0 whose mask byte in xmm1 has its top bit set go to [rdi].
+    for (data, mask) in [(32, 48), (48, 96), (96, 0), (0, 8)] {
+        lines.push(format!(
+            "movdqu xmm0, [rbp + {data}]; movdqu xmm1, [rbp + {mask}]; maskmovdqu xmm0, xmm1"
+        ));
+    }
+    lines.push("pxor xmm1, xmm1; maskmovdqu xmm0, xmm1".into());
+    // rcp and rsqrt (an approximation whose bits the host decides; tern runs the host's),
+    // on ordinary values, zeros, denormals, infinities and NaNs, register and memory forms.
+    lines.push(
+        "mov rax, 0x3f80000040490fdb; mov [rbp + 128], rax; mov rax, 0x0000000180000000; \
+         mov [rbp + 136], rax; mov rax, 0x7f800000ff800001; mov [rbp + 144], rax; \
+         mov rax, 0xc2f60000007fffff; mov [rbp + 152], rax"
+            .into(),
+    );
+    for off in [128, 144] {
+        lines.push(format!(
+            "movups xmm2, [rbp + {off}]; rcpps xmm3, xmm2; rsqrtps xmm4, xmm2; \
+             movaps xmm5, xmm0; rcpss xmm5, xmm2; movaps xmm6, xmm1; rsqrtss xmm6, xmm2"
+        ));
+        lines.push(format!(
+            "rcpps xmm7, [rbp + {off}]; rsqrtps xmm8, [rbp + {off}]; \
+             rcpss xmm9, [rbp + {}]; rsqrtss xmm10, [rbp + {}]",
+            off + 4,
+            off + 8
+        ));
+    }
+    vs_host("sse_rest", &lines);
+}

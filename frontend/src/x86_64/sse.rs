@@ -543,6 +543,12 @@ pub fn exec(
         Pmaxsw => int2!("pmaxsw", d, s),
         Pavgb => int2!("pavgb", d, s),
         Pavgw => int2!("pavgw", d, s),
+        // Approximations whose bits the processor decides (within the SDM's 1.5 * 2^-12
+        // relative error): the host's are as good as any, and neither depends on MXCSR.
+        Rcpps => int2!("rcpps", d, s),
+        Rcpss => int2!("rcpss", d, s),
+        Rsqrtps => int2!("rsqrtps", d, s),
+        Rsqrtss => int2!("rsqrtss", d, s),
         Psadbw => int2!("psadbw", d, s),
         Pmullw => int2!("pmullw", d, s),
         Pmulhw => int2!("pmulhw", d, s),

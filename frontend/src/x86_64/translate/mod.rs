@@ -601,8 +601,8 @@ impl Translator<'_> {
                 log::debug!("x86_64: {:?} at {:#x}: #UD", i.mnemonic(), self.pc);
                 return Some(self.exit(EXIT_UD, self.pc, vector::UD));
             }
-            Mov | Movzx | Movsx | Movsxd | Lea | Cbw | Cwde | Cdqe | Cwd | Cdq | Cqo | Bswap
-            | Movbe | Xlatb => self.moves(i)?,
+            Mov | Movnti | Movzx | Movsx | Movsxd | Lea | Cbw | Cwde | Cdqe | Cwd | Cdq | Cqo
+            | Bswap | Movbe | Xlatb => self.moves(i)?,
             Add | Or | Adc | Sbb | And | Sub | Xor | Cmp | Test => self.alu(i)?,
             Inc | Dec | Neg | Not => self.unary(i)?,
             Shl | Sal | Shr | Sar => self.shift(i)?,

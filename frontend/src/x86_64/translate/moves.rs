@@ -1,4 +1,5 @@
-//! Data movement: mov, movzx/movsx/movsxd, lea, the cbw and cwd families, bswap, movbe, xlat.
+//! Data movement: mov (and SSE2's non-temporal `movnti`, the same store: tern has no cache
+//! to bypass), movzx/movsx/movsxd, lea, the cbw and cwd families, bswap, movbe, xlat.
 
 use iced_x86::{Instruction, Mnemonic, OpKind, Register};
 use ir::{BinOp, ExtFrom, UnOp};
@@ -8,11 +9,12 @@ use crate::x86_64::cpu::{self, RAX, RDX};
 use crate::x86_64::flags::ext;
 
 impl Translator<'_> {
-    /// `mov`, `movzx`/`movsx`/`movsxd`, `lea`, `cbw`..`cqo`, `bswap`, `movbe`, `xlatb`.
+    /// `mov`, `movnti`, `movzx`/`movsx`/`movsxd`, `lea`, `cbw`..`cqo`, `bswap`, `movbe`,
+    /// `xlatb`.
     pub(super) fn moves(&mut self, i: &Instruction) -> Option<()> {
         use Mnemonic::*;
         match i.mnemonic() {
-            Mov => {
+            Mov | Movnti => {
                 let dst = self.operand(i, 0)?;
                 let src = self.operand(i, 1)?;
                 let v = self.read(src);

@@ -225,6 +225,10 @@ impl Translator<'_> {
                 self.fxrstor(i);
                 return Some(Flow::Next);
             }
+            Maskmovdqu => {
+                self.maskmovdqu(i)?;
+                return Some(Flow::Next);
+            }
             _ => {}
         }
         // Every SSE instruction left has an XMM or general register destination, or is a
@@ -384,6 +388,58 @@ impl Translator<'_> {
             _ => return None,
         }
         Some(Flow::Next)
+    }
+
+    /// `maskmovdqu data, mask`: each byte of `data` whose byte in `mask` has its top bit set
+    /// is stored at `[rdi + k]` (`[edi + k]` with a 0x67 prefix; ds, or an fs/gs override);
+    /// the other bytes of memory are not touched, so a fully masked store cannot fault.
+    fn maskmovdqu(&mut self, i: &Instruction) -> Option<()> {
+        let a32 = i.op_kind(0) == OpKind::MemorySegEDI;
+        let (data, mask) = (xmm(i.op_register(1))?, xmm(i.op_register(2))?);
+        // Values that live across the per-byte labels must be locals.
+        let addr = self.b.local(ir::Type::I64);
+        let rdi = self.reg(7);
+        if a32 {
+            self.b.ext(ir::ExtFrom::U32, addr, rdi);
+        } else {
+            self.b.mov(addr, rdi);
+        }
+        let seg = match i.memory_segment() {
+            iced_x86::Register::FS => Some(cpu::FS_BASE_GLOBAL),
+            iced_x86::Register::GS => Some(cpu::GS_BASE_GLOBAL),
+            _ => None,
+        };
+        if let Some(g) = seg {
+            let g = self.b.global(g);
+            self.b.add(addr, addr, g);
+        }
+        let mut halves = [[Temp::ENV; 2]; 2];
+        for (pair, r) in halves.iter_mut().zip([data, mask]) {
+            for (half, slot) in pair.iter_mut().enumerate() {
+                let v = self.b.local(ir::Type::I64);
+                let t = self.xmm_load(r, half);
+                self.b.mov(v, t);
+                *slot = v;
+            }
+        }
+        for k in 0..16u64 {
+            let (half, shift) = ((k / 8) as usize, (k % 8) * 8);
+            let skip = self.b.new_label();
+            let bit = self.tmp();
+            self.b
+                .binary_imm(ir::BinOp::Shr, bit, halves[1][half], shift + 7);
+            self.b.binary_imm(ir::BinOp::And, bit, bit, 1);
+            self.b.brcondi(ir::Cond::Eq, bit, 0, skip);
+            let byte = self.tmp();
+            self.b
+                .binary_imm(ir::BinOp::Shr, byte, halves[0][half], shift);
+            let p = self.tmp();
+            self.b.addi(p, addr, k);
+            self.b
+                .store(byte, p, MemOp::unsigned(Size::B8), self.mmu_idx);
+            self.b.set_label(skip);
+        }
+        Some(())
     }
 
     /// `fxsave`: the 512-byte image: the x87 part (FCW, FSW, abridged FTW, ST0..7 at 32;
