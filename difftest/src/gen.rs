@@ -165,8 +165,8 @@ impl Class {
                 Cmc,
             ],
             Class::Misc => &[
-                Mov, Movzx, Movsx, Movsxd, Lea, Xchg, Xadd, Cmpxchg, Cmpxchg8b, Cmpxchg16b, Movbe,
-                Cbw, Cwde, Cdqe, Cwd, Cdq, Cqo, Cld, Std, Nop,
+                Mov, Movnti, Movzx, Movsx, Movsxd, Lea, Xchg, Xadd, Cmpxchg, Cmpxchg8b, Cmpxchg16b,
+                Movbe, Cbw, Cwde, Cdqe, Cwd, Cdq, Cqo, Cld, Std, Nop,
             ],
             Class::Sse => SSE_MNEMONICS,
             Class::X87 => X87_MNEMONICS,
@@ -193,7 +193,7 @@ const SSE_MNEMONICS: &[Mnemonic] = {
         Maxps, Maxpd, Sqrtss, Sqrtsd, Sqrtps, Sqrtpd, Cmpss, Cmpsd, Cmpps, Cmppd, Comiss, Comisd,
         Ucomiss, Ucomisd, Cvtss2sd, Cvtsd2ss, Cvtps2pd, Cvtpd2ps, Cvtdq2ps, Cvtdq2pd, Cvtps2dq,
         Cvttps2dq, Cvtpd2dq, Cvttpd2dq, Cvtsi2ss, Cvtsi2sd, Cvtss2si, Cvttss2si, Cvtsd2si,
-        Cvttsd2si, Stmxcsr, Ldmxcsr,
+        Cvttsd2si, Stmxcsr, Ldmxcsr, Rcpps, Rcpss, Rsqrtps, Rsqrtss,
     ]
 };
 
