@@ -7,6 +7,7 @@
 
 pub mod acpi_pm;
 pub mod bus;
+pub mod clock;
 pub mod console;
 pub mod debug_exit;
 pub mod exit;

@@ -72,21 +72,7 @@ pub enum AclintError {
     InconsistentState { msip: usize, mtimecmp: usize },
 }
 
-/// A host monotonic clock: [`HostClock`] in the machine, a fake in tests.
-pub trait Clock: Send + Sync {
-    /// The current instant.
-    fn now(&self) -> Instant;
-}
-
-/// [`Clock`] reading `Instant::now()`.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct HostClock;
-
-impl Clock for HostClock {
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-}
+pub use crate::clock::{Clock, HostClock};
 
 /// Ticks of [`TIMEBASE_HZ`] in `d`, rounded down.
 fn ticks_in(d: Duration) -> u64 {
