@@ -6,6 +6,7 @@
 //! vm-memory's `GuestMemory`. The same models serve KVM and the JIT.
 
 pub mod acpi_pm;
+pub mod apic;
 pub mod bus;
 pub mod clock;
 pub mod console;
@@ -13,6 +14,7 @@ pub mod debug_exit;
 pub mod exit;
 pub mod i8042;
 pub mod irq;
+pub mod pc;
 pub mod riscv;
 pub mod rtc;
 pub mod serial;
