@@ -1,5 +1,6 @@
 //! The `tern` command.
 
+mod accel_select;
 mod difftest_cmd;
 
 use std::path::PathBuf;
@@ -303,13 +304,28 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
     if args.arch == Arch::Riscv64 {
         return run_riscv64(args);
     }
-    match args.accel {
-        Accel::Tcg => {
-            return Err(usage(anyhow::anyhow!(
-                "--accel tcg: the JIT is not available yet; use --accel kvm"
-            )))
+    let accel = match args.accel {
+        Accel::Auto => {
+            // The x86_64 machine does not run on the JIT yet (issue 8).
+            let (choice, why) = accel_select::choose(&accel_select::HostVirt::detect(), false);
+            log::info!("--accel auto: {choice:?} ({why})");
+            match choice {
+                accel_select::Choice::Kvm => Accel::Kvm,
+                accel_select::Choice::Tcg => {
+                    return Err(usage(anyhow::anyhow!(
+                        "--accel auto: {why}, but the x86_64 machine does not run on the JIT \
+                         yet: it needs a usable /dev/kvm"
+                    )))
+                }
+            }
         }
-        Accel::Auto | Accel::Kvm => {}
+        other => other,
+    };
+    if accel == Accel::Tcg {
+        return Err(usage(anyhow::anyhow!(
+            "--accel tcg: the x86_64 machine does not run on the JIT yet; use --accel kvm \
+             (needs a usable /dev/kvm)"
+        )));
     }
     let timeout = match args.timeout {
         Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),
