@@ -9,15 +9,11 @@
 
 use std::sync::Arc;
 
-use accel_tcg::{
-    Access, Action, CodeReader, Engine, EngineConfig, ExecMode, Guest, MemFault, PageMapping,
-    PageProt, RamAndBus, Vcpu,
-};
+use accel_tcg::{Engine, EngineConfig, ExecMode, PageProt, RamAndBus, Vcpu};
 use frontend::x86_64::flags::CcOp;
-use frontend::x86_64::translate::{self, EXIT_INT3, EXIT_UD};
-use frontend::x86_64::{cpu, X86Cpu};
-use ir::abi::PAGE_MASK;
-use ir::{Builder, GlobalDef, Type};
+use frontend::x86_64::flat::{FlatGuest, RET_EXCEPTION_BASE};
+use frontend::x86_64::translate::{EXIT_INT3, EXIT_UD};
+use frontend::x86_64::X86Cpu;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::state::{
@@ -42,99 +38,28 @@ pub enum EmulatedError {
     TooLong(usize),
 }
 
-/// `Action::Return` codes above this are exceptions (code - base = vector).
-const RET_FAULT_BASE: u32 = 100;
-
-/// The sandbox guest: flat, two mapped regions.
-pub struct Sandbox;
-
-impl Sandbox {
-    fn prot(vaddr: u64) -> Option<PageProt> {
-        if (CODE_ADDR..CODE_ADDR + CODE_SIZE as u64).contains(&vaddr) {
-            Some(PageProt {
-                read: true,
-                write: false,
-                execute: true,
-            })
-        } else if (DATA_ADDR..DATA_ADDR + MEM_SIZE as u64).contains(&vaddr) {
-            Some(PageProt {
-                read: true,
-                write: true,
-                execute: false,
-            })
-        } else {
-            None
-        }
-    }
-}
-
-impl Guest for Sandbox {
-    type Cpu = X86Cpu;
-    fn globals(&self) -> Arc<[GlobalDef]> {
-        cpu::globals()
-    }
-    fn addr_type(&self) -> Type {
-        Type::I64
-    }
-    fn block_key(&self, cpu: &X86Cpu) -> (u64, u32) {
-        (cpu.rip, 0)
-    }
-    fn code_mmu_idx(&self, _: u32) -> u8 {
-        0
-    }
-    fn translate(
-        &self,
-        pc: u64,
-        _: u32,
-        code: &mut dyn CodeReader,
-        b: &mut Builder,
-        max: u32,
-    ) -> Result<(), MemFault> {
-        translate::translate(pc, code, b, max, 0)
-    }
-    fn restore_state(&self, cpu: &mut X86Cpu, pc: u64, extra: u64) {
-        translate::restore_state(cpu, pc, extra)
-    }
-    fn page_walk(
-        &self,
-        _: &mut X86Cpu,
-        vaddr: u64,
-        access: Access,
-        _: u8,
-    ) -> Result<PageMapping, MemFault> {
-        let prot = Sandbox::prot(vaddr).ok_or(MemFault::Page(0))?;
-        let allowed = match access {
-            Access::Read => prot.read,
-            Access::Write => prot.write,
-            Access::Execute => prot.execute,
-        };
-        if !allowed {
-            return Err(MemFault::Page(0));
-        }
-        Ok(PageMapping {
-            phys_page: vaddr & PAGE_MASK,
-            prot,
-        })
-    }
-    fn raise(&self, cpu: &mut X86Cpu, _: MemFault, _vaddr: u64, _: Access) {
-        cpu.cause = 14;
-        cpu.error_code = 0;
-    }
-    fn on_exit(&self, _: &mut X86Cpu, reason: u32) -> Action {
-        Action::Return(reason)
-    }
-    fn on_exception(&self, cpu: &mut X86Cpu) -> Action {
-        Action::Return(RET_FAULT_BASE + cpu.cause as u32)
-    }
-    fn on_exit_request(&self, _: &mut X86Cpu) -> Action {
-        Action::Continue
-    }
+/// The sandbox guest: the code area read/execute, the data and stack pages read/write.
+fn sandbox() -> FlatGuest {
+    let code = PageProt {
+        read: true,
+        write: false,
+        execute: true,
+    };
+    let data = PageProt {
+        read: true,
+        write: true,
+        execute: false,
+    };
+    FlatGuest::new(vec![
+        (CODE_ADDR..CODE_ADDR + CODE_SIZE as u64, code),
+        (DATA_ADDR..DATA_ADDR + MEM_SIZE as u64, data),
+    ])
 }
 
 /// One engine (JIT or interpreter) with its vCPU and guest RAM, reused across sequences.
 pub struct Emulated {
     ram: GuestMemoryMmap,
-    vcpu: Vcpu<Sandbox>,
+    vcpu: Vcpu<FlatGuest>,
 }
 
 impl Emulated {
@@ -153,7 +78,7 @@ impl Emulated {
         ])
         .map_err(|e| EmulatedError::Memory(e.to_string()))?;
         let engine = Engine::new(
-            Sandbox,
+            sandbox(),
             Arc::new(RamAndBus::new(ram.clone(), devices::bus::Bus::new())),
             EngineConfig {
                 mode,
@@ -211,7 +136,7 @@ impl Emulated {
         let end = match ret {
             EXIT_INT3 => End::Trap,
             EXIT_UD => End::Fault(6),
-            r if r >= RET_FAULT_BASE => End::Fault((r - RET_FAULT_BASE) as u8),
+            r if r >= RET_EXCEPTION_BASE => End::Fault((r - RET_EXCEPTION_BASE) as u8),
             r => return Err(EmulatedError::UnexpectedExit(r)),
         };
         let mut mem = vec![0u8; MEM_SIZE];

@@ -5,6 +5,7 @@ pub mod cpu;
 pub mod disasm;
 pub mod fault_injection;
 pub mod flags;
+pub mod flat;
 #[cfg(target_arch = "x86_64")]
 pub mod sse;
 pub mod system;

@@ -8,15 +8,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
-use accel_tcg::{
-    Access, Action, CodeReader, Engine, EngineConfig, ExecMode, Guest, MemFault, PageMapping,
-    PageProt, RamAndBus, Vcpu,
-};
+use accel_tcg::{Engine, EngineConfig, ExecMode, RamAndBus, Vcpu};
 use frontend::x86_64::flags::{compute_flags, CcOp, CF, OF, PF, SF, ZF};
-use frontend::x86_64::translate::{self, EXIT_HLT};
+use frontend::x86_64::flat::FlatGuest;
+use frontend::x86_64::translate::EXIT_HLT;
 use frontend::x86_64::{cpu, X86Cpu};
-use ir::abi::PAGE_MASK;
-use ir::{Builder, GlobalDef, Type};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 pub const CODE: u64 = 0x1_0000;
@@ -24,67 +20,8 @@ pub const DATA: u64 = 0x8_0000;
 pub const STACK: u64 = 0x9_0000;
 pub const RAM: usize = 1 << 20;
 
-/// A bare CPU: flat memory (virtual = physical), `hlt` ends the run.
-pub struct Bare;
-
-pub const RET_FAULT_BASE: u32 = 100;
-
-impl Guest for Bare {
-    type Cpu = X86Cpu;
-    fn globals(&self) -> Arc<[GlobalDef]> {
-        cpu::globals()
-    }
-    fn addr_type(&self) -> Type {
-        Type::I64
-    }
-    fn block_key(&self, cpu: &X86Cpu) -> (u64, u32) {
-        (cpu.rip, 0)
-    }
-    fn code_mmu_idx(&self, _: u32) -> u8 {
-        0
-    }
-    fn translate(
-        &self,
-        pc: u64,
-        _: u32,
-        code: &mut dyn CodeReader,
-        b: &mut Builder,
-        max: u32,
-    ) -> Result<(), MemFault> {
-        translate::translate(pc, code, b, max, 0)
-    }
-    fn restore_state(&self, cpu: &mut X86Cpu, pc: u64, extra: u64) {
-        translate::restore_state(cpu, pc, extra)
-    }
-    fn page_walk(
-        &self,
-        _: &mut X86Cpu,
-        vaddr: u64,
-        _: Access,
-        _: u8,
-    ) -> Result<PageMapping, MemFault> {
-        if vaddr >= RAM as u64 {
-            return Err(MemFault::Page(0));
-        }
-        Ok(PageMapping {
-            phys_page: vaddr & PAGE_MASK,
-            prot: PageProt::ALL,
-        })
-    }
-    fn raise(&self, cpu: &mut X86Cpu, _: MemFault, vaddr: u64, _: Access) {
-        cpu.cause = 14;
-        cpu.error_code = vaddr;
-    }
-    fn on_exit(&self, _: &mut X86Cpu, reason: u32) -> Action {
-        Action::Return(reason)
-    }
-    fn on_exception(&self, cpu: &mut X86Cpu) -> Action {
-        Action::Return(RET_FAULT_BASE + cpu.cause as u32)
-    }
-    fn on_exit_request(&self, _: &mut X86Cpu) -> Action {
-        Action::Continue
-    }
-}
+/// Exceptions come back from `Vcpu::run` as `RET_FAULT_BASE + vector`.
+pub use frontend::x86_64::flat::RET_EXCEPTION_BASE as RET_FAULT_BASE;
 
 /// Assembles `source` (Intel syntax, 64-bit) into flat machine code at `CODE`.
 pub fn assemble(name: &str, source: &str) -> Vec<u8> {
@@ -141,7 +78,7 @@ pub fn run_mode(code: &[u8], data: &[u8], fs_base: u64, mode: ExecMode) -> Run {
     ram.write_slice(code, GuestAddress(CODE)).unwrap();
     ram.write_slice(data, GuestAddress(DATA)).unwrap();
     let engine = Engine::new(
-        Bare,
+        FlatGuest::ram(RAM as u64),
         Arc::new(RamAndBus::new(ram.clone(), devices::bus::Bus::new())),
         EngineConfig {
             mode,

@@ -59,6 +59,8 @@ pub mod vector {
     pub const UD: u64 = 6;
     /// General protection (misaligned 16-byte SSE operand, reserved MXCSR bits); error code 0.
     pub const GP: u64 = 13;
+    /// Page fault (recorded by the guest's `raise`, not by translated code).
+    pub const PF: u64 = 14;
 }
 
 /// Iterations of a `rep` string instruction run before the block gives the loop a chance to
