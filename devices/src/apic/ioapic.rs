@@ -335,3 +335,203 @@ impl IrqLine for IoApicPin {
             .set_pin_level(self.pin, high);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::Bus;
+
+    /// A sink that records every message.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<ApicMessage>>);
+
+    impl Recorder {
+        fn take(&self) -> Vec<ApicMessage> {
+            std::mem::take(&mut self.0.lock().unwrap())
+        }
+    }
+
+    impl ApicMessageSink for Recorder {
+        fn deliver(&self, message: &ApicMessage) {
+            self.0.lock().unwrap().push(*message);
+        }
+    }
+
+    fn ioapic() -> (Arc<Mutex<IoApic>>, Arc<Recorder>, Bus) {
+        let sink = Arc::new(Recorder::default());
+        let ioapic = Arc::new(Mutex::new(IoApic::new(sink.clone())));
+        let mut bus = Bus::new();
+        bus.insert(ioapic.clone(), IOAPIC_BASE, IOAPIC_LEN).unwrap();
+        (ioapic, sink, bus)
+    }
+
+    fn write_reg(bus: &Bus, index: u32, value: u32) {
+        bus.write(IOAPIC_BASE, &index.to_le_bytes()).unwrap();
+        bus.write(IOAPIC_BASE + 0x10, &value.to_le_bytes()).unwrap();
+    }
+
+    fn read_reg(bus: &Bus, index: u32) -> u32 {
+        bus.write(IOAPIC_BASE, &index.to_le_bytes()).unwrap();
+        let mut data = [0; 4];
+        bus.read(IOAPIC_BASE + 0x10, &mut data).unwrap();
+        u32::from_le_bytes(data)
+    }
+
+    /// Programs pin `pin`'s redirection entry as Linux does: high half (destination) first.
+    fn program(bus: &Bus, pin: u32, entry: u64) {
+        write_reg(bus, 0x11 + 2 * pin, (entry >> 32) as u32);
+        write_reg(bus, 0x10 + 2 * pin, entry as u32);
+    }
+
+    const LEVEL: u64 = RTE_TRIGGER_LEVEL;
+
+    #[test]
+    fn identification_registers_and_reset_entries() {
+        let (_, _, bus) = ioapic();
+        assert_eq!(read_reg(&bus, 1), 0x0017_0011, "version 0x11, 24 entries");
+        write_reg(&bus, 0, 0xFFFF_FFFF);
+        assert_eq!(read_reg(&bus, 0), 0x0F00_0000, "ID in bits 27:24");
+        write_reg(&bus, 2, 0);
+        assert_eq!(read_reg(&bus, 2), 0x0F00_0000, "ARB is read-only");
+        for pin in 0..24 {
+            assert_eq!(read_reg(&bus, 0x10 + 2 * pin), 1 << 16, "pin {pin} masked");
+            assert_eq!(read_reg(&bus, 0x11 + 2 * pin), 0);
+        }
+        assert_eq!(read_reg(&bus, 0x10 + 48), 0, "no entry 24");
+        let mut byte = [0xAA];
+        bus.read(IOAPIC_BASE + 0x10, &mut byte).unwrap();
+        assert_eq!(byte, [0], "only 32-bit accesses");
+    }
+
+    #[test]
+    fn delivery_status_and_remote_irr_are_read_only() {
+        let (_, _, bus) = ioapic();
+        write_reg(&bus, 0x12, 0xFFFF_FFFF);
+        write_reg(&bus, 0x13, 0xFFFF_FFFF);
+        assert_eq!(read_reg(&bus, 0x12), 0x0001_AFFF);
+        assert_eq!(read_reg(&bus, 0x13), 0xFF00_0000);
+    }
+
+    #[test]
+    fn an_edge_pin_sends_one_message_per_rising_edge() {
+        let (ioapic, sink, bus) = ioapic();
+        let com1 = IoApic::pin(&ioapic, 4).unwrap();
+        program(&bus, 4, 0x0100_0000_0000_0024);
+        com1.set_level(true);
+        com1.set_level(true);
+        let sent = sink.take();
+        assert_eq!(
+            sent,
+            [ApicMessage {
+                vector: 0x24,
+                delivery_mode: DeliveryMode::Fixed,
+                destination_mode: DestinationMode::Physical,
+                destination: 1,
+                level_triggered: false,
+                shorthand: Shorthand::None,
+            }]
+        );
+        com1.set_level(false);
+        assert!(sink.take().is_empty());
+        com1.set_level(true);
+        assert_eq!(sink.take().len(), 1);
+    }
+
+    #[test]
+    fn a_masked_pin_sends_nothing_and_its_edges_are_lost() {
+        let (ioapic, sink, bus) = ioapic();
+        let line = IoApic::pin(&ioapic, 4).unwrap();
+        program(&bus, 4, RTE_MASKED | 0x24);
+        line.set_level(true);
+        assert!(sink.take().is_empty());
+        program(&bus, 4, 0x24);
+        assert!(sink.take().is_empty(), "the edge came while masked");
+    }
+
+    #[test]
+    fn a_level_pin_waits_for_eoi_and_redelivers_while_still_asserted() {
+        let (ioapic, sink, bus) = ioapic();
+        let virtio = IoApic::pin(&ioapic, 16).unwrap();
+        program(&bus, 16, LEVEL | 0x31);
+        virtio.set_level(true);
+        let sent = sink.take();
+        assert_eq!(sent.len(), 1);
+        assert!(sent[0].level_triggered);
+        assert_eq!(
+            read_reg(&bus, 0x30) & (RTE_REMOTE_IRR as u32),
+            RTE_REMOTE_IRR as u32
+        );
+        virtio.set_level(true);
+        assert!(sink.take().is_empty(), "remote IRR holds it back");
+        ioapic.lock().unwrap().eoi(0x32);
+        assert!(sink.take().is_empty(), "an EOI for another vector");
+        ioapic.lock().unwrap().eoi(0x31);
+        assert_eq!(sink.take().len(), 1, "still high: sent again");
+        virtio.set_level(false);
+        ioapic.lock().unwrap().eoi(0x31);
+        assert!(sink.take().is_empty(), "low: not sent again");
+        assert_eq!(read_reg(&bus, 0x30) & (RTE_REMOTE_IRR as u32), 0);
+    }
+
+    #[test]
+    fn an_active_low_pin_is_asserted_while_its_wire_is_low() {
+        let (ioapic, sink, bus) = ioapic();
+        let line = IoApic::pin(&ioapic, 9).unwrap();
+        line.set_level(true);
+        program(&bus, 9, LEVEL | RTE_POLARITY_LOW | 0x29);
+        assert!(sink.take().is_empty(), "wire high = deasserted");
+        line.set_level(false);
+        assert_eq!(sink.take().len(), 1);
+    }
+
+    #[test]
+    fn unmasking_an_asserted_level_pin_sends_it() {
+        let (ioapic, sink, bus) = ioapic();
+        IoApic::pin(&ioapic, 17).unwrap().set_level(true);
+        program(&bus, 17, LEVEL | RTE_MASKED | 0x41);
+        assert!(sink.take().is_empty());
+        program(&bus, 17, LEVEL | RTE_DEST_LOGICAL | 0x0300_0000_0000_0041);
+        let sent = sink.take();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].destination_mode, DestinationMode::Logical);
+        assert_eq!(sent[0].destination, 3);
+    }
+
+    #[test]
+    fn delivery_modes_are_carried_and_reserved_ones_dropped() {
+        let (ioapic, sink, bus) = ioapic();
+        let line = IoApic::pin(&ioapic, 2).unwrap();
+        program(&bus, 2, 0x400); // NMI
+        line.set_level(true);
+        assert_eq!(sink.take()[0].delivery_mode, DeliveryMode::Nmi);
+        line.set_level(false);
+        program(&bus, 2, 0x300); // reserved
+        line.set_level(true);
+        assert!(sink.take().is_empty());
+    }
+
+    #[test]
+    fn pins_past_23_do_not_exist() {
+        let (ioapic, _, _) = ioapic();
+        assert_eq!(
+            IoApic::pin(&ioapic, 24).err(),
+            Some(IoApicError::NoSuchPin(24))
+        );
+        ioapic.lock().unwrap().set_pin_level(99, true);
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let (ioapic, sink, bus) = ioapic();
+        write_reg(&bus, 0, 0x0200_0000);
+        program(&bus, 16, LEVEL | 0x31);
+        IoApic::pin(&ioapic, 16).unwrap().set_level(true);
+        sink.take();
+        let state = ioapic.lock().unwrap().state();
+        let mut restored = IoApic::from_state(&state, sink.clone());
+        assert_eq!(restored.state(), state);
+        assert!(sink.take().is_empty(), "a restore sends nothing");
+        restored.eoi(0x31);
+        assert_eq!(sink.take().len(), 1, "remote IRR and the level survived");
+    }
+}

@@ -1041,3 +1041,441 @@ impl LocalApic {
         apic
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    /// TSC frequency of the test machines: 2.5 GHz.
+    const TSC_HZ: u64 = 2_500_000_000;
+    /// LVT timer vector Linux uses (LOCAL_TIMER_VECTOR).
+    const TIMER_VECTOR: u32 = 0xEC;
+
+    fn apic(id: u8, bsp: bool) -> (LocalApic, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new());
+        let tsc = Tsc::new(TSC_HZ, clock.now()).unwrap();
+        (LocalApic::new(id, bsp, clock.clone(), tsc), clock)
+    }
+
+    /// An APIC brought up as Linux's `setup_local_APIC` does: TPR 0, flat logical mode,
+    /// software-enabled with spurious vector 0xFF, error LVT unmasked.
+    fn enabled_apic(id: u8) -> (LocalApic, Arc<ManualClock>) {
+        let (mut a, clock) = apic(id, false);
+        a.write(REG_TPR, 0);
+        a.write(REG_DFR, 0xFFFF_FFFF);
+        a.write(REG_LDR, 1 << (24 + id));
+        a.write(REG_SVR, 0x1FF);
+        a.write(REG_LVT_ERROR, 0xFE);
+        (a, clock)
+    }
+
+    fn ns(n: u64) -> Duration {
+        Duration::from_nanos(n)
+    }
+
+    #[test]
+    fn out_of_reset_the_apic_is_software_disabled_with_every_lvt_masked() {
+        let (mut a, _) = apic(3, false);
+        assert_eq!(a.read(REG_ID), 3 << 24);
+        assert_eq!(
+            a.read(REG_VERSION),
+            0x0005_0014,
+            "version 0x14, max LVT entry 5"
+        );
+        assert_eq!(a.read(REG_SVR), 0xFF);
+        assert_eq!(a.read(REG_DFR), 0xFFFF_FFFF);
+        assert_eq!(a.read(REG_TPR), 0);
+        for reg in (REG_LVT_TIMER..=REG_LVT_ERROR).step_by(16) {
+            assert_eq!(a.read(reg), LVT_MASKED, "LVT {reg:#x}");
+        }
+        assert!(!a.enabled());
+        assert_eq!(a.apic_base(), 0xFEE0_0800, "an AP: enabled, not BSP");
+    }
+
+    #[test]
+    fn the_bsp_leaves_reset_in_virtual_wire_mode() {
+        let (mut a, _) = apic(0, true);
+        assert_eq!(a.apic_base(), 0xFEE0_0900);
+        assert_eq!(a.read(REG_LVT_LINT0), 0x700, "LINT0 ExtINT, unmasked");
+        assert_eq!(a.read(REG_LVT_LINT1), 0x400, "LINT1 NMI, unmasked");
+        assert!(!a.set_lint(0, false));
+        assert!(a.set_lint(0, true), "the 8259's INTR");
+        assert!(a.ext_int_pending());
+        a.set_lint(0, false);
+        assert!(!a.ext_int_pending(), "ExtINT follows the wire");
+        a.set_lint(1, true);
+        assert!(a.take_nmi(), "LINT1 rising edge is an NMI");
+        assert!(!a.take_nmi());
+        a.set_lint(1, true);
+        assert!(!a.take_nmi(), "no edge, no NMI");
+    }
+
+    #[test]
+    fn an_ap_ignores_lint0_while_it_is_masked() {
+        let (mut a, _) = apic(1, false);
+        a.set_lint(0, true);
+        assert!(!a.ext_int_pending());
+    }
+
+    #[test]
+    fn linux_style_bring_up_enables_the_apic_and_unmasks_lvts() {
+        let (mut a, _) = apic(1, false);
+        a.write(REG_LVT_LINT0, 0x700);
+        assert_eq!(
+            a.read(REG_LVT_LINT0),
+            0x1_0700,
+            "masked while software-disabled"
+        );
+        assert_eq!(
+            a.accept(0x40, false),
+            false,
+            "a disabled APIC drops fixed vectors"
+        );
+        a.write(REG_SVR, 0x1FF);
+        assert!(a.enabled());
+        assert_eq!(a.spurious_vector(), 0xFF);
+        a.write(REG_LVT_LINT0, 0x700);
+        assert_eq!(a.read(REG_LVT_LINT0), 0x700);
+        a.write(REG_LVT_TIMER, 0x2_00EC);
+        assert_eq!(a.read(REG_LVT_TIMER), 0x2_00EC);
+        assert_eq!(a.timer_mode(), TimerMode::Periodic);
+        a.write(REG_TPR, 0);
+        assert!(a.accept(0x40, false));
+        assert_eq!(a.pending(), Some(0x40));
+        // Clearing SVR.8 masks every LVT entry again.
+        a.write(REG_SVR, 0xFF);
+        assert_eq!(a.read(REG_LVT_LINT0), 0x1_0700);
+        assert_eq!(a.read(REG_LVT_TIMER), 0x3_00EC);
+    }
+
+    #[test]
+    fn a_higher_priority_class_preempts_and_a_lower_one_waits_behind_the_isr() {
+        let (mut a, _) = enabled_apic(0);
+        a.accept(0x51, false);
+        assert_eq!(a.acknowledge(0x51), 0x51);
+        assert_eq!(a.read(REG_ISR + 0x20) & (1 << 0x11), 1 << 0x11);
+        assert_eq!(a.ppr(), 0x50);
+        a.accept(0x55, false);
+        assert_eq!(a.pending(), None, "same class as the one in service waits");
+        a.accept(0x41, false);
+        assert_eq!(a.pending(), None, "a lower class waits");
+        a.accept(0x61, false);
+        assert_eq!(a.pending(), Some(0x61), "a higher class preempts");
+        assert_eq!(a.acknowledge(0x61), 0x61);
+        assert_eq!(a.read(REG_PPR), 0x60);
+        assert_eq!(a.write(REG_EOI, 0), WriteEffect::None);
+        assert_eq!(a.ppr(), 0x50, "EOI retired the highest in service, 0x61");
+        assert_eq!(a.pending(), None);
+        a.write(REG_EOI, 0);
+        assert_eq!(a.pending(), Some(0x55));
+        assert_eq!(a.acknowledge(0x55), 0x55);
+        a.write(REG_EOI, 0);
+        assert_eq!(a.pending(), Some(0x41));
+    }
+
+    #[test]
+    fn the_tpr_holds_back_lower_classes_and_a_late_ack_is_spurious() {
+        let (mut a, _) = enabled_apic(0);
+        a.accept(0x65, false);
+        a.write(REG_TPR, 0x70);
+        assert_eq!(a.read(REG_PPR), 0x70);
+        assert_eq!(a.pending(), None);
+        assert_eq!(
+            a.acknowledge(0x65),
+            0xFF,
+            "no longer deliverable: spurious vector"
+        );
+        assert_eq!(a.read(REG_IRR + 0x30) & (1 << 5), 1 << 5, "still requested");
+        a.write(REG_TPR, 0x65);
+        assert_eq!(a.pending(), None, "the class, not the vector, is compared");
+        a.write(REG_TPR, 0x50);
+        assert_eq!(a.pending(), Some(0x65));
+        assert_eq!(a.read(REG_APR), 0x60, "APR: the highest requested class");
+    }
+
+    #[test]
+    fn vectors_below_16_are_illegal_and_latched_in_the_esr_on_write() {
+        let (mut a, _) = enabled_apic(0);
+        assert!(!a.accept(3, false));
+        assert_eq!(a.read(REG_ESR), 0, "not visible before an ESR write");
+        a.write(REG_ESR, 0);
+        assert_eq!(a.read(REG_ESR), ESR_RECEIVE_ILLEGAL_VECTOR);
+        assert_eq!(a.pending(), Some(0xFE), "the error LVT fired");
+        a.write(REG_ESR, 0);
+        assert_eq!(a.read(REG_ESR), 0);
+        a.write(REG_ICR_LOW, 0x0000_0005);
+        a.write(REG_ESR, 0);
+        assert_eq!(a.read(REG_ESR), ESR_SEND_ILLEGAL_VECTOR);
+    }
+
+    #[test]
+    fn eoi_of_a_level_triggered_vector_is_forwarded() {
+        let (mut a, _) = enabled_apic(0);
+        a.accept(0x30, true);
+        a.accept(0x31, false);
+        assert_eq!(a.read(REG_TMR + 0x10), 1 << 16, "TMR bit of 0x30 only");
+        a.acknowledge(0x31);
+        assert_eq!(a.write(REG_EOI, 0), WriteEffect::None);
+        a.acknowledge(0x30);
+        assert_eq!(a.write(REG_EOI, 0), WriteEffect::LevelEoi(0x30));
+        assert_eq!(a.write(REG_EOI, 0), WriteEffect::None, "nothing in service");
+    }
+
+    #[test]
+    fn the_icr_describes_the_ipi_it_sends() {
+        let (mut a, _) = enabled_apic(0);
+        a.write(REG_ICR_HIGH, 0x0300_0000);
+        let effect = a.write(REG_ICR_LOW, 0x0000_40FD);
+        assert_eq!(
+            effect,
+            WriteEffect::Ipi(ApicMessage {
+                vector: 0xFD,
+                delivery_mode: DeliveryMode::Fixed,
+                destination_mode: DestinationMode::Physical,
+                destination: 3,
+                level_triggered: false,
+                shorthand: Shorthand::None,
+            })
+        );
+        assert_eq!(a.read(REG_ICR_LOW) & (1 << 12), 0, "delivery status: idle");
+        let Ipi(m) = a.write(REG_ICR_LOW, 0x000C_0800 | 0x500 | ICR_LEVEL_ASSERT) else {
+            panic!("INIT assert must be sent");
+        };
+        assert_eq!(m.delivery_mode, DeliveryMode::Init);
+        assert_eq!(m.destination_mode, DestinationMode::Logical);
+        assert_eq!(m.shorthand, Shorthand::AllExcludingSelf);
+        assert_eq!(
+            a.write(REG_ICR_LOW, 0x0000_8500),
+            WriteEffect::None,
+            "INIT level de-assert is not sent"
+        );
+        use WriteEffect::Ipi;
+    }
+
+    #[test]
+    fn init_resets_the_apic_but_its_id_and_sipi_records_the_vector() {
+        let (mut a, _) = enabled_apic(2);
+        a.accept(0x40, false);
+        let init = ApicMessage {
+            vector: 0,
+            delivery_mode: DeliveryMode::Init,
+            destination_mode: DestinationMode::Physical,
+            destination: 2,
+            level_triggered: false,
+            shorthand: Shorthand::None,
+        };
+        assert!(a.receive(&init));
+        assert_eq!(a.read(REG_ID), 2 << 24);
+        assert_eq!(a.read(REG_SVR), 0xFF, "software-disabled again");
+        assert_eq!(a.pending(), None, "IRR cleared");
+        assert!(a.has_event());
+        a.receive(&ApicMessage {
+            vector: 0x9A,
+            delivery_mode: DeliveryMode::StartUp,
+            ..init
+        });
+        assert_eq!(
+            a.take_init_sipi(),
+            InitSipi {
+                init: true,
+                sipi_vector: Some(0x9A)
+            }
+        );
+        assert_eq!(a.take_init_sipi(), InitSipi::default());
+        assert!(!a.has_event());
+    }
+
+    #[test]
+    fn physical_and_logical_destinations_match_as_the_sdm_says() {
+        let (mut a, _) = enabled_apic(5);
+        use DestinationMode::{Logical, Physical};
+        assert!(a.matches(Physical, 5) && a.matches(Physical, 0xFF));
+        assert!(!a.matches(Physical, 4));
+        // Flat: LDR bits 31:24 are a bitmap.
+        a.write(REG_LDR, 0x2400_0000);
+        assert!(a.matches(Logical, 0x04) && a.matches(Logical, 0x20) && a.matches(Logical, 0xFF));
+        assert!(!a.matches(Logical, 0x09));
+        // Cluster: high nibble is the cluster, low nibble a bitmap within it.
+        a.write(REG_DFR, 0x0FFF_FFFF);
+        assert_eq!(a.read(REG_DFR), 0x0FFF_FFFF);
+        a.write(REG_LDR, 0x3200_0000);
+        assert!(a.matches(Logical, 0x32) && a.matches(Logical, 0x3F));
+        assert!(!a.matches(Logical, 0x31), "right cluster, wrong member");
+        assert!(!a.matches(Logical, 0x22), "wrong cluster");
+        assert!(a.matches(Logical, 0xFF), "broadcast");
+    }
+
+    #[test]
+    fn divide_configuration_selects_1_to_128() {
+        let expected = [(0b0000, 2), (0b0001, 4), (0b0010, 8), (0b0011, 16)];
+        let expected_hi = [(0b1000, 32), (0b1001, 64), (0b1010, 128), (0b1011, 1)];
+        for (config, divide) in expected.into_iter().chain(expected_hi) {
+            assert_eq!(divide_value(config), divide, "config {config:#06b}");
+        }
+        let (mut a, _) = enabled_apic(0);
+        a.write(REG_TIMER_DIVIDE, 0xFFFF_FFFF);
+        assert_eq!(a.read(REG_TIMER_DIVIDE), 0xB, "bits 0, 1 and 3 only");
+    }
+
+    #[test]
+    fn a_one_shot_count_reads_down_and_fires_once() {
+        let (mut a, clock) = enabled_apic(0);
+        a.write(REG_LVT_TIMER, TIMER_VECTOR);
+        a.write(REG_TIMER_DIVIDE, 0b0011); // divide by 16
+        let t0 = clock.now();
+        a.write(REG_TIMER_INITIAL, 1000);
+        assert_eq!(a.read(REG_TIMER_CURRENT), 1000);
+        assert_eq!(a.next_deadline(), Some(t0 + ns(16_000)));
+        clock.advance(ns(8_000));
+        assert_eq!(a.read(REG_TIMER_CURRENT), 500);
+        clock.advance(ns(7_999));
+        assert!(!a.poll());
+        assert_eq!(a.read(REG_TIMER_CURRENT), 1);
+        clock.advance(ns(1));
+        assert!(a.poll());
+        assert_eq!(a.pending(), Some(0xEC));
+        assert_eq!(a.read(REG_TIMER_CURRENT), 0);
+        assert_eq!(a.next_deadline(), None);
+        clock.advance(ns(100_000));
+        assert!(!a.poll(), "one shot only");
+        assert_eq!(a.read(REG_TIMER_INITIAL), 1000);
+    }
+
+    #[test]
+    fn a_periodic_count_reloads_and_coalesces_missed_periods() {
+        let (mut a, clock) = enabled_apic(0);
+        a.write(REG_LVT_TIMER, 0x2_0000 | TIMER_VECTOR);
+        a.write(REG_TIMER_DIVIDE, 0b1011); // divide by 1
+        let t0 = clock.now();
+        a.write(REG_TIMER_INITIAL, 100);
+        clock.advance(ns(100));
+        assert_eq!(a.read(REG_TIMER_CURRENT), 100, "reloaded");
+        assert!(a.poll());
+        assert_eq!(a.next_deadline(), Some(t0 + ns(200)));
+        assert_eq!(a.acknowledge(0xEC), 0xEC);
+        a.write(REG_EOI, 0);
+        clock.advance(ns(150));
+        assert_eq!(a.read(REG_TIMER_CURRENT), 50);
+        assert!(a.poll(), "one interrupt for the period(s) missed");
+        assert_eq!(a.next_deadline(), Some(t0 + ns(300)));
+        assert!(!a.poll());
+        a.write(REG_TIMER_INITIAL, 0);
+        assert_eq!(a.next_deadline(), None, "initial count 0 stops the timer");
+        assert_eq!(a.read(REG_TIMER_CURRENT), 0);
+    }
+
+    #[test]
+    fn a_masked_timer_counts_but_requests_nothing() {
+        let (mut a, clock) = enabled_apic(0);
+        a.write(REG_LVT_TIMER, LVT_MASKED | TIMER_VECTOR);
+        a.write(REG_TIMER_DIVIDE, 0b1011);
+        a.write(REG_TIMER_INITIAL, 10);
+        clock.advance(ns(10));
+        assert!(!a.poll());
+        assert_eq!(a.pending(), None);
+        assert_eq!(a.next_deadline(), None, "the one shot is spent");
+    }
+
+    #[test]
+    fn the_tsc_deadline_timer_fires_when_the_tsc_reaches_the_deadline() {
+        let (mut a, clock) = enabled_apic(0);
+        a.write_tsc_deadline(1);
+        assert_eq!(
+            a.read_msr(MSR_IA32_TSC_DEADLINE),
+            Some(0),
+            "ignored in one-shot mode"
+        );
+        a.write(REG_LVT_TIMER, 0x4_0000 | TIMER_VECTOR);
+        assert_eq!(a.timer_mode(), TimerMode::TscDeadline);
+        a.write(REG_TIMER_INITIAL, 5);
+        assert_eq!(
+            a.read(REG_TIMER_INITIAL),
+            0,
+            "no count in TSC-deadline mode"
+        );
+        clock.advance(ns(1000));
+        let tsc = Tsc::new(TSC_HZ, clock.now() - ns(1000)).unwrap();
+        assert_eq!(tsc.ticks_at(clock.now()), 2500);
+        assert!(a.write_msr(MSR_IA32_TSC_DEADLINE, 2500 + 5000)); // 2 µs from now
+        assert_eq!(a.next_deadline(), Some(clock.now() + ns(2000)));
+        clock.advance(ns(1999));
+        assert!(!a.poll());
+        clock.advance(ns(1));
+        assert!(a.poll());
+        assert_eq!(a.pending(), Some(0xEC));
+        assert_eq!(
+            a.read_msr(MSR_IA32_TSC_DEADLINE),
+            Some(0),
+            "disarmed once fired"
+        );
+        // A deadline in the past fires at the next poll; 0 disarms.
+        a.write_tsc_deadline(1);
+        assert!(a.next_deadline().unwrap() <= clock.now());
+        a.write_tsc_deadline(0);
+        assert_eq!(a.next_deadline(), None);
+        // Leaving TSC-deadline mode disarms.
+        a.write_tsc_deadline(u64::from(u32::MAX));
+        a.write(REG_LVT_TIMER, TIMER_VECTOR);
+        assert_eq!(a.next_deadline(), None);
+    }
+
+    #[test]
+    fn the_apic_base_msr_refuses_x2apic_and_relocation() {
+        let (mut a, _) = enabled_apic(0);
+        assert_eq!(a.read_msr(MSR_IA32_APIC_BASE), Some(0xFEE0_0800));
+        assert!(!a.write_msr(MSR_IA32_APIC_BASE, 0xFEE0_0C00), "x2APIC");
+        assert!(!a.write_msr(MSR_IA32_APIC_BASE, 0xFED0_0800), "relocation");
+        assert!(a.write_msr(MSR_IA32_APIC_BASE, 0xFEE0_0900));
+        assert_eq!(a.apic_base(), 0xFEE0_0800, "BSP bit is read-only");
+        assert!(a.write_msr(MSR_IA32_APIC_BASE, 0xFEE0_0000));
+        assert!(!a.enabled());
+        assert_eq!(a.read(REG_SVR), 0xFF, "a global disable resets the APIC");
+        assert_eq!(a.read_msr(0x10), None);
+    }
+
+    #[test]
+    fn reserved_and_misaligned_registers_read_zero_and_flag_an_error() {
+        let (mut a, _) = enabled_apic(0);
+        assert_eq!(a.read(0x040), 0);
+        assert_eq!(a.read(0x024), 0);
+        a.write(0x3F0, 1);
+        a.write(REG_PPR, 0xFF);
+        assert_eq!(a.read(REG_PPR), 0);
+        a.write(REG_ESR, 0);
+        assert_eq!(a.read(REG_ESR), ESR_ILLEGAL_REGISTER);
+    }
+
+    #[test]
+    fn state_round_trips_with_a_running_timer() {
+        let (mut a, clock) = enabled_apic(1);
+        a.write(REG_TPR, 0x20);
+        a.accept(0x80, true);
+        a.acknowledge(0x80);
+        a.accept(0x90, false);
+        a.write(REG_LVT_TIMER, 0x2_0000 | TIMER_VECTOR);
+        a.write(REG_TIMER_DIVIDE, 0b0000); // divide by 2
+        a.write(REG_TIMER_INITIAL, 1000);
+        clock.advance(ns(600));
+        let state = a.state();
+        assert_eq!(state.timer_current, 700);
+        let tsc = Tsc::new(TSC_HZ, clock.now()).unwrap();
+        let mut b = LocalApic::from_state(&state, clock.clone(), tsc);
+        assert_eq!(b.state(), state);
+        assert_eq!(b.next_deadline(), a.next_deadline());
+        assert_eq!(
+            b.pending(),
+            Some(0x90),
+            "0x90 requested, above 0x80 in service"
+        );
+        b.acknowledge(0x90);
+        assert_eq!(b.write(REG_EOI, 0), WriteEffect::None);
+        assert_eq!(
+            b.write(REG_EOI, 0),
+            WriteEffect::LevelEoi(0x80),
+            "TMR survived"
+        );
+        clock.advance(ns(1400));
+        assert!(b.poll());
+    }
+}
