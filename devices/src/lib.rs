@@ -12,6 +12,7 @@ pub mod clock;
 pub mod console;
 pub mod debug_exit;
 pub mod exit;
+pub mod hpet;
 pub mod i8042;
 pub mod irq;
 pub mod pc;
