@@ -7,7 +7,8 @@
 //! (the `_S5` package's SLP_TYP), reset through the FADT's reset register. Both registers live
 //! in `devices::acpi_pm`.
 //!
-//! Tables, in guest memory from `ACPI_START`: RSDP, XSDT, FADT, MADT, DSDT.
+//! Tables, in guest memory from `ACPI_START`: RSDP, XSDT, FADT, MADT, DSDT, and an HPET table
+//! when the machine has an HPET (the machine on the JIT does; KVM's has none).
 
 use acpi_tables::aml;
 use acpi_tables::fadt::{FADTBuilder, Flags};
@@ -40,9 +41,10 @@ pub struct VirtioSlot {
     pub gsi: u32,
 }
 
-/// The tables for a machine with `cpus` CPUs and the given virtio-mmio slots, as bytes to copy
-/// to `ACPI_START`. The RSDP comes first (Linux also finds it by scanning 0xE0000-0xFFFFF).
-pub fn build_tables(cpus: u32, virtio: &[VirtioSlot]) -> Vec<u8> {
+/// The tables for a machine with `cpus` CPUs, the given virtio-mmio slots and, if `hpet`, the
+/// HPET of `devices::hpet`, as bytes to copy to `ACPI_START`. The RSDP comes first (Linux
+/// also finds it by scanning 0xE0000-0xFFFFF).
+pub fn build_tables(cpus: u32, virtio: &[VirtioSlot], hpet: bool) -> Vec<u8> {
     let mut blob = Vec::new();
     let mut place = |table: &[u8]| -> u64 {
         while blob.len() % 16 != 0 {
@@ -63,6 +65,9 @@ pub fn build_tables(cpus: u32, virtio: &[VirtioSlot]) -> Vec<u8> {
     let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     xsdt.add_entry(fadt_addr);
     xsdt.add_entry(madt_addr);
+    if hpet {
+        xsdt.add_entry(place(&hpet_table()));
+    }
     let xsdt_addr = place(&aml_bytes(&xsdt));
 
     let rsdp = aml_bytes(&Rsdp::new(OEM_ID, xsdt_addr));
@@ -133,6 +138,29 @@ fn madt(cpus: u32) -> Vec<u8> {
     // Local APIC NMI: all processors (UID 0xff), LINT1.
     madt.append_slice(&[4, 6, 0xff, 0, 0, 1]);
     madt.as_slice().to_vec()
+}
+
+/// The HPET description table (IA-PC HPET specification 1.0a, table 3): the event timer
+/// block's ID (the low half of its capabilities register), its base address, HPET number 0,
+/// the minimum periodic tick, no page protection.
+fn hpet_table() -> Vec<u8> {
+    use devices::hpet;
+    let mut t = Sdt::new(*b"HPET", 56, 1, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
+    // Revision 1, NUM_TIM_CAP (timers - 1) at bit 8, 64-bit counter (13), legacy
+    // replacement capable (15), PCI vendor ID in the high half.
+    let id = 1 | (hpet::TIMERS as u32 - 1) << 8 | 1 << 13 | 1 << 15 | 0x1af4 << 16;
+    t.write_u32(36, id);
+    // Base address: a GAS in system memory, 64-bit registers.
+    t.write_u8(40, 0);
+    t.write_u8(41, 64);
+    t.write_u8(42, 0);
+    t.write_u8(43, 0);
+    t.write_u64(44, hpet::HPET_BASE);
+    t.write_u8(52, 0);
+    // Minimum clock tick in periodic mode: 100 µs worth of counter ticks.
+    t.write_u16(53, (hpet::FREQUENCY_HZ / 10_000) as u16);
+    t.write_u8(55, 0);
+    t.as_slice().to_vec()
 }
 
 fn dsdt(virtio: &[VirtioSlot]) -> Vec<u8> {
@@ -211,7 +239,7 @@ mod tests {
             addr: VIRTIO_MMIO_BASE,
             gsi: 16,
         }];
-        let blob = build_tables(2, &slots);
+        let blob = build_tables(2, &slots, false);
         assert_eq!(&blob[..8], b"RSD PTR ");
         assert!(checksum_ok(&blob[..20]) && checksum_ok(&blob[..36]));
         let xsdt = table_at(&blob, u64_at(&blob, 24));
@@ -234,5 +262,22 @@ mod tests {
         assert!(has(b"LNRO0005") && has(b"_S5_") && has(b"COM1") && has(b"VR00"));
         // Two local APICs, one IOAPIC, one override, one NMI entry.
         assert_eq!(madt.len(), 44 + 2 * 8 + 12 + 10 + 6);
+    }
+
+    #[test]
+    fn an_hpet_table_names_the_hpet_when_the_machine_has_one() {
+        let blob = build_tables(1, &[], true);
+        let xsdt = table_at(&blob, u64_at(&blob, 24));
+        assert_eq!(xsdt.len(), 36 + 3 * 8, "FADT, MADT and HPET");
+        let hpet = table_at(&blob, u64_at(xsdt, 52));
+        assert_eq!(&hpet[..4], b"HPET");
+        assert_eq!(hpet.len(), 56);
+        assert!(checksum_ok(hpet));
+        assert_eq!(u64_at(hpet, 44), devices::hpet::HPET_BASE);
+        let id = u32::from_le_bytes(hpet[36..40].try_into().unwrap());
+        assert_eq!((id >> 8) & 0x1f, 2, "three comparators");
+        let without = build_tables(1, &[], false);
+        let xsdt = table_at(&without, u64_at(&without, 24));
+        assert_eq!(xsdt.len(), 36 + 2 * 8);
     }
 }

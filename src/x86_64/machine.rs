@@ -173,7 +173,8 @@ pub fn run(config: &MachineConfig) -> Result<Outcome, MachineError> {
     let devices = build_devices(config, &vm, &mem, &exit)?;
 
     mem.write_slice(
-        &acpi::build_tables(config.cpus, &devices.virtio_slots),
+        // KVM's in-kernel irqchip has no HPET.
+        &acpi::build_tables(config.cpus, &devices.virtio_slots, false),
         GuestAddress(ACPI_START),
     )?;
     let setup = boot::load_kernel(
