@@ -248,3 +248,281 @@ impl IrqLine for LintLine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apic::ioapic::{IOAPIC_BASE, IOAPIC_LEN};
+    use crate::apic::lapic::*;
+    use crate::bus::Bus;
+    use crate::clock::{Clock, ManualClock};
+    use std::time::Duration;
+
+    /// Records kicks.
+    #[derive(Default)]
+    struct Kicks(Mutex<Vec<usize>>);
+
+    impl Kicks {
+        fn take(&self) -> Vec<usize> {
+            std::mem::take(&mut self.0.lock().unwrap())
+        }
+    }
+
+    impl VcpuKicker for Kicks {
+        fn kick(&self, cpu: usize) {
+            self.0.lock().unwrap().push(cpu);
+        }
+    }
+
+    struct Machine {
+        bus: Arc<ApicBus>,
+        kicks: Arc<Kicks>,
+        ioapic: Arc<Mutex<IoApic>>,
+        mmio: Bus,
+        clock: Arc<ManualClock>,
+    }
+
+    /// `cpus` vCPUs with APIC IDs 0, 1, ..., vCPU 0 the BSP, each brought up as Linux does
+    /// (flat logical mode, LDR bit = APIC ID, SVR 0x1FF, TPR 0), and an I/O APIC on MMIO.
+    fn machine(cpus: u8) -> Machine {
+        let clock = Arc::new(ManualClock::new());
+        let tsc = Tsc::new(1_000_000_000, clock.now()).unwrap();
+        let lapics = (0..cpus)
+            .map(|id| Arc::new(Mutex::new(LocalApic::new(id, id == 0, clock.clone(), tsc))))
+            .collect();
+        let kicks = Arc::new(Kicks::default());
+        let bus = ApicBus::new(lapics, kicks.clone()).unwrap();
+        let ioapic = Arc::new(Mutex::new(IoApic::new(bus.clone())));
+        bus.attach_ioapic(&ioapic).unwrap();
+        let mut mmio = Bus::new();
+        mmio.insert(ioapic.clone(), IOAPIC_BASE, IOAPIC_LEN)
+            .unwrap();
+        for cpu in 0..usize::from(cpus) {
+            bus.write(cpu, REG_DFR, 0xFFFF_FFFF).unwrap();
+            bus.write(cpu, REG_LDR, 1 << (24 + cpu)).unwrap();
+            bus.write(cpu, REG_SVR, 0x1FF).unwrap();
+            bus.write(cpu, REG_TPR, 0).unwrap();
+        }
+        Machine {
+            bus,
+            kicks,
+            ioapic,
+            mmio,
+            clock,
+        }
+    }
+
+    impl Machine {
+        fn program_pin(&self, pin: u32, entry: u64) {
+            for (index, value) in [(0x11 + 2 * pin, entry >> 32), (0x10 + 2 * pin, entry)] {
+                self.mmio.write(IOAPIC_BASE, &index.to_le_bytes()).unwrap();
+                self.mmio
+                    .write(IOAPIC_BASE + 0x10, &(value as u32).to_le_bytes())
+                    .unwrap();
+            }
+        }
+
+        fn lapic(&self, cpu: usize) -> MutexGuard<'_, LocalApic> {
+            lock(self.bus.lapic(cpu).unwrap())
+        }
+
+        /// The CPU takes its pending interrupt (INTA) and returns its vector.
+        fn take(&self, cpu: usize) -> Option<u8> {
+            let mut apic = self.lapic(cpu);
+            let vector = apic.pending()?;
+            Some(apic.acknowledge(vector))
+        }
+
+        fn ipi(&self, from: usize, high: u32, low: u32) {
+            self.bus.write(from, REG_ICR_HIGH, high).unwrap();
+            self.bus.write(from, REG_ICR_LOW, low).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_level_virtio_pin_reaches_the_cpu_and_its_eoi_comes_back() {
+        let m = machine(2);
+        let virtio = IoApic::pin(&m.ioapic, 16).unwrap();
+        // Level, active high, fixed, physical destination APIC 1, vector 0x31.
+        m.program_pin(16, 0x0100_0000_0000_8031);
+        virtio.set_level(true);
+        assert_eq!(m.kicks.take(), [1]);
+        assert_eq!(m.take(0), None);
+        assert_eq!(m.take(1), Some(0x31));
+        assert_eq!(m.lapic(1).read(REG_TMR + 0x10), 1 << 17, "TMR: level");
+        // The driver has not yet cleared the device's interrupt: the EOI makes the I/O APIC
+        // send it again.
+        m.bus.write(1, REG_EOI, 0).unwrap();
+        assert_eq!(m.kicks.take(), [1]);
+        assert_eq!(m.take(1), Some(0x31));
+        // Now it has; the EOI clears remote IRR and nothing comes back.
+        virtio.set_level(false);
+        m.bus.write(1, REG_EOI, 0).unwrap();
+        assert!(m.kicks.take().is_empty());
+        assert_eq!(m.take(1), None);
+        let entry = m.ioapic.lock().unwrap().redirection_entry(16).unwrap();
+        assert_eq!(entry & (1 << 14), 0, "remote IRR clear");
+        virtio.set_level(true);
+        assert_eq!(m.take(1), Some(0x31), "the next assertion is delivered");
+    }
+
+    #[test]
+    fn a_masked_pin_reaches_no_cpu() {
+        let m = machine(1);
+        m.program_pin(16, 0x0001_8031);
+        IoApic::pin(&m.ioapic, 16).unwrap().set_level(true);
+        assert!(m.kicks.take().is_empty());
+        assert_eq!(m.take(0), None);
+    }
+
+    #[test]
+    fn a_fixed_ipi_goes_from_one_apic_to_another() {
+        let m = machine(2);
+        m.ipi(0, 0x0100_0000, 0x40FD);
+        assert_eq!(m.kicks.take(), [1]);
+        assert_eq!(m.take(1), Some(0xFD));
+        assert_eq!(m.take(0), None);
+        // An edge IPI's EOI does not bother the I/O APIC (nothing to observe but no panic).
+        m.bus.write(1, REG_EOI, 0).unwrap();
+        m.ipi(0, 0x0700_0000, 0x40FD);
+        assert!(m.kicks.take().is_empty(), "APIC ID 7 does not exist");
+    }
+
+    #[test]
+    fn init_then_startup_ipis_are_recorded_for_the_target() {
+        let m = machine(2);
+        // Linux's wakeup_secondary_cpu_via_init: INIT assert, INIT de-assert, SIPI twice.
+        m.ipi(0, 0x0100_0000, 0x0000_C500);
+        m.ipi(0, 0x0100_0000, 0x0000_8500);
+        m.ipi(0, 0x0100_0000, 0x0000_0698);
+        m.ipi(0, 0x0100_0000, 0x0000_0698);
+        assert_eq!(m.kicks.take(), [1, 1, 1]);
+        assert_eq!(
+            m.lapic(1).take_init_sipi(),
+            InitSipi {
+                init: true,
+                sipi_vector: Some(0x98)
+            }
+        );
+        assert_eq!(m.lapic(0).take_init_sipi(), InitSipi::default());
+    }
+
+    #[test]
+    fn shorthands_override_the_destination() {
+        let m = machine(3);
+        m.ipi(1, 0, 0x0004_0050); // self
+        assert_eq!(m.kicks.take(), [1]);
+        m.ipi(1, 0, 0x0008_0051); // all including self
+        assert_eq!(m.kicks.take(), [0, 1, 2]);
+        m.ipi(1, 0, 0x000C_0052); // all excluding self
+        assert_eq!(m.kicks.take(), [0, 2]);
+        assert_eq!(m.take(1), Some(0x51));
+        assert_eq!(m.take(0), Some(0x52));
+        assert_eq!(m.take(2), Some(0x52));
+    }
+
+    #[test]
+    fn logical_flat_and_cluster_destinations_select_apics() {
+        let m = machine(3);
+        // Flat: LDR bitmaps 1, 2, 4.
+        m.ipi(0, 0x0600_0000, 0x0860);
+        assert_eq!(m.kicks.take(), [1, 2]);
+        // Cluster: vCPU 0 and 1 in cluster 2 (members 1 and 2), vCPU 2 in cluster 3.
+        for (cpu, ldr) in [(0, 0x21), (1, 0x22), (2, 0x31)] {
+            m.bus.write(cpu, REG_DFR, 0x0FFF_FFFF).unwrap();
+            m.bus.write(cpu, REG_LDR, ldr << 24).unwrap();
+        }
+        m.ipi(0, 0x2300_0000, 0x0861);
+        assert_eq!(m.kicks.take(), [0, 1]);
+        m.ipi(0, 0x3100_0000, 0x0862);
+        assert_eq!(m.kicks.take(), [2]);
+        m.ipi(0, 0x3200_0000, 0x0863);
+        assert!(m.kicks.take().is_empty());
+    }
+
+    #[test]
+    fn lowest_priority_goes_to_the_lowest_processor_priority() {
+        let m = machine(3);
+        m.bus.write(0, REG_TPR, 0x40).unwrap();
+        m.bus.write(1, REG_TPR, 0x20).unwrap();
+        m.bus.write(2, REG_TPR, 0x30).unwrap();
+        m.ipi(0, 0x0700_0000, 0x0970); // logical 0b111, lowest priority
+        assert_eq!(m.kicks.take(), [1]);
+        // vCPU 1 now requests 0x70: it is the focus processor for that vector.
+        m.bus.write(1, REG_TPR, 0x50).unwrap();
+        m.ipi(0, 0x0700_0000, 0x0970);
+        assert_eq!(m.kicks.take(), [1], "focus processor");
+        m.ipi(0, 0x0700_0000, 0x0971);
+        assert_eq!(m.kicks.take(), [2], "no focus: lowest PPR");
+    }
+
+    #[test]
+    fn nmi_ipis_and_ioapic_nmis_reach_the_cpu() {
+        let m = machine(2);
+        m.ipi(0, 0x0100_0000, 0x0400);
+        assert!(m.lapic(1).take_nmi());
+        m.program_pin(5, 0x0000_0400);
+        IoApic::pin(&m.ioapic, 5).unwrap().set_level(true);
+        assert!(m.lapic(0).take_nmi());
+    }
+
+    #[test]
+    fn the_8259_reaches_the_boot_cpu_through_lint0() {
+        let m = machine(2);
+        let intr = ApicBus::lint_line(&m.bus, 0, 0).unwrap();
+        intr.set_level(true);
+        assert_eq!(m.kicks.take(), [0]);
+        assert!(m.lapic(0).ext_int_pending());
+        intr.set_level(false);
+        assert!(!m.lapic(0).ext_int_pending());
+        assert!(ApicBus::lint_line(&m.bus, 2, 0).is_err());
+    }
+
+    #[test]
+    fn timers_are_polled_and_kick_their_cpu() {
+        let m = machine(2);
+        m.bus.write(1, REG_LVT_TIMER, 0xEC).unwrap();
+        m.bus.write(1, REG_TIMER_DIVIDE, 0b1011).unwrap();
+        m.bus.write(1, REG_TIMER_INITIAL, 500).unwrap();
+        let deadline = m.bus.next_deadline().unwrap();
+        assert_eq!(deadline, m.clock.now() + Duration::from_nanos(500));
+        m.bus.poll();
+        assert!(m.kicks.take().is_empty());
+        m.clock.advance(Duration::from_nanos(500));
+        m.bus.poll();
+        assert_eq!(m.kicks.take(), [1]);
+        assert_eq!(m.take(1), Some(0xEC));
+        assert_eq!(m.bus.next_deadline(), None);
+    }
+
+    #[test]
+    fn the_bus_refuses_bad_configurations() {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
+        let tsc = Tsc::new(1, clock.now()).unwrap();
+        let kicks = Arc::new(Kicks::default());
+        assert_eq!(
+            ApicBus::new(vec![], kicks.clone()).err(),
+            Some(ApicBusError::NoCpus)
+        );
+        let twins = (0..2)
+            .map(|_| Arc::new(Mutex::new(LocalApic::new(4, false, clock.clone(), tsc))))
+            .collect();
+        assert_eq!(
+            ApicBus::new(twins, kicks).err(),
+            Some(ApicBusError::DuplicateId(4))
+        );
+        let m = machine(1);
+        assert_eq!(
+            m.bus.attach_ioapic(&m.ioapic),
+            Err(ApicBusError::IoApicAttached)
+        );
+        assert_eq!(
+            m.bus.read(1, REG_ID),
+            Err(ApicBusError::NoSuchCpu { cpu: 1, count: 1 })
+        );
+        assert_eq!(
+            Tsc::new(0, clock.now()).err(),
+            Some(LapicError::TscFrequency)
+        );
+    }
+}
