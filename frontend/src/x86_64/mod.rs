@@ -8,6 +8,7 @@ pub mod flags;
 pub mod flat;
 #[cfg(target_arch = "x86_64")]
 pub mod sse;
+pub mod sys;
 pub mod system;
 pub mod translate;
 #[cfg(target_arch = "x86_64")]
