@@ -1112,6 +1112,17 @@ mod tests {
     }
 
     #[test]
+    fn with_the_apic_globally_disabled_lint0_is_the_intr_pin() {
+        let (mut a, _) = apic(1, false);
+        assert!(a.write_msr(MSR_IA32_APIC_BASE, APIC_DEFAULT_BASE));
+        a.set_lint(0, true);
+        assert!(a.ext_int_pending());
+        assert!(a.has_event());
+        a.set_lint(0, false);
+        assert!(!a.has_event());
+    }
+
+    #[test]
     fn an_ap_ignores_lint0_while_it_is_masked() {
         let (mut a, _) = apic(1, false);
         a.set_lint(0, true);
