@@ -170,7 +170,10 @@ impl ApicBus {
         }
     }
 
-    /// The earliest timer deadline of all local APICs.
+    /// The earliest timer deadline of all local APICs. It moves only through a vCPU's own
+    /// register or MSR write (initial count, LVT timer, `IA32_TSC_DEADLINE`) and through
+    /// [`ApicBus::poll`]: a machine with a separate timer thread wakes it after those writes;
+    /// a JIT vCPU loop simply re-reads it before it next waits.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.lapics
             .iter()
