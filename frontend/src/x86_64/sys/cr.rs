@@ -201,3 +201,107 @@ pub fn write_cr8(s: &mut SystemState, value: u64) -> Result<(), Exception> {
     s.cr8 = value;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::msr::{EFER_LMA, EFER_LME};
+    use super::super::seg::{Segment, ATTR_L};
+    use super::*;
+
+    fn gp<T: std::fmt::Debug>(r: Result<T, Exception>) -> bool {
+        matches!(r, Err(e) if e == Exception::gp(0))
+    }
+
+    #[test]
+    fn paging_needs_protection_and_cd_is_needed_for_nw() {
+        let mut s = SystemState::reset();
+        assert!(gp(write_cr0(&mut s, CR0_PG)));
+        assert!(gp(write_cr0(&mut s, CR0_PE | CR0_NW)));
+        assert!(gp(write_cr0(&mut s, CR0_PE | 1 << 32)));
+        assert!(gp(write_cr0(&mut s, CR0_PE | 1 << 6)));
+        assert_eq!(write_cr0(&mut s, CR0_PE), Ok(Flush::All));
+        assert_eq!(s.cr0, CR0_PE | CR0_ET, "ET is hard-wired");
+    }
+
+    #[test]
+    fn paging_with_lme_enters_ia32e_mode_and_needs_pae() {
+        let mut s = SystemState::reset();
+        write_cr0(&mut s, CR0_PE).unwrap();
+        s.msrs.efer = EFER_LME;
+        assert!(gp(write_cr0(&mut s, CR0_PE | CR0_PG)));
+        assert_eq!(s.msrs.efer & EFER_LMA, 0);
+        write_cr4(&mut s, CR4_PAE).unwrap();
+        write_cr0(&mut s, CR0_PE | CR0_PG).unwrap();
+        assert_ne!(s.msrs.efer & EFER_LMA, 0);
+        assert!(s.long_mode());
+        // PAE cannot go away in IA-32e mode.
+        assert!(gp(write_cr4(&mut s, 0)));
+        // Nor can paging, from 64-bit code.
+        s.seg_mut(Segment::Cs).attr |= ATTR_L;
+        assert!(gp(write_cr0(&mut s, CR0_PE)));
+        // From compatibility mode it leaves IA-32e mode.
+        s.seg_mut(Segment::Cs).attr &= !ATTR_L;
+        write_cr0(&mut s, CR0_PE).unwrap();
+        assert_eq!(s.msrs.efer & EFER_LMA, 0);
+    }
+
+    #[test]
+    fn toggling_wp_flushes_everything() {
+        let mut s = SystemState::reset();
+        write_cr0(&mut s, CR0_PE).unwrap();
+        assert_eq!(write_cr0(&mut s, CR0_PE | CR0_WP), Ok(Flush::All));
+        assert_eq!(write_cr0(&mut s, CR0_PE | CR0_WP | CR0_TS), Ok(Flush::None));
+    }
+
+    #[test]
+    fn cr4_refuses_reserved_and_unsupported_bits_la57_among_them() {
+        let mut s = SystemState::reset();
+        for bit in [CR4_LA57, 1 << 13, 1 << 16, 1 << 18, 1 << 22, 1 << 32] {
+            assert!(gp(write_cr4(&mut s, bit)), "{bit:#x}");
+        }
+        assert_eq!(
+            write_cr4(&mut s, CR4_PAE | CR4_PGE | CR4_SMEP | CR4_SMAP),
+            Ok(Flush::All)
+        );
+        assert_eq!(
+            write_cr4(&mut s, CR4_PAE | CR4_PGE | CR4_SMEP | CR4_SMAP | CR4_OSFXSR),
+            Ok(Flush::None)
+        );
+    }
+
+    #[test]
+    fn pcide_needs_ia32e_mode_and_a_zero_pcid() {
+        let mut s = SystemState::reset();
+        assert!(gp(write_cr4(&mut s, CR4_PCIDE)));
+        s.msrs.efer = EFER_LME | EFER_LMA;
+        s.cr4 = CR4_PAE;
+        s.cr3 = 0x1001;
+        assert!(gp(write_cr4(&mut s, CR4_PAE | CR4_PCIDE)));
+        s.cr3 = 0x1000;
+        write_cr4(&mut s, CR4_PAE | CR4_PCIDE).unwrap();
+    }
+
+    #[test]
+    fn cr3_loads_flush_non_global_translations_unless_told_not_to() {
+        let mut s = SystemState::reset();
+        s.msrs.efer = EFER_LME | EFER_LMA;
+        s.cr4 = CR4_PAE;
+        assert_eq!(write_cr3(&mut s, 0x5000), Ok(Flush::NonGlobal));
+        assert!(gp(write_cr3(&mut s, 1 << 40)));
+        s.cr4 |= CR4_PCIDE;
+        assert_eq!(write_cr3(&mut s, 0x6000 | CR3_NOFLUSH), Ok(Flush::None));
+        assert_eq!(s.cr3, 0x6000, "bit 63 is not stored");
+        assert_eq!(
+            write_cr3(&mut s, 0x6001 | CR3_NOFLUSH),
+            Ok(Flush::NonGlobal)
+        );
+    }
+
+    #[test]
+    fn cr8_holds_four_bits() {
+        let mut s = SystemState::reset();
+        write_cr8(&mut s, 0xf).unwrap();
+        assert!(write_cr8(&mut s, 0x10).is_err());
+        assert_eq!(s.cr8, 0xf);
+    }
+}

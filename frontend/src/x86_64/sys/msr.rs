@@ -245,3 +245,172 @@ impl SystemState {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::cr::{CR0_PE, CR0_PG, CR4_PAE};
+    use super::super::GP;
+    use super::*;
+
+    fn gp(r: Result<(), Exception>) -> bool {
+        matches!(r, Err(e) if e.vector == GP && e.error_code == Some(0))
+    }
+
+    #[test]
+    fn reset_values_are_those_of_the_bootstrap_processor() {
+        let s = SystemState::reset();
+        assert_eq!(s.rdmsr(MSR_APIC_BASE, 0), Ok(0xfee0_0900));
+        assert_eq!(s.rdmsr(MSR_PAT, 0), Ok(0x0007_0406_0007_0406));
+        assert_eq!(s.rdmsr(MSR_EFER, 0), Ok(0));
+    }
+
+    #[test]
+    fn unknown_msrs_are_gp_both_ways() {
+        let mut s = SystemState::reset();
+        for index in [0x0, 0x1b + 1, 0x200, 0x2ff, 0xc000_0104, 0x4b56_4d00] {
+            assert_eq!(s.rdmsr(index, 0), Err(Exception::gp(0)), "{index:#x}");
+            assert!(gp(s.wrmsr(index, 0, 0)), "{index:#x}");
+        }
+    }
+
+    #[test]
+    fn mtrrs_are_gp_because_cpuid_does_not_advertise_them() {
+        let s = SystemState::reset();
+        for index in [0xfe, 0x2ff, 0x200, 0x250] {
+            assert!(s.rdmsr(index, 0).is_err());
+        }
+    }
+
+    #[test]
+    fn efer_accepts_sce_lme_nxe_and_refuses_reserved_bits() {
+        let mut s = SystemState::reset();
+        s.wrmsr(MSR_EFER, EFER_SCE | EFER_LME | EFER_NXE, 0)
+            .unwrap();
+        assert_eq!(s.rdmsr(MSR_EFER, 0), Ok(EFER_SCE | EFER_LME | EFER_NXE));
+        assert!(gp(s.wrmsr(MSR_EFER, 1 << 1, 0)));
+        assert!(gp(s.wrmsr(MSR_EFER, 1 << 12, 0)));
+    }
+
+    #[test]
+    fn efer_lma_is_owned_by_the_processor() {
+        let mut s = SystemState::reset();
+        s.wrmsr(MSR_EFER, EFER_LMA, 0).unwrap();
+        assert_eq!(
+            s.msrs.efer & EFER_LMA,
+            0,
+            "writing LMA does not enter IA-32e mode"
+        );
+        s.msrs.efer = EFER_LME | EFER_LMA;
+        s.cr0 = CR0_PE | CR0_PG;
+        s.cr4 = CR4_PAE;
+        s.wrmsr(MSR_EFER, EFER_LME | EFER_NXE, 0).unwrap();
+        assert_eq!(
+            s.msrs.efer,
+            EFER_LME | EFER_LMA | EFER_NXE,
+            "nor does clearing it leave"
+        );
+    }
+
+    #[test]
+    fn efer_lme_cannot_change_while_paging_is_on() {
+        let mut s = SystemState::reset();
+        s.cr0 = CR0_PE | CR0_PG;
+        assert!(gp(s.wrmsr(MSR_EFER, EFER_LME, 0)));
+        s.wrmsr(MSR_EFER, EFER_NXE, 0).unwrap();
+    }
+
+    #[test]
+    fn base_and_entry_msrs_must_be_canonical() {
+        let mut s = SystemState::reset();
+        for index in [
+            MSR_LSTAR,
+            MSR_CSTAR,
+            MSR_FS_BASE,
+            MSR_GS_BASE,
+            MSR_KERNEL_GS_BASE,
+            MSR_SYSENTER_ESP,
+            MSR_SYSENTER_EIP,
+        ] {
+            assert!(gp(s.wrmsr(index, 0x0000_8000_0000_0000, 0)), "{index:#x}");
+            s.wrmsr(index, 0xffff_8000_1234_5678, 0).unwrap();
+            assert_eq!(s.rdmsr(index, 0), Ok(0xffff_8000_1234_5678), "{index:#x}");
+        }
+    }
+
+    #[test]
+    fn fs_and_gs_base_are_the_segment_bases() {
+        let mut s = SystemState::reset();
+        s.wrmsr(MSR_FS_BASE, 0x7000, 0).unwrap();
+        s.wrmsr(MSR_GS_BASE, 0x8000, 0).unwrap();
+        assert_eq!(s.seg(Segment::Fs).base, 0x7000);
+        assert_eq!(s.seg(Segment::Gs).base, 0x8000);
+    }
+
+    #[test]
+    fn star_takes_any_value_fmask_and_tsc_aux_only_32_bits() {
+        let mut s = SystemState::reset();
+        s.wrmsr(MSR_STAR, 0x0023_0010_dead_beef, 0).unwrap();
+        assert_eq!(s.rdmsr(MSR_STAR, 0), Ok(0x0023_0010_dead_beef));
+        s.wrmsr(MSR_FMASK, 0x4_7700, 0).unwrap();
+        assert!(gp(s.wrmsr(MSR_FMASK, 1 << 32, 0)));
+        s.wrmsr(MSR_TSC_AUX, 7, 0).unwrap();
+        assert!(gp(s.wrmsr(MSR_TSC_AUX, 1 << 40, 0)));
+        assert_eq!(s.rdmsr(MSR_TSC_AUX, 0), Ok(7));
+    }
+
+    #[test]
+    fn the_tsc_runs_with_the_host_from_the_value_written() {
+        let mut s = SystemState::reset();
+        assert_eq!(s.rdmsr(MSR_TSC, 1000), Ok(1000));
+        s.wrmsr(MSR_TSC, 50, 1000).unwrap();
+        assert_eq!(s.rdmsr(MSR_TSC, 1000), Ok(50));
+        assert_eq!(s.rdmsr(MSR_TSC, 1500), Ok(550));
+    }
+
+    #[test]
+    fn pat_entries_must_be_memory_types() {
+        let mut s = SystemState::reset();
+        s.wrmsr(MSR_PAT, 0x0706_0504_0100_0706, 0).unwrap();
+        for bad in [2u64, 3, 8, 0xff] {
+            assert!(gp(s.wrmsr(MSR_PAT, bad << 24, 0)), "type {bad}");
+        }
+        assert_eq!(s.rdmsr(MSR_PAT, 0), Ok(0x0706_0504_0100_0706));
+    }
+
+    #[test]
+    fn apic_base_keeps_bsp_and_refuses_x2apic_and_reserved_bits() {
+        let mut s = SystemState::reset();
+        s.wrmsr(MSR_APIC_BASE, 0xfed0_0000 | APIC_BASE_EN, 0)
+            .unwrap();
+        assert_eq!(
+            s.rdmsr(MSR_APIC_BASE, 0),
+            Ok(0xfed0_0000 | APIC_BASE_EN | APIC_BASE_BSP)
+        );
+        assert!(gp(s.wrmsr(
+            MSR_APIC_BASE,
+            0xfee0_0000 | APIC_BASE_EN | 1 << 10,
+            0
+        )));
+        assert!(gp(s.wrmsr(MSR_APIC_BASE, 1 << 45, 0)));
+    }
+
+    #[test]
+    fn sysenter_and_misc_enable_are_accepted() {
+        let mut s = SystemState::reset();
+        s.wrmsr(MSR_SYSENTER_CS, 0x10, 0).unwrap();
+        s.wrmsr(MSR_MISC_ENABLE, 1 | 1 << 22, 0).unwrap();
+        assert_eq!(s.rdmsr(MSR_SYSENTER_CS, 0), Ok(0x10));
+        assert_eq!(s.rdmsr(MSR_MISC_ENABLE, 0), Ok(1 | 1 << 22));
+    }
+
+    #[test]
+    fn the_msr_file_round_trips_through_its_state() {
+        let mut s = SystemState::reset();
+        s.wrmsr(MSR_LSTAR, 0xffff_ffff_8100_0000, 0).unwrap();
+        s.wrmsr(MSR_TSC, 99, 0).unwrap();
+        let saved = s.msrs.state();
+        let back = Msrs::from_state(&saved);
+        assert_eq!(back, s.msrs);
+        assert_ne!(back, Msrs::default());
+    }
+}
