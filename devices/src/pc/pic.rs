@@ -836,6 +836,35 @@ mod tests {
     }
 
     #[test]
+    fn special_fully_nested_mode_lets_a_higher_slave_irq_through_the_cascade_in_service() {
+        let mut pic = Pic::new();
+        linux_init(&mut pic, 0, 0);
+        out(&mut pic, 0x20, 0x11);
+        out(&mut pic, 0x21, 0x20);
+        out(&mut pic, 0x21, 0x04);
+        out(&mut pic, 0x21, 0x11); // 8086, special fully nested
+        out(&mut pic, 0x21, 0x00);
+        pic.pin(12).unwrap().set_level(true);
+        assert_eq!(pic.acknowledge(), 0x2c);
+        // Lower priority on the slave: blocked by the slave's own ISR.
+        pic.pin(14).unwrap().set_level(true);
+        assert!(!pic.intr());
+        // Higher priority on the slave: through, although the master has IR2 in service.
+        pic.pin(9).unwrap().set_level(true);
+        assert!(pic.intr());
+        assert_eq!(pic.acknowledge(), 0x29);
+    }
+
+    #[test]
+    fn without_special_fully_nested_mode_the_cascade_in_service_blocks_the_slave() {
+        let (pic, _intr) = pic_with_output();
+        pic.pin(12).unwrap().set_level(true);
+        assert_eq!(pic.acknowledge(), 0x2c);
+        pic.pin(9).unwrap().set_level(true);
+        assert!(!pic.intr());
+    }
+
+    #[test]
     fn poll_command_returns_the_highest_request_and_puts_it_in_service() {
         let (mut pic, _intr) = pic_with_output();
         assert_eq!(

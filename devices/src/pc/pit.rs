@@ -306,7 +306,7 @@ impl Counter {
         self.s.switch_tick = None;
         self.s.out_before_load = out_before_load;
         self.s.paused = (!self.s.gate && matches!(self.mode(), 0 | 4)).then_some(0);
-        if self.s.null_until.is_some() {
+        if self.null_count(t) {
             self.s.null_until = Some(t + 1);
         }
     }
@@ -405,7 +405,7 @@ impl Counter {
                 if !high && self.s.paused.is_none() {
                     self.s.paused = Some(self.pulses(t).unwrap_or(0));
                 } else if let Some(e) = self.s.paused.filter(|_| high) {
-                    self.s.start_tick = t.max(self.s.load_tick) - e;
+                    self.s.start_tick = t.max(self.s.load_tick).saturating_sub(e);
                     self.s.paused = None;
                 }
             }
@@ -498,7 +498,8 @@ impl PitInner {
     /// The tick at `now`.
     fn tick_at(&self, now: Instant) -> u64 {
         let nanos = now.saturating_duration_since(self.epoch).as_nanos();
-        self.epoch_tick + (nanos * u128::from(PIT_HZ) / 1_000_000_000) as u64
+        self.epoch_tick
+            .saturating_add((nanos * u128::from(PIT_HZ) / 1_000_000_000) as u64)
     }
 
     fn now_tick(&self) -> u64 {
@@ -1061,14 +1062,14 @@ mod tests {
         let start = rig.clock.now();
         let mut reads = 0u32;
         while rig.inb(0x61) & 0x20 == 0 {
-            rig.clock.advance(Duration::from_micros(1));
+            rig.clock.advance(Duration::from_nanos(100));
             reads += 1;
-            assert!(reads < 100_000, "OUT 2 never rose");
+            assert!(reads < 1_000_000, "OUT 2 never rose");
         }
         let elapsed = rig.clock.now() - start;
         // (latch + 1) pulses.
         let expected = ticks(u64::from(latch) + 1);
-        assert!(elapsed >= expected && elapsed < expected + Duration::from_micros(2));
+        assert!(elapsed >= expected && elapsed < expected + Duration::from_nanos(100));
         assert!(elapsed.as_secs_f64() > 0.0499 && elapsed.as_secs_f64() < 0.0501);
         // Counter 2 is no IRQ.
         assert_eq!(rig.irq0.rising_edges(), 0);
@@ -1106,6 +1107,55 @@ mod tests {
         assert_eq!(rig.inb(0x61) & 0x20, 0, "low while counting");
         rig.clock.advance(ticks(101) - ticks(2));
         assert_eq!(rig.inb(0x61) & 0x20, 0x20, "high at terminal count");
+    }
+
+    #[test]
+    fn mode_1_retriggered_while_counting_starts_the_one_shot_over() {
+        let mut rig = Rig::new();
+        rig.out(0x43, 0xb2);
+        rig.out(0x42, 100);
+        rig.out(0x42, 0);
+        rig.out(0x61, 0x01);
+        rig.clock.advance(ticks(51));
+        rig.out(0x61, 0x00);
+        rig.out(0x61, 0x01); // retrigger at tick 51
+        rig.clock.advance(ticks(51 + 100) - ticks(51));
+        assert_eq!(rig.inb(0x61) & 0x20, 0, "still counting the new one-shot");
+        rig.clock.advance(ticks(52 + 100) - ticks(51 + 100));
+        assert_eq!(rig.inb(0x61) & 0x20, 0x20);
+    }
+
+    #[test]
+    fn mode_5_strobes_out_low_for_one_pulse_n_after_the_gate_trigger() {
+        let mut rig = Rig::new();
+        rig.out(0x43, 0xba); // counter 2, LSB then MSB, mode 5
+        rig.out(0x42, 10);
+        rig.out(0x42, 0);
+        rig.clock.advance(ticks(100));
+        assert_eq!(rig.inb(0x61) & 0x20, 0x20, "no strobe without a trigger");
+        rig.out(0x61, 0x01);
+        rig.clock.advance(ticks(110) - ticks(100));
+        assert_eq!(rig.inb(0x61) & 0x20, 0x20);
+        rig.clock.advance(ticks(111) - ticks(110));
+        assert_eq!(rig.inb(0x61) & 0x20, 0, "the strobe");
+        rig.clock.advance(ticks(112) - ticks(111));
+        assert_eq!(rig.inb(0x61) & 0x20, 0x20);
+    }
+
+    #[test]
+    fn mode_3_counts_down_by_two_in_each_half_period() {
+        let mut rig = Rig::new();
+        rig.out(0x43, 0x36);
+        rig.out(0x40, 100);
+        rig.out(0x40, 0);
+        rig.clock.advance(ticks(1 + 10));
+        assert_eq!(rig.read_word(0x40), 80);
+        rig.clock.advance(ticks(1 + 60) - ticks(1 + 10));
+        assert_eq!(
+            rig.read_word(0x40),
+            80,
+            "second half: reloaded, ten pulses in"
+        );
     }
 
     #[test]
