@@ -16,12 +16,20 @@
 //! whatever the host instruction leaves is taken back. Where processors differ from the SDM
 //! (`fcomi` and `fcmov` leave C1; `fld st(i)` of an empty register on a full stack reports
 //! the underflow), this module follows the processor; the differential tests in
-//! `tests/x86_64_exec.rs` compare random x87 code with the host CPU.
+//! `tests/x86_64_exec.rs` and `tests/x86_64_x87.rs` compare x87 code with the host CPU.
+//!
+//! Stack faults never reach the host (its stack holds only the operands), so their masked
+//! responses are Rust, after the SDM (section 8.5.1.1, #IS: the destination gets the real
+//! indefinite, C1 = 0 for an underflow and 1 for an overflow) and, for the codes it leaves
+//! undefined, after the processor: an underflowing arithmetic instruction leaves C0, C2 and
+//! C3 alone; `fsin`, `fcos`, `fptan`, `fsincos`, `fprem` and `fprem1` clear C2 (their
+//! operand was not "out of range", their reduction not "incomplete"); `fptan`, `fsincos`
+//! and `fxtract` write the indefinite to both ST(1) and the pushed ST(0), for an empty ST(0)
+//! as for a full ST(7); `ffree` clears C1.
 //!
 //! Gaps: unmasked x87 exceptions are not delivered (#MF); the flag, ES and B are set and the
 //! masked response is taken. The instruction and data pointers (FIP/FDP/FOP) read as zero.
-//! Not implemented (#UD): `fnsave`/`frstor`, `fbld`/`fbstp`, `fxtract`'s and `fptan`'s
-//! stack-overflow corner cases follow the generic push, not a processor trace.
+//! Not implemented (#UD): `fnsave`/`frstor`, `fbld`/`fbstp`.
 
 use core::arch::asm;
 
@@ -776,29 +784,34 @@ pub fn exec(f: &mut Fpu, d: &Desc, lo: u64, hi: u64) -> u64 {
             let dst_ok = !f.empty(dst_i);
             if d.fmt != Fmt::Reg {
                 let dst = f.get(0);
-                let (r, st) = if dst_ok {
-                    arith_mem(f, d.sub & 3, d.rev, d.fmt, dst, lo).unwrap_or((INDEFINITE, sw::IE))
+                let r = if dst_ok {
+                    let (r, st) = arith_mem(f, d.sub & 3, d.rev, d.fmt, dst, lo)
+                        .unwrap_or((INDEFINITE, sw::IE));
+                    f.merge(st, sw::CC);
+                    r
                 } else {
-                    (INDEFINITE, 0)
+                    // Underflow (recorded by `get`): C0, C2 and C3 stay as they were.
+                    INDEFINITE
                 };
-                f.merge(st, sw::CC);
                 f.set(0, r);
                 return out;
             }
             let src = f.get(src_i);
             let dst = f.get(dst_i);
             let (a, b) = if d.rev { (src, dst) } else { (dst, src) };
-            let (r, st) = if src_ok && dst_ok {
-                match d.sub & 3 {
+            let r = if src_ok && dst_ok {
+                let (r, st) = match d.sub & 3 {
                     0 => run2!("fadd st, st(1)", cw, f.sw, a, b),
                     1 => run2!("fsub st, st(1)", cw, f.sw, a, b),
                     2 => run2!("fmul st, st(1)", cw, f.sw, a, b),
                     _ => run2!("fdiv st, st(1)", cw, f.sw, a, b),
-                }
+                };
+                f.merge(st, sw::CC);
+                r
             } else {
-                (INDEFINITE, 0)
+                // Underflow (recorded by `get`): C0, C2 and C3 stay as they were.
+                INDEFINITE
             };
-            f.merge(st, sw::CC);
             f.set(dst_i, r);
             for _ in 0..d.pops {
                 f.pop();
@@ -829,6 +842,11 @@ pub fn exec(f: &mut Fpu, d: &Desc, lo: u64, hi: u64) -> u64 {
                 ZERO
             };
             if !ok {
+                // Underflow (C1 cleared by `get`); fprem's C2 ("reduction incomplete") is
+                // cleared too, C0 and C3 stay.
+                if d.op == Op::Prem {
+                    f.sw &= !sw::C2;
+                }
                 f.set(0, INDEFINITE);
             } else {
                 let (r, st) = match (d.op, d.sub) {
@@ -939,9 +957,27 @@ pub fn exec(f: &mut Fpu, d: &Desc, lo: u64, hi: u64) -> u64 {
             });
         }
         Op::Trans1 => {
-            let Some(a) = f.st(0) else {
-                f.underflow();
+            // fptan, fsincos and fxtract push a second result.
+            let pushes = d.sub >= 3;
+            let Some(a) = f.st(0).filter(|_| !pushes || f.empty(7)) else {
+                // Stack fault: an empty ST(0) is an underflow (C1 = 0) even when ST(7) is
+                // full too; else the push overflows (C1 = 1). Nothing is computed: both
+                // results are the indefinite, and C2 ("operand out of range" for the
+                // trigonometric ones) is clear.
+                if f.empty(0) {
+                    f.underflow();
+                } else {
+                    f.raise(sw::IE | sw::SF);
+                    f.sw |= sw::C1;
+                }
+                if (1..=4).contains(&d.sub) {
+                    f.sw &= !sw::C2;
+                }
                 f.set(0, INDEFINITE);
+                if pushes {
+                    f.top = (f.top + 7) & 7;
+                    f.set(0, INDEFINITE);
+                }
                 return out;
             };
             let (r, r2, st) = match d.sub {
@@ -982,6 +1018,8 @@ pub fn exec(f: &mut Fpu, d: &Desc, lo: u64, hi: u64) -> u64 {
             f.top = if d.sub == 0 { f.top + 1 } else { f.top + 7 } & 7;
         }
         Op::Free => {
+            // The SDM leaves all four condition codes undefined; processors clear C1.
+            f.sw &= !sw::C1;
             let p = f.phys(d.i);
             f.tags &= !(1 << p);
         }
