@@ -540,3 +540,288 @@ pub fn lldt<M: PhysMem + ?Sized>(
     };
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testmem::machine::{self, *};
+    use super::super::{GP, NP, SS};
+    use super::*;
+
+    fn err(r: Result<impl std::fmt::Debug, Exception>) -> (u8, Option<u32>) {
+        let e = r.expect_err("an exception");
+        (e.vector, e.error_code)
+    }
+
+    #[test]
+    fn descriptors_decode_base_limit_and_attributes() {
+        // Flat 4 GiB kernel data: G, D/B, P, DPL 0, writable data.
+        let d = Descriptor(0x00cf_9300_0000_ffff);
+        assert_eq!(d.base(), 0);
+        assert_eq!(d.limit(), 0xffff_ffff);
+        assert_eq!(
+            d.attr(),
+            ATTR_G | ATTR_DB | ATTR_P | ATTR_S | ATTR_RW | ATTR_ACCESSED
+        );
+        assert_eq!(d.dpl(), 0);
+        // Byte granular, base 0x12345678, limit 0xabcde, DPL 3, 64-bit code.
+        let d = Descriptor(0x122a_fb34_5678_bcde);
+        assert_eq!(d.base(), 0x1234_5678);
+        assert_eq!(d.limit(), 0xa_bcde);
+        assert_eq!(d.dpl(), 3);
+        assert!(d.is_code());
+        assert_ne!(d.attr() & ATTR_L, 0);
+        assert_eq!(d.attr() & ATTR_G, 0);
+        assert!(!d.present() || d.attr() & ATTR_P != 0);
+    }
+
+    #[test]
+    fn a_null_data_selector_loads_an_unusable_register() {
+        let (mut s, _, mut m) = machine::new();
+        s.seg_mut(Segment::Fs).base = 0x1234;
+        load_data(&mut s, &mut m, Segment::Fs, 3).unwrap();
+        assert_eq!(*s.seg(Segment::Fs), SegmentCache::null(3));
+    }
+
+    #[test]
+    fn loading_a_data_segment_checks_dpl_against_cpl_and_rpl() {
+        let (mut s, _, mut m) = machine::new();
+        // CPL 3 cannot load kernel data...
+        assert_eq!(
+            err(load_data(&mut s, &mut m, Segment::Ds, KDATA)),
+            (GP, Some(0x18))
+        );
+        // ...but can load user data, with any RPL <= 3.
+        load_data(&mut s, &mut m, Segment::Ds, UDATA).unwrap();
+        assert_eq!(s.seg(Segment::Ds).limit, 0xffff_ffff);
+        // At CPL 0 an RPL above the DPL refuses kernel data.
+        s.cpl = 0;
+        assert_eq!(
+            err(load_data(&mut s, &mut m, Segment::Es, KDATA | 3)),
+            (GP, Some(0x18))
+        );
+        load_data(&mut s, &mut m, Segment::Es, KDATA).unwrap();
+    }
+
+    #[test]
+    fn readable_code_loads_into_data_registers_execute_only_code_does_not() {
+        let (mut s, _, mut m) = machine::new();
+        // Conforming readable code skips the privilege check.
+        load_data(&mut s, &mut m, Segment::Ds, KCODE_CONF | 3).unwrap();
+        s.cpl = 0;
+        assert_eq!(
+            err(load_data(&mut s, &mut m, Segment::Ds, KCODE_XO)),
+            (GP, Some(0x60))
+        );
+    }
+
+    #[test]
+    fn system_descriptors_and_selectors_past_the_limit_are_gp() {
+        let (mut s, _, mut m) = machine::new();
+        s.cpl = 0;
+        assert_eq!(
+            err(load_data(&mut s, &mut m, Segment::Ds, TSS_SEL)),
+            (GP, Some(0x40))
+        );
+        assert_eq!(
+            err(load_data(&mut s, &mut m, Segment::Ds, 0xa0)),
+            (GP, Some(0xa0))
+        );
+        assert_eq!(
+            err(load_data(&mut s, &mut m, Segment::Ds, 0x98)),
+            (GP, Some(0x98)),
+            "the 8 bytes must fit the limit 0x9f"
+        );
+    }
+
+    #[test]
+    fn a_not_present_data_segment_is_np_and_sets_no_accessed_bit() {
+        let (mut s, _, mut m) = machine::new();
+        assert_eq!(
+            err(load_data(&mut s, &mut m, Segment::Gs, UDATA_NP | 3)),
+            (NP, Some(0x70))
+        );
+        assert_eq!(m.get(GDT + 0x70) & (1 << 40), 0);
+    }
+
+    #[test]
+    fn loading_a_segment_sets_its_accessed_bit_in_memory() {
+        let (mut s, _, mut m) = machine::new();
+        m.set(GDT + 0x28, 0x00cf_f200_0000_ffff);
+        load_data(&mut s, &mut m, Segment::Ds, UDATA).unwrap();
+        assert_eq!(m.get(GDT + 0x28), 0x00cf_f300_0000_ffff);
+        assert_ne!(s.seg(Segment::Ds).attr & ATTR_ACCESSED, 0);
+    }
+
+    #[test]
+    fn ti_selects_the_ldt() {
+        let (mut s, _, mut m) = machine::new();
+        load_data(&mut s, &mut m, Segment::Es, 0x0f).unwrap();
+        assert_eq!(s.seg(Segment::Es).selector, 0x0f);
+        // Past the LDT's limit (0xf).
+        assert_eq!(
+            err(load_data(&mut s, &mut m, Segment::Es, 0x17)),
+            (GP, Some(0x14))
+        );
+        s.ldtr = SegmentCache::null(0);
+        assert_eq!(
+            err(load_data(&mut s, &mut m, Segment::Es, 0x0f)),
+            (GP, Some(0x0c))
+        );
+    }
+
+    #[test]
+    fn ss_must_be_writable_data_at_cpl_with_rpl_cpl() {
+        let (mut s, _, mut m) = machine::new();
+        load_ss(&mut s, &mut m, UDATA).unwrap();
+        assert_eq!(
+            err(load_ss(&mut s, &mut m, UDATA & !3)),
+            (GP, Some(0x28)),
+            "RPL != CPL"
+        );
+        assert_eq!(
+            err(load_ss(&mut s, &mut m, UCODE)),
+            (GP, Some(0x30)),
+            "code"
+        );
+        assert_eq!(
+            err(load_ss(&mut s, &mut m, UDATA_RO | 3)),
+            (GP, Some(0x90)),
+            "read-only"
+        );
+        assert_eq!(
+            err(load_ss(&mut s, &mut m, UDATA_NP | 3)),
+            (SS, Some(0x70)),
+            "not present"
+        );
+        s.cpl = 0;
+        assert_eq!(
+            err(load_ss(&mut s, &mut m, UDATA & !3)),
+            (GP, Some(0x28)),
+            "DPL != CPL"
+        );
+    }
+
+    #[test]
+    fn a_null_ss_is_allowed_only_in_64_bit_mode_below_cpl_3() {
+        let (mut s, _, mut m) = machine::new();
+        assert_eq!(err(load_ss(&mut s, &mut m, 3)), (GP, Some(0)));
+        s.cpl = 0;
+        load_ss(&mut s, &mut m, 0).unwrap();
+        assert_eq!(s.seg(Segment::Ss).selector, 0);
+        assert_eq!(
+            err(load_ss(&mut s, &mut m, 1)),
+            (GP, Some(0)),
+            "RPL must be CPL"
+        );
+        // In compatibility mode a null SS is #GP(0) at any CPL.
+        *s.seg_mut(Segment::Cs) = Descriptor(0x00cf_9b00_0000_ffff).cache(KCODE32);
+        assert_eq!(err(load_ss(&mut s, &mut m, 0)), (GP, Some(0)));
+    }
+
+    #[test]
+    fn far_jumps_stay_at_cpl_and_check_the_code_segment() {
+        let (mut s, _, mut m) = machine::new();
+        let (cs, cpl) = check_far_cs(&s, &mut m, UCODE32, FarKind::JmpCall).unwrap();
+        assert_eq!((cs.selector, cpl), (UCODE32, 3));
+        assert_eq!(cs.attr & ATTR_L, 0);
+        assert_eq!(
+            err(check_far_cs(&s, &mut m, KCODE, FarKind::JmpCall)),
+            (GP, Some(0x10))
+        );
+        assert_eq!(
+            err(check_far_cs(&s, &mut m, 0, FarKind::JmpCall)),
+            (GP, Some(0))
+        );
+        assert_eq!(
+            err(check_far_cs(&s, &mut m, UDATA, FarKind::JmpCall)),
+            (GP, Some(0x28))
+        );
+        // Conforming code of DPL 0 is reachable from CPL 3 and runs at CPL 3.
+        let (cs, cpl) = check_far_cs(&s, &mut m, KCODE_CONF, FarKind::JmpCall).unwrap();
+        assert_eq!((cs.selector, cpl), (KCODE_CONF | 3, 3));
+        s.cpl = 0;
+        assert_eq!(
+            err(check_far_cs(&s, &mut m, KCODE_NP, FarKind::JmpCall)),
+            (NP, Some(0x38))
+        );
+        assert_eq!(
+            err(check_far_cs(&s, &mut m, KCODE_LD, FarKind::JmpCall)),
+            (GP, Some(0x88))
+        );
+    }
+
+    #[test]
+    fn call_gates_are_not_supported_and_gp() {
+        let (s, _, mut m) = machine::new();
+        assert_eq!(
+            err(check_far_cs(&s, &mut m, CALL_GATE | 3, FarKind::JmpCall)),
+            (GP, Some(0x78))
+        );
+    }
+
+    #[test]
+    fn far_returns_go_to_the_same_or_an_outer_level() {
+        let (mut s, _, mut m) = machine::new();
+        s.cpl = 0;
+        let (cs, cpl) = check_far_cs(&s, &mut m, UCODE, FarKind::Return).unwrap();
+        assert_eq!((cs.selector, cpl), (UCODE, 3));
+        assert_eq!(
+            err(check_far_cs(&s, &mut m, UCODE & !3, FarKind::Return)),
+            (GP, Some(0x30)),
+            "DPL != RPL"
+        );
+        s.cpl = 3;
+        assert_eq!(
+            err(check_far_cs(&s, &mut m, KCODE, FarKind::Return)),
+            (GP, Some(0x10)),
+            "inner"
+        );
+    }
+
+    #[test]
+    fn ltr_loads_an_available_tss_and_marks_it_busy() {
+        let (mut s, _, mut m) = machine::new();
+        // The machine ran ltr already.
+        assert_eq!(s.tr.selector, TSS_SEL);
+        assert_eq!(s.tr.base, TSS);
+        assert_eq!(s.tr.limit, 0x67);
+        assert_eq!((m.get(GDT + 0x40) >> 40) & 0xf, u64::from(SYS_TSS_BUSY));
+        s.cpl = 0;
+        assert_eq!(
+            err(ltr(&mut s, &mut m, TSS_SEL)),
+            (GP, Some(0x40)),
+            "already busy"
+        );
+        assert_eq!(err(ltr(&mut s, &mut m, KDATA)), (GP, Some(0x18)));
+        assert_eq!(err(ltr(&mut s, &mut m, 0)), (GP, Some(0)));
+        s.cpl = 3;
+        assert_eq!(
+            err(ltr(&mut s, &mut m, TSS_SEL)),
+            (GP, Some(0)),
+            "CPL 0 only"
+        );
+    }
+
+    #[test]
+    fn the_64_bit_tss_holds_rsp0_ist1_and_the_io_map_base() {
+        let (s, _, mut m) = machine::new();
+        let t = read_tss(&s, &mut m).unwrap();
+        assert_eq!(t.rsp, [RSP0, 0, 0]);
+        assert_eq!(t.ist, [IST1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(t.iomap_base, 0x68);
+        assert_eq!(
+            err(tss_read(&s, &mut m, 0x64, 1)),
+            (super::super::TS, Some(0x41))
+        );
+    }
+
+    #[test]
+    fn lldt_takes_ldt_descriptors_only() {
+        let (mut s, _, mut m) = machine::new();
+        s.cpl = 0;
+        assert_eq!(s.ldtr.base, 0x8000);
+        assert_eq!(err(lldt(&mut s, &mut m, TSS_SEL)), (GP, Some(0x40)));
+        lldt(&mut s, &mut m, 0).unwrap();
+        assert_eq!(s.ldtr.attr, 0);
+    }
+}
