@@ -495,3 +495,461 @@ pub fn swapgs(s: &mut SystemState) -> Result<(), Exception> {
     s.msrs.kernel_gs_base = gs;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testmem::machine::{self, *};
+    use super::super::testmem::TestMem;
+    use super::super::{SegmentCache, BP, NMI, UD};
+    use super::*;
+
+    const INT: u64 = 0xe;
+    const TRAP: u64 = 0xf;
+    /// Where the iretq tests put their frames.
+    const FRAME: u64 = 0x20_0800;
+
+    /// The eight-byte words at `addr`.
+    fn words(m: &TestMem, addr: u64, n: usize) -> Vec<u64> {
+        (0..n).map(|i| m.get(addr + 8 * i as u64)).collect()
+    }
+
+    fn pf(code: u32, addr: u64) -> Event {
+        Event::from(Exception::pf(code, addr))
+    }
+
+    #[test]
+    fn an_exception_from_ring_3_switches_to_rsp0_and_pushes_ss_rsp_rflags_cs_rip_error() {
+        let (mut s, mut r, mut m) = machine::new();
+        gate(&mut m, PF, INT, 0, 0, true);
+        deliver(&mut r, &mut s, &mut m, pf(0x6, 0x20_5000)).unwrap();
+        // Six words below RSP0 (already 16-byte aligned).
+        assert_eq!(r.rsp, RSP0 - 48);
+        assert_eq!(
+            words(&m, RSP0 - 48, 6),
+            [
+                0x6,
+                USER_RIP,
+                u64::from(UCODE),
+                RFLAGS_FIXED | RFLAGS_IF | RFLAGS_CF,
+                USER_RSP,
+                u64::from(UDATA)
+            ]
+        );
+        assert_eq!(r.rip, HANDLER + u64::from(PF) * 16);
+        assert_eq!(s.cpl, 0);
+        assert_eq!(s.seg(Segment::Cs).selector, KCODE);
+        assert_ne!(s.seg(Segment::Cs).attr & ATTR_L, 0);
+        assert_eq!(
+            s.seg(Segment::Ss).selector,
+            0,
+            "SS is null with RPL = new CPL"
+        );
+        assert_eq!(s.cr2, 0x20_5000);
+        assert_eq!(
+            r.rflags,
+            RFLAGS_FIXED | RFLAGS_CF,
+            "an interrupt gate clears IF"
+        );
+        // The frame bytes, little-endian, exactly.
+        let mut b = [0u8; 16];
+        m.read(RSP0 - 40, &mut b);
+        assert_eq!(
+            b,
+            [0x34, 0x12, 0x40, 0, 0, 0, 0, 0, 0x33, 0, 0, 0, 0, 0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn an_ist_gate_uses_its_stack_aligned_to_16_even_without_privilege_change() {
+        let (mut s, mut r, mut m) = machine::new();
+        m.write(TSS + 0x24, &(IST1 + 8).to_le_bytes());
+        gate(&mut m, NMI, INT, 0, 1, true);
+        let ev = Event {
+            vector: NMI,
+            kind: EventKind::Nmi,
+            error_code: None,
+            cr2: None,
+        };
+        deliver(&mut r, &mut s, &mut m, ev).unwrap();
+        assert_eq!(
+            r.rsp,
+            IST1 - 40,
+            "IST1 + 8 aligned down to IST1, five words"
+        );
+        assert_eq!(m.get(IST1 - 8), u64::from(UDATA));
+        // Again from ring 0: still the IST stack, not the current one.
+        let kernel_rsp = r.rsp - 0x100;
+        r.rsp = kernel_rsp;
+        deliver(&mut r, &mut s, &mut m, ev).unwrap();
+        assert_eq!(r.rsp, IST1 - 40);
+        assert_eq!(m.get(IST1 - 16), kernel_rsp);
+    }
+
+    #[test]
+    fn without_privilege_change_the_current_stack_is_aligned_and_ss_pushed() {
+        let (mut s, mut r, mut m) = machine::new();
+        gate(&mut m, 0x30, INT, 0, 0, true);
+        s.cpl = 0;
+        *s.seg_mut(Segment::Cs) = seg::Descriptor(0x00af_9b00_0000_ffff).cache(KCODE);
+        *s.seg_mut(Segment::Ss) = seg::Descriptor(0x00cf_9300_0000_ffff).cache(KDATA);
+        r.rsp = 0x8808;
+        deliver(&mut r, &mut s, &mut m, Event::external(0x30)).unwrap();
+        assert_eq!(r.rsp, 0x8800 - 40);
+        assert_eq!(
+            words(&m, r.rsp, 5),
+            [
+                USER_RIP,
+                u64::from(KCODE),
+                RFLAGS_FIXED | RFLAGS_IF | RFLAGS_CF,
+                0x8808,
+                u64::from(KDATA)
+            ]
+        );
+        assert_eq!(s.seg(Segment::Ss).selector, KDATA, "SS unchanged");
+    }
+
+    #[test]
+    fn a_trap_gate_leaves_if_set_both_clear_tf_nt_rf() {
+        let (mut s, mut r, mut m) = machine::new();
+        gate(&mut m, BP, TRAP, 3, 0, true);
+        r.rflags |= RFLAGS_TF | RFLAGS_NT | RFLAGS_RF | RFLAGS_AC;
+        deliver(&mut r, &mut s, &mut m, Event::software(BP)).unwrap();
+        assert_eq!(r.rflags, RFLAGS_FIXED | RFLAGS_IF | RFLAGS_CF | RFLAGS_AC);
+        assert_eq!(
+            m.get(RSP0 - 24),
+            RFLAGS_FIXED | RFLAGS_IF | RFLAGS_CF | RFLAGS_TF | RFLAGS_NT | RFLAGS_RF | RFLAGS_AC,
+            "the pushed image is the old RFLAGS"
+        );
+    }
+
+    #[test]
+    fn software_interrupts_need_gate_dpl_at_least_cpl() {
+        let (mut s, mut r, mut m) = machine::new();
+        gate(&mut m, 0x80, INT, 0, 0, true);
+        gate(&mut m, GP, INT, 0, 0, true);
+        deliver(&mut r, &mut s, &mut m, Event::software(0x80)).unwrap();
+        assert_eq!(r.rip, HANDLER + u64::from(GP) * 16, "#GP delivered instead");
+        assert_eq!(m.get(r.rsp), 0x80 * 8 + 2, "IDT bit set, EXT clear");
+        // Hardware events ignore the gate's DPL.
+        let (mut s, mut r, mut m) = machine::new();
+        gate(&mut m, 0x80, INT, 0, 0, true);
+        deliver(&mut r, &mut s, &mut m, Event::external(0x80)).unwrap();
+        assert_eq!(r.rip, HANDLER + 0x80 * 16);
+    }
+
+    #[test]
+    fn a_not_present_gate_is_np_and_a_bad_type_is_gp_with_idt_and_ext_bits() {
+        let (mut s, mut r, mut m) = machine::new();
+        gate(&mut m, 0x30, INT, 0, 0, false);
+        gate(&mut m, NP, INT, 0, 0, true);
+        deliver(&mut r, &mut s, &mut m, Event::external(0x30)).unwrap();
+        assert_eq!(r.rip, HANDLER + u64::from(NP) * 16);
+        assert_eq!(m.get(r.rsp), 0x30 * 8 + 2 + 1);
+
+        let (mut s, mut r, mut m) = machine::new();
+        gate(&mut m, 0x31, 0xc, 0, 0, true); // a call gate in the IDT
+        gate(&mut m, GP, INT, 0, 0, true);
+        deliver(&mut r, &mut s, &mut m, Event::external(0x31)).unwrap();
+        assert_eq!(r.rip, HANDLER + u64::from(GP) * 16);
+        assert_eq!(m.get(r.rsp), 0x31 * 8 + 2 + 1);
+    }
+
+    #[test]
+    fn a_vector_past_the_idt_limit_is_gp() {
+        let (mut s, mut r, mut m) = machine::new();
+        gate(&mut m, GP, INT, 0, 0, true);
+        s.idtr.limit = 0x30 * 16 + 14; // one byte short of gate 0x30
+        deliver(&mut r, &mut s, &mut m, Event::external(0x30)).unwrap();
+        assert_eq!(m.get(r.rsp), 0x30 * 8 + 3);
+    }
+
+    #[test]
+    fn the_target_code_segment_is_checked() {
+        for (sel, vector, code) in [
+            (KCODE_NP, NP, 0x38 + 1),
+            (KDATA, GP, 0x18 + 1),
+            (KCODE32, GP, 0x08 + 1),
+            (0, GP, 1),
+        ] {
+            let (mut s, mut r, mut m) = machine::new();
+            gate_to(&mut m, 0x30, sel, HANDLER, INT, 0, 0, true);
+            gate(&mut m, NP, INT, 0, 0, true);
+            gate(&mut m, GP, INT, 0, 0, true);
+            deliver(&mut r, &mut s, &mut m, Event::external(0x30)).unwrap();
+            assert_eq!(r.rip, HANDLER + u64::from(vector) * 16, "selector {sel:#x}");
+            assert_eq!(m.get(r.rsp), code, "selector {sel:#x}");
+        }
+    }
+
+    #[test]
+    fn a_non_canonical_handler_is_gp() {
+        let (mut s, mut r, mut m) = machine::new();
+        gate_to(&mut m, 0x30, KCODE, 0x0000_8000_0000_0000, INT, 0, 0, true);
+        gate(&mut m, GP, INT, 0, 0, true);
+        deliver(&mut r, &mut s, &mut m, Event::external(0x30)).unwrap();
+        assert_eq!(r.rip, HANDLER + u64::from(GP) * 16);
+        assert_eq!(m.get(r.rsp), 1);
+    }
+
+    #[test]
+    fn a_page_fault_while_delivering_a_page_fault_is_a_double_fault() {
+        let (mut s, mut r, mut m) = machine::new();
+        gate(&mut m, PF, INT, 0, 0, true);
+        gate(&mut m, DF, INT, 0, 1, true);
+        // RSP0 points at unmapped memory (PD entry 3 is absent).
+        m.write(TSS + 4, &0x80_0000u64.to_le_bytes());
+        let before = m.get(0x7f_fff8);
+        deliver(&mut r, &mut s, &mut m, pf(0x4, 0x20_5000)).unwrap();
+        assert_eq!(r.rip, HANDLER + u64::from(DF) * 16);
+        assert_eq!(r.rsp, IST1 - 48);
+        assert_eq!(m.get(r.rsp), 0, "#DF pushes error code 0");
+        assert_eq!(
+            m.get(r.rsp + 8),
+            USER_RIP,
+            "the frame is the interrupted user context"
+        );
+        assert_eq!(
+            s.cr2, 0x7f_ffd0,
+            "CR2 holds the last page fault: the frame's address"
+        );
+        assert_eq!(m.get(0x7f_fff8), before);
+    }
+
+    #[test]
+    fn a_contributory_fault_while_delivering_one_is_a_double_fault() {
+        let (mut s, mut r, mut m) = machine::new();
+        gate(&mut m, GP, INT, 0, 0, false); // #GP's gate is not present: #NP
+        gate(&mut m, NP, INT, 0, 0, true);
+        gate(&mut m, DF, INT, 0, 0, true);
+        deliver(&mut r, &mut s, &mut m, Event::from(Exception::gp(0))).unwrap();
+        assert_eq!(r.rip, HANDLER + u64::from(DF) * 16);
+    }
+
+    #[test]
+    fn a_benign_exception_lets_a_contributory_one_through() {
+        let (mut s, mut r, mut m) = machine::new();
+        gate(&mut m, UD, INT, 0, 0, false);
+        gate(&mut m, NP, INT, 0, 0, true);
+        gate(&mut m, DF, INT, 0, 0, true);
+        deliver(&mut r, &mut s, &mut m, Event::from(Exception::ud())).unwrap();
+        assert_eq!(r.rip, HANDLER + u64::from(NP) * 16);
+    }
+
+    #[test]
+    fn a_fault_while_delivering_a_double_fault_shuts_down() {
+        let (mut s, mut r, mut m) = machine::new();
+        gate(&mut m, PF, INT, 0, 0, false);
+        gate(&mut m, NP, INT, 0, 0, false);
+        // #PF → #NP (gate absent) → #DF (gate absent too) → #NP → shutdown.
+        assert_eq!(
+            deliver(&mut r, &mut s, &mut m, pf(0, 0x1000)),
+            Err(DeliveryError::TripleFault)
+        );
+    }
+
+    #[test]
+    fn delivery_outside_ia32e_mode_is_reported_not_guessed() {
+        let (mut s, mut r, mut m) = machine::new();
+        s.msrs.efer = 0;
+        assert_eq!(
+            deliver(&mut r, &mut s, &mut m, Event::external(0x30)),
+            Err(DeliveryError::NotLongMode)
+        );
+    }
+
+    #[test]
+    fn iretq_returns_to_ring_3_restoring_the_interrupted_context() {
+        let (mut s, mut r, mut m) = machine::new();
+        let (s0, r0) = (s.clone(), r);
+        gate(&mut m, 0x30, INT, 0, 0, true);
+        deliver(&mut r, &mut s, &mut m, Event::external(0x30)).unwrap();
+        iretq(&mut r, &mut s, &mut m).unwrap();
+        assert_eq!(r, r0);
+        assert_eq!(s.cpl, 3);
+        assert_eq!(s.seg(Segment::Cs), s0.seg(Segment::Cs));
+        assert_eq!(s.seg(Segment::Ss), s0.seg(Segment::Ss));
+    }
+
+    #[test]
+    fn iretq_to_the_same_level_pops_ss_and_rsp_too() {
+        let (mut s, mut r, mut m) = machine::new();
+        s.cpl = 0;
+        *s.seg_mut(Segment::Cs) = seg::Descriptor(0x00af_9b00_0000_ffff).cache(KCODE);
+        r.rsp = 0x8800;
+        for (i, v) in [0xffff_ffff_8000_1000, u64::from(KCODE), 0x2, 0x8abc, 0]
+            .iter()
+            .enumerate()
+        {
+            m.set(0x8800 + 8 * i as u64, *v);
+        }
+        iretq(&mut r, &mut s, &mut m).unwrap();
+        assert_eq!(
+            (r.rip, r.rsp, r.rflags),
+            (0xffff_ffff_8000_1000, 0x8abc, 0x2)
+        );
+        assert_eq!(s.cpl, 0);
+        assert_eq!(
+            s.seg(Segment::Ss).selector,
+            0,
+            "a null SS is fine back to 64-bit ring 0"
+        );
+    }
+
+    /// An iretq frame at FRAME (user memory, so ring 3 may pop it too) for a CPL-0 kernel.
+    fn kernel_frame(rip: u64, cs: u16, rflags: u64, ss: u16) -> (SystemState, Regs, TestMem) {
+        let (mut s, mut r, mut m) = machine::new();
+        s.cpl = 0;
+        *s.seg_mut(Segment::Cs) = seg::Descriptor(0x00af_9b00_0000_ffff).cache(KCODE);
+        r.rsp = FRAME;
+        r.rflags = RFLAGS_FIXED;
+        for (i, v) in [rip, u64::from(cs), rflags, USER_RSP, u64::from(ss)]
+            .iter()
+            .enumerate()
+        {
+            m.set(FRAME + 8 * i as u64, *v);
+        }
+        (s, r, m)
+    }
+
+    #[test]
+    fn iretq_checks_the_popped_cs_ss_and_rip() {
+        let gp = |c| Err(Exception::gp(c));
+        let (mut s, mut r, mut m) = kernel_frame(USER_RIP, UCODE, 2, UDATA);
+        r.rflags |= RFLAGS_NT;
+        assert_eq!(iretq(&mut r, &mut s, &mut m), gp(0), "NT: no task return");
+        let (mut s, mut r, mut m) = kernel_frame(0x0000_8000_0000_0000, UCODE, 2, UDATA);
+        assert_eq!(iretq(&mut r, &mut s, &mut m), gp(0), "non-canonical RIP");
+        let (mut s, mut r, mut m) = kernel_frame(USER_RIP, UCODE, 2, KDATA);
+        assert_eq!(iretq(&mut r, &mut s, &mut m), gp(0x18), "SS RPL != CS RPL");
+        let (mut s, mut r, mut m) = kernel_frame(USER_RIP, UCODE, 2, 3);
+        assert_eq!(iretq(&mut r, &mut s, &mut m), gp(0), "null SS to ring 3");
+        let (mut s, mut r, mut m) = kernel_frame(USER_RIP, UCODE, 2, UDATA_NP | 3);
+        assert_eq!(iretq(&mut r, &mut s, &mut m), Err(Exception::ss(0x70)));
+        let (mut s, mut r, mut m) = kernel_frame(USER_RIP, KCODE_NP, 2, 0);
+        assert_eq!(iretq(&mut r, &mut s, &mut m), Err(Exception::np(0x38)));
+        let (mut s, mut r, mut m) = kernel_frame(USER_RIP, UCODE, 2, UDATA);
+        s.cpl = 3;
+        *s.seg_mut(Segment::Cs) = seg::Descriptor(0x00af_fb00_0000_ffff).cache(UCODE);
+        m.set(FRAME + 8, u64::from(KCODE));
+        assert_eq!(
+            iretq(&mut r, &mut s, &mut m),
+            gp(0x10),
+            "no return to an inner level"
+        );
+        assert_eq!(s.cpl, 3, "nothing changed");
+        assert_eq!(r.rsp, FRAME);
+    }
+
+    #[test]
+    fn iretq_changes_iopl_only_at_cpl_0_and_if_only_at_cpl_up_to_iopl() {
+        let (mut s, mut r, mut m) =
+            kernel_frame(USER_RIP, UCODE, 0x2 | RFLAGS_IOPL | RFLAGS_IF, UDATA);
+        iretq(&mut r, &mut s, &mut m).unwrap();
+        assert_eq!(r.rflags, 0x2 | RFLAGS_IOPL | RFLAGS_IF);
+        // From ring 3 with IOPL 0 neither IOPL nor IF moves.
+        let (mut s, mut r, mut m) = kernel_frame(USER_RIP, UCODE, 0x2 | RFLAGS_IOPL | 0x1, UDATA);
+        s.cpl = 3;
+        *s.seg_mut(Segment::Cs) = seg::Descriptor(0x00af_fb00_0000_ffff).cache(UCODE);
+        *s.seg_mut(Segment::Ss) = seg::Descriptor(0x00cf_f300_0000_ffff).cache(UDATA);
+        r.rflags = RFLAGS_FIXED | RFLAGS_IF;
+        iretq(&mut r, &mut s, &mut m).unwrap();
+        assert_eq!(r.rflags, 0x2 | RFLAGS_IF | 0x1);
+    }
+
+    #[test]
+    fn iretq_to_an_outer_level_nulls_data_segments_it_may_not_use() {
+        let (mut s, mut r, mut m) = kernel_frame(USER_RIP, UCODE, 2, UDATA);
+        *s.seg_mut(Segment::Ds) = seg::Descriptor(0x00cf_9300_0000_ffff).cache(KDATA);
+        *s.seg_mut(Segment::Fs) = SegmentCache {
+            base: 0x7777,
+            ..seg::Descriptor(0x00cf_9300_0000_ffff).cache(KDATA)
+        };
+        iretq(&mut r, &mut s, &mut m).unwrap();
+        assert_eq!(s.seg(Segment::Ds).selector, 0);
+        assert_eq!(s.seg(Segment::Ds).attr, 0);
+        assert_eq!(s.seg(Segment::Fs).base, 0x7777, "the FS base stays");
+        assert_eq!(s.seg(Segment::Es).selector, UDATA, "user data stays");
+    }
+
+    #[test]
+    fn syscall_and_sysret_round_trip_between_ring_3_and_ring_0() {
+        let (mut s, mut r, _) = machine::new();
+        s.msrs.lstar = 0xffff_ffff_8100_0040;
+        s.msrs.fmask = RFLAGS_IF | RFLAGS_TF | RFLAGS_AC;
+        r.rflags |= RFLAGS_AC;
+        let before = r;
+        syscall(&mut r, &mut s).unwrap();
+        assert_eq!(r.rcx, USER_RIP);
+        assert_eq!(r.r11, before.rflags);
+        assert_eq!(r.rip, 0xffff_ffff_8100_0040);
+        assert_eq!(r.rflags, RFLAGS_FIXED | RFLAGS_CF);
+        assert_eq!(s.cpl, 0);
+        assert_eq!(s.seg(Segment::Cs).selector, 0x10);
+        assert_eq!(s.seg(Segment::Ss).selector, 0x18);
+        assert!(s.in_64bit_mode());
+        sysret(&mut r, &mut s, true).unwrap();
+        assert_eq!((r.rip, r.rflags), (USER_RIP, before.rflags));
+        assert_eq!(s.cpl, 3);
+        assert_eq!(s.seg(Segment::Cs).selector, 0x33);
+        assert_eq!(s.seg(Segment::Ss).selector, 0x2b);
+        assert_eq!(s.seg(Segment::Cs).dpl(), 3);
+        assert!(s.in_64bit_mode());
+    }
+
+    #[test]
+    fn sysret_without_rex_w_returns_to_compatibility_mode() {
+        let (mut s, mut r, _) = machine::new();
+        s.cpl = 0;
+        *s.seg_mut(Segment::Cs) = seg::Descriptor(0x00af_9b00_0000_ffff).cache(KCODE);
+        r.rcx = 0xdead_0000_0804_8000;
+        r.r11 = 0x2 | RFLAGS_RF | RFLAGS_VM | RFLAGS_IF;
+        sysret(&mut r, &mut s, false).unwrap();
+        assert_eq!(r.rip, 0x0804_8000);
+        assert_eq!(r.rflags, 0x2 | RFLAGS_IF, "RF and VM never come back");
+        assert_eq!(s.seg(Segment::Cs).selector, 0x23);
+        assert!(!s.in_64bit_mode());
+    }
+
+    #[test]
+    fn sysret_faults_before_changing_anything() {
+        let (mut s, mut r, _) = machine::new();
+        assert_eq!(sysret(&mut r, &mut s, true), Err(Exception::gp(0)), "CPL 3");
+        s.cpl = 0;
+        *s.seg_mut(Segment::Cs) = seg::Descriptor(0x00af_9b00_0000_ffff).cache(KCODE);
+        r.rcx = 0x0000_8000_0000_0000;
+        let (s0, r0) = (s.clone(), r);
+        assert_eq!(
+            sysret(&mut r, &mut s, true),
+            Err(Exception::gp(0)),
+            "non-canonical RCX"
+        );
+        assert_eq!((s, r), (s0, r0));
+    }
+
+    #[test]
+    fn syscall_needs_efer_sce_and_64_bit_mode() {
+        let (mut s, mut r, _) = machine::new();
+        s.msrs.efer &= !EFER_SCE;
+        assert_eq!(syscall(&mut r, &mut s), Err(Exception::ud()));
+        assert_eq!(sysret(&mut r, &mut s, true), Err(Exception::ud()));
+        let (mut s, mut r, _) = machine::new();
+        *s.seg_mut(Segment::Cs) = seg::Descriptor(0x00cf_fb00_0000_ffff).cache(UCODE32);
+        assert_eq!(syscall(&mut r, &mut s), Err(Exception::ud()));
+    }
+
+    #[test]
+    fn swapgs_exchanges_gs_base_and_kernel_gs_base_at_cpl_0_only() {
+        let (mut s, _, _) = machine::new();
+        s.seg_mut(Segment::Gs).base = 0x1111;
+        s.msrs.kernel_gs_base = 0xffff_8880_0000_2222;
+        assert_eq!(swapgs(&mut s), Err(Exception::gp(0)));
+        s.cpl = 0;
+        swapgs(&mut s).unwrap();
+        assert_eq!(s.seg(Segment::Gs).base, 0xffff_8880_0000_2222);
+        assert_eq!(s.msrs.kernel_gs_base, 0x1111);
+        swapgs(&mut s).unwrap();
+        assert_eq!(s.seg(Segment::Gs).base, 0x1111);
+        *s.seg_mut(Segment::Cs) = seg::Descriptor(0x00cf_9b00_0000_ffff).cache(KCODE32);
+        assert_eq!(swapgs(&mut s), Err(Exception::ud()));
+    }
+}
