@@ -9,6 +9,7 @@
 //! pic.set_output(cpu_intr_line);              // INTR -> the vCPU loop
 //! let pit = Pit::new(clock, pic.pin(0)?);     // ports 0x40 (4), IRQ 0
 //! let port61 = pit.port61();                  // port 0x61 (1)
+//! pit.set_deadline_notifier(wake_timer_thread); // guest reprogrammed counter 0
 //! // timer thread: pit.poll(); wait until pit.next_deadline()
 //! // vCPU: if pic.intr() && IF { vector = pic.acknowledge(); deliver(vector) }
 //! ```

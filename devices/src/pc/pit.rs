@@ -36,6 +36,8 @@
 //! interrupts. Every write to the PIT's ports polls first, so reprogramming never loses or
 //! invents an edge, and drives IRQ 0 to OUT's new level after: a control word for modes 1-5
 //! sets OUT high, which (from the power-on low) is a rising edge and an IRQ 0, as on the chip.
+//! A guest write that moves the next deadline calls the function given to
+//! [`Pit::set_deadline_notifier`], so the machine's timer thread re-reads it.
 //! The IRQ line is driven with the PIT's mutex held: lock order is PIT, then whatever the line
 //! locks (the 8259 or I/O APIC); those never call back into the PIT.
 //!
@@ -110,6 +112,9 @@ const P61_STORED: u8 = 0x0f;
 const P61_REFRESH: u8 = 0x10;
 /// Counter 2's OUT.
 const P61_OUT2: u8 = 0x20;
+
+/// What [`Pit::set_deadline_notifier`] takes.
+pub type DeadlineNotifier = Arc<dyn Fn() + Send + Sync>;
 
 /// Saved state of one counter. Ticks are absolute input-clock ticks on the PIT's time line
 /// ([`PitState::tick`] is "now" at save time).
@@ -492,6 +497,8 @@ struct PitInner {
     last_poll_tick: u64,
     port61: u8,
     refresh: bool,
+    /// Told when a guest write moved counter 0's next deadline.
+    notifier: Option<DeadlineNotifier>,
 }
 
 impl PitInner {
@@ -599,6 +606,7 @@ impl Pit {
                 last_poll_tick: 0,
                 port61: 0,
                 refresh: false,
+                notifier: None,
             })),
         }
     }
@@ -632,6 +640,7 @@ impl Pit {
                 last_poll_tick: state.last_poll_tick.min(state.tick),
                 port61: state.port61 & P61_STORED,
                 refresh: state.refresh,
+                notifier: None,
             })),
         }
     }
@@ -671,6 +680,13 @@ impl Pit {
         inner.instant_of(rise)
     }
 
+    /// Sets the function called (with the PIT's lock held: it must not call back into the
+    /// PIT, only wake whoever waits) when a guest write moves [`Pit::next_deadline`], so a
+    /// timer thread sleeping towards an old deadline (or with none) looks again.
+    pub fn set_deadline_notifier(&self, notifier: DeadlineNotifier) {
+        lock(&self.inner).notifier = Some(notifier);
+    }
+
     /// Port 0x61's device, sharing this timer.
     pub fn port61(&self) -> Port61 {
         Port61 {
@@ -702,6 +718,7 @@ impl BusDevice for Pit {
         let mut inner = lock(&self.inner);
         let t = inner.now_tick();
         inner.poll_at(t);
+        let deadline = inner.counters[0].next_rise_after(t);
         match (offset, data) {
             (0..=2, &[v]) => inner.counters[offset as usize].write(t, v),
             (3, &[v]) => inner.write_control(t, v),
@@ -713,6 +730,11 @@ impl BusDevice for Pit {
         }
         // IRQ 0 follows OUT's new level (a control word can set it high or low).
         inner.poll_at(t);
+        if inner.counters[0].next_rise_after(t) != deadline {
+            if let Some(notifier) = &inner.notifier {
+                notifier();
+            }
+        }
     }
 }
 
@@ -942,6 +964,35 @@ mod tests {
         assert_eq!(rig.ticks_seen(), 1);
         rig.run(Duration::from_millis(200), Duration::from_millis(1));
         assert_eq!(rig.ticks_seen(), 1);
+    }
+
+    #[test]
+    fn programming_counter_0_tells_the_timer_thread_its_deadline_moved() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let mut rig = Rig::new();
+        let calls = Arc::new(AtomicU32::new(0));
+        let seen = calls.clone();
+        rig.pit.set_deadline_notifier(Arc::new(move || {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }));
+        rig.out(0x43, 0x34);
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            0,
+            "no count yet: still no deadline"
+        );
+        rig.out(0x40, 0x9c);
+        rig.out(0x40, 0x2e);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // Latching, reading and counter 2 leave counter 0's deadline alone.
+        rig.out(0x43, 0x00);
+        rig.read_word(0x40);
+        rig.out(0x43, 0xb0);
+        rig.out(0x42, 0x10);
+        rig.out(0x42, 0x00);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        rig.out(0x43, 0x30);
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "disarmed: no deadline now");
     }
 
     #[test]
