@@ -195,3 +195,23 @@ fn ffree_clears_c1_and_fcomi_keeps_it() {
         "fcomi alone keeps C1 on the processor"
     );
 }
+
+/// Found after the fixes above: an 80-bit store converts nothing and, like the processor,
+/// leaves C0, C2 and C3 (which the SDM leaves undefined) as they were, also when it
+/// underflows; the `fprem` after it keeps them (`fcomp` of an empty register set them).
+#[test]
+fn an_80_bit_store_keeps_c0_c2_c3() {
+    let s = x87(
+        "x87fstp80",
+        "fcomp st(7); lea rsp, [rsp - 32]; fstp tbyte ptr [rsp]; lea rsp, [rsp + 32]; fprem",
+    );
+    assert_eq!(s.fsw, 2 << 11 | 0x4141, "TOP 2, C3 and C0 kept, IE and SF");
+    let s = x87(
+        "x87fstp80_full",
+        &format!(
+            "fldpi; {}; lea rsp, [rsp - 32]; fstp tbyte ptr [rsp]; lea rsp, [rsp + 32]",
+            preset(0x4700)
+        ),
+    );
+    assert_eq!(s.fsw & 0x4700, 0x4500, "C1 clear, the rest kept");
+}

@@ -769,6 +769,9 @@ pub fn exec(f: &mut Fpu, d: &Desc, lo: u64, hi: u64) -> u64 {
                 match d.phase {
                     Phase::DryLo => return m,
                     Phase::DryHi => return f80_parts(&v).1,
+                    // An 80-bit store converts nothing: C1 clear, C0, C2 and C3 (undefined)
+                    // stay as they were, as on the processor.
+                    _ if d.fmt == Fmt::F80 => f.sw &= !sw::C1,
                     _ => f.merge(st, sw::CC),
                 }
             }
