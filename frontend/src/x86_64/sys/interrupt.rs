@@ -300,14 +300,13 @@ fn deliver_once<M: PhysMem + ?Sized>(
     let bytes: Vec<u8> = frame.iter().flat_map(|v| v.to_le_bytes()).collect();
     let mut paging = s.paging(regs.rflags & RFLAGS_AC != 0);
     paging.cpl = new_cpl;
-    let mut lin = Linear::new(paging, mem);
-    let pieces = lin.prepare_write(top, bytes.len(), false, true)?;
-    lin.commit(&pieces, &bytes);
+    let pieces = Linear::new(paging, mem).prepare_write(top, bytes.len(), false, true)?;
     if d.attr() & ATTR_ACCESSED == 0 {
         // The accessed bit of the new CS's descriptor (byte 5).
         let byte = ((d.0 >> 40) as u8) | 1;
         Linear::new(s.paging(false), mem).write(f.addr.wrapping_add(5), &[byte], true, false)?;
     }
+    Linear::new(paging, mem).commit(&pieces, &bytes);
 
     // The handler's state.
     if new_cpl != s.cpl {
@@ -951,5 +950,36 @@ mod tests {
         assert_eq!(s.seg(Segment::Gs).base, 0x1111);
         *s.seg_mut(Segment::Cs) = seg::Descriptor(0x00cf_9b00_0000_ffff).cache(KCODE32);
         assert_eq!(swapgs(&mut s), Err(Exception::ud()));
+    }
+
+    #[test]
+    fn a_frame_that_faults_halfway_writes_nothing() {
+        let (mut s, mut r, mut m) = machine::new();
+        // 6..8 MiB supervisor-writable, 8..10 MiB absent; RSP0 16 bytes above the boundary.
+        m.set(
+            0x3018,
+            0x60_0000
+                | super::super::mmu::PTE_P
+                | super::super::mmu::PTE_RW
+                | super::super::mmu::PTE_PS,
+        );
+        m.write(TSS + 4, &0x80_0010u64.to_le_bytes());
+        gate(&mut m, 0x30, INT, 0, 0, true);
+        gate(&mut m, PF, INT, 0, 1, true);
+        deliver(&mut r, &mut s, &mut m, Event::external(0x30)).unwrap();
+        assert_eq!(
+            words(&m, 0x7f_ffe0, 4),
+            [0; 4],
+            "the mapped half was not written"
+        );
+        // An interrupt is benign: the #PF is delivered on its own (IST1), not as #DF.
+        assert_eq!(r.rip, HANDLER + u64::from(PF) * 16);
+        assert_eq!(s.cr2, 0x80_0000);
+        assert_eq!(
+            m.get(r.rsp),
+            0x2,
+            "a supervisor write to a not-present page"
+        );
+        assert_eq!(m.get(r.rsp + 8), USER_RIP);
     }
 }

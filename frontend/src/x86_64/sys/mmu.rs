@@ -189,6 +189,32 @@ impl MmuError {
     }
 }
 
+/// The kinds of access whose page rights differ, for a TLB that keeps one set of entries
+/// per kind (the softmmu's MMU index): the rights [`translate`] returns hold for every
+/// access of the same kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessClass {
+    /// CPL 3, explicit accesses.
+    User,
+    /// Supervisor accesses with SMAP closing user pages (CR4.SMAP, and AC clear or CPL 3).
+    SupervisorSmap,
+    /// Supervisor accesses user pages are open to (SMAP off, or AC set at CPL < 3).
+    Supervisor,
+}
+
+/// The class of a data access (`implicit` for GDT/LDT/IDT/TSS accesses). Fetches at CPL < 3
+/// are [`AccessClass::Supervisor`] or [`AccessClass::SupervisorSmap`] alike: SMAP does not
+/// apply to them.
+pub fn access_class(p: &Paging, implicit: bool) -> AccessClass {
+    if p.cpl == 3 && !implicit {
+        AccessClass::User
+    } else if p.cr4 & CR4_SMAP != 0 && (p.cpl == 3 || !p.ac) {
+        AccessClass::SupervisorSmap
+    } else {
+        AccessClass::Supervisor
+    }
+}
+
 /// One paging-structure entry the walk used (for the accessed flags).
 #[derive(Clone, Copy)]
 struct Used {
@@ -382,7 +408,7 @@ pub fn translate<M: PhysMem + ?Sized>(
         Prot {
             read: !smap_closed,
             write: !smap_closed && (write_all || !wp),
-            execute: !xd_any && !(smep && user_all),
+            execute: !(xd_any || (smep && user_all)),
         }
     };
     let allowed = match kind {
@@ -851,5 +877,23 @@ mod tests {
         p.cr4 = 0;
         let e = translate(&p, &mut m, 0x0040_1234, AccessKind::Read, false).unwrap_err();
         assert!(matches!(e, MmuError::PageFault { code: 0, .. }));
+    }
+
+    #[test]
+    fn access_classes_separate_what_smap_and_cpl_make_different() {
+        let mut p = long_mode(3);
+        assert_eq!(access_class(&p, false), AccessClass::User);
+        assert_eq!(access_class(&p, true), AccessClass::Supervisor);
+        p.cr4 |= CR4_SMAP;
+        p.ac = true;
+        assert_eq!(
+            access_class(&p, true),
+            AccessClass::SupervisorSmap,
+            "CPL 3 implicit"
+        );
+        p.cpl = 0;
+        assert_eq!(access_class(&p, false), AccessClass::Supervisor);
+        p.ac = false;
+        assert_eq!(access_class(&p, false), AccessClass::SupervisorSmap);
     }
 }

@@ -351,6 +351,8 @@ impl<'a, M: PhysMem + ?Sized> Linear<'a, M> {
 
     /// Checks that `[addr, addr + len)` may be written and returns where each run goes; the
     /// caller commits with [`Linear::commit`] once every check of an operation has passed.
+    /// The walks of the runs before a faulting one may already have set their accessed and
+    /// dirty flags (the SDM does not order the accesses of one instruction).
     pub fn prepare_write(
         &mut self,
         addr: u64,
@@ -383,5 +385,17 @@ impl<'a, M: PhysMem + ?Sized> Linear<'a, M> {
         let pieces = self.prepare_write(addr, data.len(), implicit, stack)?;
         self.commit(&pieces, data);
         Ok(())
+    }
+}
+
+impl SystemState {
+    /// The state to save (the system state is plain data).
+    pub fn state(&self) -> SystemState {
+        self.clone()
+    }
+
+    /// Rebuilds the system state from saved state.
+    pub fn from_state(state: &SystemState) -> SystemState {
+        state.clone()
     }
 }
