@@ -333,7 +333,8 @@ fn deliver_once<M: PhysMem + ?Sized>(
 /// RPL = DPL = the new CPL and be writable data (#GP(selector)), and present
 /// (#SS(selector)). IOPL, VIF and VIP change only at CPL 0, IF only at CPL <= IOPL. On a
 /// return to an outer level DS, ES, FS and GS that the new CPL may not use are nulled
-/// (their FS/GS base is kept). Outside IA-32e mode: #GP(0) (not implemented).
+/// (their FS/GS base is kept). A popped VM flag at CPL 0 is #GP(0) (no virtual-8086 mode in
+/// IA-32e mode). Outside IA-32e mode: #GP(0) (not implemented).
 pub fn iretq<M: PhysMem + ?Sized>(
     regs: &mut Regs,
     s: &mut SystemState,
@@ -355,6 +356,10 @@ pub fn iretq<M: PhysMem + ?Sized>(
     }
     let [new_rip, cs_sel, new_flags, new_rsp, ss_sel] = popped;
     let (cs_sel, ss_sel) = (cs_sel as u16, ss_sel as u16);
+    // Virtual-8086 mode does not exist in IA-32e mode; only CPL 0 may ask for it.
+    if s.cpl == 0 && new_flags & RFLAGS_VM != 0 {
+        return Err(Exception::gp(0));
+    }
     let (cs, new_cpl) = seg::check_far_cs(s, mem, cs_sel, FarKind::Return)?;
     let to64 = cs.attr & ATTR_L != 0;
     if (to64 && !is_canonical(new_rip)) || (!to64 && new_rip > u64::from(cs.limit)) {
@@ -981,5 +986,11 @@ mod tests {
             "a supervisor write to a not-present page"
         );
         assert_eq!(m.get(r.rsp + 8), USER_RIP);
+    }
+
+    #[test]
+    fn iretq_refuses_virtual_8086_mode_at_cpl_0() {
+        let (mut s, mut r, mut m) = kernel_frame(USER_RIP, UCODE, 2 | RFLAGS_VM, UDATA);
+        assert_eq!(iretq(&mut r, &mut s, &mut m), Err(Exception::gp(0)));
     }
 }

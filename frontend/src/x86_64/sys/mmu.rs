@@ -162,6 +162,20 @@ impl Translation {
     }
 }
 
+impl From<Translation> for accel_tcg::PageMapping {
+    /// The softmmu's view: the 4 KiB physical page and the rights to cache.
+    fn from(t: Translation) -> accel_tcg::PageMapping {
+        accel_tcg::PageMapping {
+            phys_page: t.phys_page(),
+            prot: accel_tcg::PageProt {
+                read: t.prot.read,
+                write: t.prot.write,
+                execute: t.prot.execute,
+            },
+        }
+    }
+}
+
 /// Why a translation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum MmuError {
@@ -895,5 +909,14 @@ mod tests {
         assert_eq!(access_class(&p, false), AccessClass::Supervisor);
         p.ac = false;
         assert_eq!(access_class(&p, false), AccessClass::SupervisorSmap);
+    }
+
+    #[test]
+    fn a_translation_becomes_the_softmmus_page_mapping() {
+        let mut m = map(URW, URW);
+        let t = walk(&long_mode(3), &mut m, AccessKind::Read, false).unwrap();
+        let pm = accel_tcg::PageMapping::from(t);
+        assert_eq!(pm.phys_page, FRAME);
+        assert!(pm.prot.read && !pm.prot.write && pm.prot.execute);
     }
 }

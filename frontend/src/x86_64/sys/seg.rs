@@ -541,6 +541,26 @@ pub fn lldt<M: PhysMem + ?Sized>(
     Ok(())
 }
 
+/// `lgdt` / `lidt`: loads a descriptor-table register from its memory operand's `limit` and
+/// `base` (the caller reads the 10-byte operand). #GP(0) at CPL != 0 and, in 64-bit mode, for
+/// a non-canonical base; outside 64-bit mode only 32 bits of base are kept.
+pub fn load_table_reg(s: &SystemState, limit: u16, base: u64) -> Result<TableReg, Exception> {
+    if s.cpl != 0 {
+        return Err(Exception::gp(0));
+    }
+    if s.in_64bit_mode() {
+        if !super::is_canonical(base) {
+            return Err(Exception::gp(0));
+        }
+        Ok(TableReg { base, limit })
+    } else {
+        Ok(TableReg {
+            base: base & 0xffff_ffff,
+            limit,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testmem::machine::{self, *};
@@ -823,5 +843,24 @@ mod tests {
         assert_eq!(err(lldt(&mut s, &mut m, TSS_SEL)), (GP, Some(0x40)));
         lldt(&mut s, &mut m, 0).unwrap();
         assert_eq!(s.ldtr.attr, 0);
+    }
+
+    #[test]
+    fn lgdt_and_lidt_need_cpl_0_and_a_canonical_base_in_64_bit_mode() {
+        let (mut s, _, _) = machine::new();
+        assert_eq!(err(load_table_reg(&s, 0xfff, 0x1000)), (GP, Some(0)));
+        s.cpl = 0;
+        *s.seg_mut(Segment::Cs) = Descriptor(0x00af_9b00_0000_ffff).cache(KCODE);
+        assert_eq!(
+            err(load_table_reg(&s, 0xfff, 0x0000_8000_0000_0000)),
+            (GP, Some(0))
+        );
+        let t = load_table_reg(&s, 0xfff, 0xffff_fe00_0000_0000).unwrap();
+        assert_eq!((t.base, t.limit), (0xffff_fe00_0000_0000, 0xfff));
+        *s.seg_mut(Segment::Cs) = Descriptor(0x00cf_9b00_0000_ffff).cache(KCODE32);
+        assert_eq!(
+            load_table_reg(&s, 7, 0x1_2345_6789).unwrap().base,
+            0x2345_6789
+        );
     }
 }
