@@ -144,7 +144,7 @@ pub fn write_cr0(s: &mut SystemState, value: u64) -> Result<Flush, Exception> {
 }
 
 /// `mov cr4, value`: #GP(0) for reserved or unsupported bits (LA57 among them), clearing PAE
-/// in IA-32e mode, and setting PCIDE outside IA-32e mode or with CR3[11:0] != 0. Changing
+/// in IA-32e mode, and setting PCIDE outside IA-32e mode or with CR3 bits 11:0 != 0. Changing
 /// PGE, PAE, PSE, PCIDE, SMEP or SMAP flushes everything (SDM 4.10.4.1).
 pub fn write_cr4(s: &mut SystemState, value: u64) -> Result<Flush, Exception> {
     if value & !CR4_VALID != 0 {

@@ -442,7 +442,7 @@ fn flat(selector: u16, dpl: u8, code64: bool, code32: bool) -> SegmentCache {
 
 /// `syscall` (SDM SYSCALL): #UD unless EFER.SCE and 64-bit mode (Intel CPUs refuse it in
 /// compatibility mode). RCX gets the return address (`regs.rip`, the next instruction), R11
-/// RFLAGS; RFLAGS loses the IA32_FMASK bits and RF; CS = STAR[47:32] and SS = that + 8, flat,
+/// RFLAGS; RFLAGS loses the IA32_FMASK bits and RF; CS = STAR bits 47:32 and SS = that + 8, flat,
 /// at CPL 0; RIP = IA32_LSTAR.
 pub fn syscall(regs: &mut Regs, s: &mut SystemState) -> Result<(), Exception> {
     if s.msrs.efer & EFER_SCE == 0 || !s.in_64bit_mode() {
@@ -461,9 +461,9 @@ pub fn syscall(regs: &mut Regs, s: &mut SystemState) -> Result<(), Exception> {
 
 /// `sysret` (SDM SYSRET), `rex_w` for the 64-bit form: #UD unless EFER.SCE and 64-bit mode;
 /// #GP(0) at CPL != 0, and (Intel) for a non-canonical RCX in the 64-bit form, before any
-/// state changes. RIP = RCX (ECX for the 32-bit form), RFLAGS = R11 without RF and VM; CS =
-/// STAR[63:48] + 16 (64-bit) or STAR[63:48] (32-bit), SS = STAR[63:48] + 8, RPL 3, flat, at
-/// CPL 3.
+/// state changes. RIP = RCX (ECX for the 32-bit form), RFLAGS = R11 without RF and VM;
+/// with B = STAR bits 63:48, CS = B + 16 (64-bit) or B (32-bit) and SS = B + 8, RPL 3, flat,
+/// at CPL 3.
 pub fn sysret(regs: &mut Regs, s: &mut SystemState, rex_w: bool) -> Result<(), Exception> {
     if s.msrs.efer & EFER_SCE == 0 || !s.in_64bit_mode() {
         return Err(Exception::ud());

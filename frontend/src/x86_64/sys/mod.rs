@@ -14,9 +14,14 @@
 //! would do, and needs no extra error path.
 //!
 //! **Modes.** 64-bit long mode completely; protected mode as far as segment loads and paging
-//! (paging off, 32-bit PAE paging) go. Not implemented (documented gaps): legacy 32-bit
-//! two-level paging (CR0.PG with CR4.PAE=0), 5-level paging (CR4.LA57 is refused by
-//! [`cr::write_cr4`]), 32-bit protected-mode interrupt delivery, call gates, task switches.
+//! (paging off, 32-bit two-level paging with PSE, PAE paging) go. Not implemented
+//! (documented gaps): 5-level paging (CR4.LA57 is refused by [`cr::write_cr4`]), event
+//! delivery and iret outside IA-32e mode, call gates, task gates and task switches,
+//! virtual-8086 mode, protection keys, MTRRs.
+//!
+//! **Also the translator's job.** Flushing cached translations when [`cr`] says so, on
+//! `invlpg`, and on `wrmsr` EFER (NXE changes rights); RF in the RFLAGS image of faults;
+//! advertising in CPUID what these functions honour (see [`mmu`]).
 
 pub mod cr;
 pub mod interrupt;
