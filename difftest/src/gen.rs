@@ -107,23 +107,9 @@ impl Class {
         Class::X87,
     ];
 
-    /// The classes run when none are named: all but x87, where the frontend still differs
-    /// from the host (AMD EPYC) in corner cases found by this tester: stack-fault responses
-    /// of fptan/fsincos/fxtract (worked around in `Generator::table_rest`), C2 after an
-    /// underflowing fsin/fcos/fprem (the host clears it), C0/C1/C3 after fprem of a NaN (the
-    /// host keeps them), C1 after fcomi/fcomip (the host clears it).
-    pub const DEFAULT: [Class; 10] = [
-        Class::Alu,
-        Class::Shift,
-        Class::MulDiv,
-        Class::Bit,
-        Class::String,
-        Class::Cond,
-        Class::Branch,
-        Class::Stack,
-        Class::Misc,
-        Class::Sse,
-    ];
+    /// The classes run when none are named: every class. (x87 joined once the stack-fault
+    /// and condition-code corner cases this tester found were fixed in the frontend.)
+    pub const DEFAULT: [Class; 11] = Class::ALL;
 
     /// The command-line name.
     pub fn name(self) -> &'static str {
@@ -342,8 +328,7 @@ fn table_codes(class: Class) -> Vec<Code> {
                 && c.cpuid_features()
                     .iter()
                     .all(|f| FEATURES.contains(f) && host_supports(*f))
-                // Not the undocumented aliases (fstp1, fxch4, fcom2...).
-                && !format!("{c:?}").split('_').next().is_some_and(|n| n.ends_with(|d: char| d.is_ascii_digit()))
+                && !is_undocumented_alias(*c)
                 && !oc.fwait()
                 // ldmxcsr only of a valid value: see `Generator::ldmxcsr`.
                 && c.mnemonic() != Mnemonic::Ldmxcsr
@@ -353,6 +338,21 @@ fn table_codes(class: Class) -> Vec<Code> {
                 && *c != Code::Pextrw_r32m16_xmm_imm8
         })
         .collect()
+}
+
+/// Whether `c` is one of the undocumented x87 aliases (`fcom st(i)` at DC D0+i, `fxch` at
+/// DD C8+i, `fstp` at DF D0+i...), which iced names after their opcode (`Fxch_st0_sti_DDC8`).
+/// (An earlier filter took a digit at the end of the name's first part for the mark of an
+/// alias, which kept `f2xm1`, `fld1`, `fldlg2`, `fldln2`, `fprem1` and `fyl2xp1` out and
+/// let the aliases in.)
+fn is_undocumented_alias(c: Code) -> bool {
+    let name = format!("{c:?}");
+    let last = name.rsplit('_').next().unwrap_or_default();
+    format!("{:?}", c.mnemonic()).starts_with('F')
+        && last.len() == 4
+        && last
+            .chars()
+            .all(|d| d.is_ascii_digit() || ('A'..='F').contains(&d))
 }
 
 const GPR64: [Register; 16] = [
@@ -1111,38 +1111,11 @@ impl Generator {
                     self.push(mov, None);
                 }
             }
-            // Frontend bug (reported): the x87 stack-fault responses of fptan, fsincos and
-            // fxtract differ from the host's (an empty ST(0) does not push the two NaNs, a
-            // push onto a full ST(7) leaves ST(1) zero), and fprem/fprem1 on an empty stack
-            // keep C2 where the host clears it. Until fixed, they run on a stack prepared
-            // without faults: ST(0) loaded (and ST(1) for fprem), ST(7) free.
-            Fptan | Fsincos | Fxtract => {
-                self.fpu_prepare(1, i);
-                return;
-            }
-            Fprem | Fprem1 => {
-                self.fpu_prepare(2, i);
-                return;
-            }
             _ => {
                 self.push(i, None);
                 return;
             }
         }
-        self.push_glued(i);
-    }
-
-    /// Pushes `n` values from the data page onto a stack with ST(7) freed each time, then
-    /// frees ST(7) again and runs `i` (see the bug note in `table_rest`).
-    fn fpu_prepare(&mut self, n: usize, i: Instruction) {
-        let free = Instruction::with1(Code::Ffree_sti, Register::ST7).expect("ffree");
-        for k in 0..n {
-            self.push_item(free, None, k > 0);
-            let m = self.mem(8, 8);
-            let ld = Instruction::with1(Code::Fld_m64fp, m).expect("fld m64");
-            self.push_glued(ld);
-        }
-        self.push_glued(free);
         self.push_glued(i);
     }
 
@@ -1617,6 +1590,25 @@ mod tests {
             }
         }
         assert!(scans > 20 && cl_shifts > 20, "{scans} {cl_shifts}");
+    }
+
+    /// Every x87 mnemonic of the table has candidates (`fld1`, `f2xm1`, `fprem1` and
+    /// `fyl2xp1` too, whose names end in a digit), the undocumented aliases none, and x87 is
+    /// one of the classes run by default.
+    #[test]
+    fn x87_mnemonics_ending_in_a_digit_are_candidates_and_x87_runs_by_default() {
+        let codes = table_codes(Class::X87);
+        for &m in X87_MNEMONICS {
+            assert!(codes.iter().any(|c| c.mnemonic() == m), "{m:?}");
+        }
+        for alias in [
+            Code::Fcom_st0_sti_DCD0,
+            Code::Fxch_st0_sti_DDC8,
+            Code::Fstp_sti_DFD8,
+        ] {
+            assert!(!codes.contains(&alias), "{alias:?}");
+        }
+        assert!(Class::DEFAULT.contains(&Class::X87));
     }
 
     #[test]
