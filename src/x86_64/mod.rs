@@ -2,6 +2,7 @@
 
 pub mod acpi;
 pub mod boot;
+pub mod irqchip;
 pub mod layout;
 pub mod machine;
 
