@@ -5,5 +5,6 @@ pub mod boot;
 pub mod irqchip;
 pub mod layout;
 pub mod machine;
+pub mod phys_mem;
 
 pub use crate::run_control::Outcome;
