@@ -162,27 +162,12 @@ impl Emulated {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::STACK_TOP;
-
-    fn init() -> InitState {
-        let mut regs = [0u64; 16];
-        regs[4] = STACK_TOP;
-        regs[15] = DATA_ADDR;
-        InitState {
-            rip: CODE_ADDR,
-            regs,
-            rflags: 0,
-            xmm: [[0; 2]; 16],
-            mxcsr: 0x1f80,
-            mem: vec![0; MEM_SIZE],
-        }
-    }
 
     #[test]
     fn both_modes_run_a_sequence_and_new_code_replaces_the_old() {
         for mode in [ExecMode::Jit, ExecMode::Interpreter] {
             let mut e = Emulated::new(mode).unwrap();
-            let mut i = init();
+            let mut i = InitState::blank();
             i.regs[0] = 10;
             // add rax, 5; mov [r15 + 8], rax; int3
             let code = [0x48, 0x83, 0xc0, 0x05, 0x49, 0x89, 0x47, 0x08, 0xcc];
@@ -199,9 +184,11 @@ mod tests {
     #[test]
     fn faults_outside_the_sandbox_and_division_errors_have_their_vectors() {
         let mut e = Emulated::new(ExecMode::Jit).unwrap();
-        let s = e.run(&[0x48, 0xf7, 0xf1, 0xcc], &init()).unwrap();
+        let s = e
+            .run(&[0x48, 0xf7, 0xf1, 0xcc], &InitState::blank())
+            .unwrap();
         assert_eq!((s.end, s.rip), (End::Fault(0), CODE_ADDR));
-        let mut i = init();
+        let mut i = InitState::blank();
         i.regs[15] = 0x9000_0000;
         let s = e.run(&[0x49, 0x8b, 0x07, 0xcc], &i).unwrap();
         assert_eq!((s.end, s.rip), (End::Fault(14), CODE_ADDR));

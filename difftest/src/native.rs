@@ -460,28 +460,14 @@ fn child(memfd: libc::c_int) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{DATA_SIZE, STACK_TOP};
-
-    fn init() -> InitState {
-        let mut regs = [0u64; 16];
-        regs[4] = STACK_TOP;
-        regs[15] = DATA_ADDR;
-        InitState {
-            rip: CODE_ADDR,
-            regs,
-            rflags: 0,
-            xmm: [[0; 2]; 16],
-            mxcsr: 0x1f80,
-            mem: vec![0; MEM_SIZE],
-        }
-    }
+    use crate::state::DATA_SIZE;
 
     #[test]
     fn a_sequence_runs_natively_and_stops_after_its_int3() {
         let mut n = Native::new(Duration::from_secs(2)).unwrap();
         // add rax, 5; mov [r15 + 8], rax; int3
         let code = [0x48, 0x83, 0xc0, 0x05, 0x49, 0x89, 0x47, 0x08, 0xcc];
-        let mut i = init();
+        let mut i = InitState::blank();
         i.regs[0] = 10;
         let s = n.run(&code, &i).unwrap();
         assert_eq!(s.end, End::Trap);
@@ -490,7 +476,7 @@ mod tests {
         assert_eq!(s.mem[8], 15);
         assert_eq!(s.mxcsr, 0x1f80);
         // The state does not leak from one run into the next.
-        let s2 = n.run(&code, &init()).unwrap();
+        let s2 = n.run(&code, &InitState::blank()).unwrap();
         assert_eq!(s2.regs[0], 5);
     }
 
@@ -498,32 +484,34 @@ mod tests {
     fn faults_come_back_as_their_vectors_with_rip_at_the_instruction() {
         let mut n = Native::new(Duration::from_secs(2)).unwrap();
         // div rcx with rcx = 0
-        let s = n.run(&[0x48, 0xf7, 0xf1, 0xcc], &init()).unwrap();
+        let s = n
+            .run(&[0x48, 0xf7, 0xf1, 0xcc], &InitState::blank())
+            .unwrap();
         assert_eq!((s.end, s.rip), (End::Fault(0), CODE_ADDR));
         // ud2
-        let s = n.run(&[0x0f, 0x0b, 0xcc], &init()).unwrap();
+        let s = n.run(&[0x0f, 0x0b, 0xcc], &InitState::blank()).unwrap();
         assert_eq!(s.end, End::Fault(6));
         // movaps xmm0, [r15 + 8]: misaligned, #GP
         let s = n
-            .run(&[0x41, 0x0f, 0x28, 0x47, 0x08, 0xcc], &init())
+            .run(&[0x41, 0x0f, 0x28, 0x47, 0x08, 0xcc], &InitState::blank())
             .unwrap();
         assert_eq!(s.end, End::Fault(13));
         // mov rax, [r15 + DATA_SIZE + STACK_SIZE]: past the sandbox, #PF
-        let mut i = init();
+        let mut i = InitState::blank();
         i.regs[15] = DATA_ADDR + MEM_SIZE as u64 + DATA_SIZE as u64 * 16;
         let s = n.run(&[0x49, 0x8b, 0x07, 0xcc], &i).unwrap();
         assert_eq!(s.end, End::Fault(14));
         // And the child still runs sequences afterwards.
-        assert_eq!(n.run(&[0xcc], &init()).unwrap().end, End::Trap);
+        assert_eq!(n.run(&[0xcc], &InitState::blank()).unwrap().end, End::Trap);
     }
 
     #[test]
     fn a_runaway_sequence_times_out_and_the_next_run_works() {
         let mut n = Native::new(Duration::from_millis(100)).unwrap();
         // jmp $
-        let e = n.run(&[0xeb, 0xfe], &init()).unwrap_err();
+        let e = n.run(&[0xeb, 0xfe], &InitState::blank()).unwrap_err();
         assert!(matches!(e, NativeError::Timeout(_)), "{e}");
-        assert_eq!(n.run(&[0xcc], &init()).unwrap().end, End::Trap);
+        assert_eq!(n.run(&[0xcc], &InitState::blank()).unwrap().end, End::Trap);
     }
 
     #[test]
@@ -531,9 +519,9 @@ mod tests {
         let mut n = Native::new(Duration::from_secs(2)).unwrap();
         // mov eax, 39 (getpid); syscall: seccomp strict mode kills the child.
         let e = n
-            .run(&[0xb8, 39, 0, 0, 0, 0x0f, 0x05, 0xcc], &init())
+            .run(&[0xb8, 39, 0, 0, 0, 0x0f, 0x05, 0xcc], &InitState::blank())
             .unwrap_err();
         assert!(matches!(e, NativeError::Unexpected(_)), "{e}");
-        assert_eq!(n.run(&[0xcc], &init()).unwrap().end, End::Trap);
+        assert_eq!(n.run(&[0xcc], &InitState::blank()).unwrap().end, End::Trap);
     }
 }

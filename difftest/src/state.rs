@@ -62,6 +62,25 @@ pub struct InitState {
     pub mem: Vec<u8>,
 }
 
+impl InitState {
+    /// The plainest start: code at the start of the code area, rsp at the stack top, r15 at
+    /// the data page, everything else zero, default MXCSR (for tests of the runners).
+    #[cfg(test)]
+    pub(crate) fn blank() -> InitState {
+        let mut regs = [0u64; 16];
+        regs[4] = STACK_TOP;
+        regs[15] = DATA_ADDR;
+        InitState {
+            rip: CODE_ADDR,
+            regs,
+            rflags: 0,
+            xmm: [[0; 2]; 16],
+            mxcsr: 0x1f80,
+            mem: vec![0; MEM_SIZE],
+        }
+    }
+}
+
 /// Undefined-set bits (above RFLAGS) for the x87 condition codes C0, C1, C2, C3.
 pub const X87_C0: u64 = 1 << 32;
 /// C1.
