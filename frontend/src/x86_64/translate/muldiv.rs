@@ -168,18 +168,25 @@ fn divide(regs: &mut [u64; 16], divisor: u64, size: u8, signed: bool) -> Option<
             (q, n % d)
         }
     };
+    write_quotient(regs, size, q, r);
+    Some(())
+}
+
+/// Puts quotient `q` and remainder `r` where `div`/`idiv` of operand size `1 << size` bytes
+/// leaves them: al/ah (the rest of rax kept), ax/dx (the rest kept), eax/edx (zero-extended)
+/// or rax/rdx.
+fn write_quotient(regs: &mut [u64; 16], size: u8, q: u64, r: u64) {
     match size {
-        0 => regs[RAX] = (rax & !0xffff) | r << 8 | q,
+        0 => regs[RAX] = (regs[RAX] & !0xffff) | r << 8 | q,
         1 => {
-            regs[RAX] = (rax & !0xffff) | q;
-            regs[RDX] = (rdx & !0xffff) | r;
+            regs[RAX] = (regs[RAX] & !0xffff) | q;
+            regs[RDX] = (regs[RDX] & !0xffff) | r;
         }
         _ => {
             regs[RAX] = q;
             regs[RDX] = r;
         }
     }
-    Some(())
 }
 
 /// Signed 128-by-64-bit division of `hi:lo` by `d` with x86's truncation and #DE rules:
@@ -292,17 +299,7 @@ mod tests {
             }
             (q as u64, (dividend % d as u128) as u64)
         };
-        match size {
-            0 => regs[RAX] = (rax & !0xffff) | r << 8 | q,
-            1 => {
-                regs[RAX] = (rax & !0xffff) | q;
-                regs[RDX] = (rdx & !0xffff) | r;
-            }
-            _ => {
-                regs[RAX] = q;
-                regs[RDX] = r;
-            }
-        }
+        write_quotient(regs, size, q, r);
         Some(())
     }
 
