@@ -167,7 +167,8 @@ impl Translator<'_> {
     }
 }
 
-/// Records #GP(0) and unwinds when `addr` (a `cmpxchg16b` operand) is not 16-byte aligned.
+/// Records #GP(0) and unwinds when `addr` is not 16-byte aligned (`cmpxchg16b`'s operand,
+/// and the SSE instructions whose 16-byte memory operands must be aligned).
 ///
 /// # Safety
 /// `env` is the state pointer of an [`X86Cpu`] that nothing else accesses during the call.
@@ -190,8 +191,8 @@ unsafe extern "C" fn helper_check_align16(
 }
 
 /// `check_align16(env, addr)`: may raise #GP.
-static CHECK_ALIGN16: Helper = Helper {
-    name: "x86_cmpxchg16b_align",
+pub(super) static CHECK_ALIGN16: Helper = Helper {
+    name: "x86_check_align16",
     func: helper_check_align16,
     flags: HelperFlags::MAY_RAISE,
 };

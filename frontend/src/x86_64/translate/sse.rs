@@ -118,37 +118,11 @@ static SSE: Helper = Helper {
     flags: HelperFlags::NONE,
 };
 
-/// Records #GP(0) and unwinds when `addr` is not 16-byte aligned.
-///
-/// # Safety
-/// As [`helper_sse`].
-unsafe extern "C" fn helper_check_align(
-    env: u64,
-    addr: u64,
-    _: u64,
-    _: u64,
-    _: u64,
-    _: u64,
-) -> u64 {
-    if addr & 15 != 0 {
-        // SAFETY: by this function's contract.
-        let cpu = unsafe { &mut *(env as *mut X86Cpu) };
-        raise_gp(cpu);
-    }
-    0
-}
-
 fn raise_gp(cpu: &mut X86Cpu) {
     cpu.cause = vector::GP;
     cpu.error_code = 0;
     cpu.header.unwind = 1;
 }
-
-static CHECK_ALIGN: Helper = Helper {
-    name: "x86_check_align16",
-    func: helper_check_align,
-    flags: HelperFlags::MAY_RAISE,
-};
 
 /// `ldmxcsr`: #GP(0) if a reserved bit of `v` is set, else MXCSR = `v`.
 ///
@@ -191,7 +165,8 @@ impl Translator<'_> {
     }
 
     fn check_align(&mut self, addr: Temp) {
-        self.b.call(&CHECK_ALIGN, &[Temp::ENV, addr], None);
+        self.b
+            .call(&super::atomic::CHECK_ALIGN16, &[Temp::ENV, addr], None);
     }
 
     /// Translates an SSE instruction; `None` for what this slice does not implement.
