@@ -23,7 +23,7 @@ pub struct DifftestArgs {
     #[arg(long, default_value_t = 0)]
     first: usize,
     /// Instruction classes, comma-separated: alu, shift, muldiv, bit, string, cond, branch,
-    /// stack, misc, sse (all when omitted).
+    /// stack, misc, sse, x87 (all when omitted).
     #[arg(long, value_delimiter = ',', value_parser = parse_class)]
     classes: Vec<Class>,
     /// Shrink a divergent sequence before printing it.

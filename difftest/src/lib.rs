@@ -73,7 +73,7 @@ pub struct Config {
     pub first: usize,
     /// Instructions per sequence (setups included).
     pub len: usize,
-    /// Instruction classes ([`gen::Class::DEFAULT`], all but x87, when empty).
+    /// Instruction classes ([`gen::Class::DEFAULT`], all of them, when empty).
     pub classes: Vec<Class>,
     /// Shrink the first divergent sequence.
     pub minimize: bool,
