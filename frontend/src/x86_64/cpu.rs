@@ -72,6 +72,16 @@ pub struct X86Cpu {
     pub fpu_cw: u16,
     /// x87 status word (its TOP field is kept in `fpu_top`).
     pub fpu_sw: u16,
+    /// System mode: the operation a block stopped on with
+    /// [`super::translate::EXIT_SYSTEM`], a [`super::translate::SysInsn`] encoding.
+    pub sys_op: u64,
+    /// System mode: the linear address of that operation's memory operand (computed by the
+    /// translated code, segment base included), when it has one.
+    pub sys_addr: u64,
+    /// The system state (control, segment and descriptor-table registers, CPL, MSRs) that
+    /// only a whole-machine guest uses; user mode leaves it at reset. Last, because
+    /// translated code never addresses it directly.
+    pub sys: super::sys::SystemState,
 }
 
 impl X86Cpu {
@@ -100,6 +110,9 @@ impl X86Cpu {
             // fninit's control word: every exception masked, 64-bit precision, to nearest.
             fpu_cw: 0x037f,
             fpu_sw: 0,
+            sys_op: 0,
+            sys_addr: 0,
+            sys: super::sys::SystemState::reset(),
         })
     }
 
@@ -155,6 +168,10 @@ offsets! {
     ERROR_CODE_OFFSET => error_code,
     /// Byte offset of `fpu_cw`.
     FPU_CW_OFFSET => fpu_cw,
+    /// Byte offset of `sys_op`.
+    SYS_OP_OFFSET => sys_op,
+    /// Byte offset of `sys_addr`.
+    SYS_ADDR_OFFSET => sys_addr,
 }
 
 /// Byte offset of `regs[i]`.

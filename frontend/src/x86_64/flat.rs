@@ -21,12 +21,24 @@ pub const RET_EXCEPTION_BASE: u32 = 100;
 /// a #PF.
 pub struct FlatGuest {
     regions: Vec<(Range<u64>, PageProt)>,
+    /// The mode every block is translated for ([`translate::Mode::USER`] unless
+    /// [`FlatGuest::with_mode`] says otherwise).
+    mode: translate::Mode,
 }
 
 impl FlatGuest {
     /// A guest mapping `regions`.
     pub fn new(regions: Vec<(Range<u64>, PageProt)>) -> FlatGuest {
-        FlatGuest { regions }
+        FlatGuest {
+            regions,
+            mode: translate::Mode::USER,
+        }
+    }
+
+    /// The same guest translating for `mode` (system-mode tests: privileged instructions
+    /// come back as `EXIT_SYSTEM`/`EXIT_EXCEPTION`).
+    pub fn with_mode(self, mode: translate::Mode) -> FlatGuest {
+        FlatGuest { mode, ..self }
     }
 
     /// A guest mapping `[0, size)` with every permission.
@@ -54,26 +66,26 @@ impl Guest for FlatGuest {
     }
 
     fn block_key(&self, cpu: &X86Cpu) -> (u64, u32) {
-        (cpu.rip, 0)
+        (cpu.rip, self.mode.flags())
     }
 
     fn pc_offset(&self) -> Option<u32> {
         Some(cpu::RIP_OFFSET)
     }
 
-    fn code_mmu_idx(&self, _: u32) -> u8 {
-        0
+    fn code_mmu_idx(&self, flags: u32) -> u8 {
+        translate::Mode::from_flags(flags).mmu_idx
     }
 
     fn translate(
         &self,
         pc: u64,
-        _: u32,
+        flags: u32,
         code: &mut dyn CodeReader,
         b: &mut Builder,
         max: u32,
     ) -> Result<(), MemFault> {
-        translate::translate(pc, code, b, max, 0)
+        translate::translate_mode(pc, code, b, max, translate::Mode::from_flags(flags))
     }
 
     fn restore_state(&self, cpu: &mut X86Cpu, pc: u64, extra: u64) {

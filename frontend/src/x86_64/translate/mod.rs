@@ -48,6 +48,14 @@ pub const EXIT_INT3: u32 = 3;
 /// `ExitTb` reason: invalid or not implemented instruction (#UD); rip is its address,
 /// `cause` 6.
 pub const EXIT_UD: u32 = 4;
+/// `ExitTb` reason (system mode): a privileged or system instruction for the machine to
+/// perform; rip is its address, `sys_op` a [`SysInsn`] encoding, `sys_addr` its memory
+/// operand's linear address (see [`system`]).
+pub const EXIT_SYSTEM: u32 = 5;
+/// `ExitTb` reason (system mode): a fault the translator found (a privileged instruction
+/// at CPL > 0, an IOPL check); rip is the instruction, `cause` the vector, `error_code` its
+/// error code.
+pub const EXIT_EXCEPTION: u32 = 6;
 
 /// Exception vectors recorded in `cause`.
 pub mod vector {
@@ -153,10 +161,13 @@ struct Translator<'a> {
     next: u64,
     mmu_idx: u8,
     cc: CcState,
+    mode: Mode,
+    /// Instructions left before the block must end (the `sti` shadow); 0: no limit.
+    stop_after: u8,
 }
 
-/// Translates the block at `pc` into `b`: at most `max_insns` instructions, fetched through
-/// `code`; loads and stores use MMU mode `mmu_idx`.
+/// Translates the block at `pc` into `b` for a user-mode process: at most `max_insns`
+/// instructions, fetched through `code`; loads and stores use MMU mode `mmu_idx`.
 pub fn translate(
     pc: u64,
     code: &mut dyn CodeReader,
@@ -164,19 +175,37 @@ pub fn translate(
     max_insns: u32,
     mmu_idx: u8,
 ) -> Result<(), MemFault> {
+    let mode = Mode {
+        mmu_idx,
+        ..Mode::USER
+    };
+    translate_mode(pc, code, b, max_insns, mode)
+}
+
+/// Translates the block at `pc` into `b` for `mode` (see [`Mode`]; in system mode the
+/// privileged instructions exit with [`EXIT_SYSTEM`], see [`system`]).
+pub fn translate_mode(
+    pc: u64,
+    code: &mut dyn CodeReader,
+    b: &mut Builder,
+    max_insns: u32,
+    mode: Mode,
+) -> Result<(), MemFault> {
     let page = pc & PAGE_MASK;
     let mut t = Translator {
         b,
         pc,
         next: pc,
-        mmu_idx,
+        mmu_idx: mode.mmu_idx,
         cc: CcState::UNKNOWN,
+        mode,
+        stop_after: 0,
     };
     for n in 0..max_insns.max(1) {
         if n > 0 && t.pc & PAGE_MASK != page {
             break;
         }
-        let instr = match fetch(code, t.pc) {
+        let instr = match fetch_bits(code, t.pc, mode.code_bits) {
             Ok(i) => i,
             Err(fault) if n == 0 => return Err(fault),
             // Leave the unreadable instruction to the next block, which takes the fault.
@@ -201,6 +230,12 @@ pub fn translate(
             return Ok(());
         }
         t.pc = t.next;
+        if t.stop_after > 0 {
+            t.stop_after -= 1;
+            if t.stop_after == 0 {
+                break;
+            }
+        }
     }
     let rip = t.b.global(cpu::RIP_GLOBAL);
     t.b.movi(rip, t.pc);
@@ -212,6 +247,15 @@ pub fn translate(
 /// to 15 bytes; when the following page is not readable, decodes from what the current page
 /// holds and fails only if the instruction really extends past it.
 pub(crate) fn fetch(code: &mut dyn CodeReader, pc: u64) -> Result<Option<Instruction>, MemFault> {
+    fetch_bits(code, pc, 64)
+}
+
+/// [`fetch`] for code of `bits` (64, 32 or 16) default size.
+pub(crate) fn fetch_bits(
+    code: &mut dyn CodeReader,
+    pc: u64,
+    bits: u8,
+) -> Result<Option<Instruction>, MemFault> {
     let mut buf = [0u8; MAX_INSN_LEN];
     let in_page = ((PAGE_SIZE - (pc & !PAGE_MASK)) as usize).min(MAX_INSN_LEN);
     code.read(pc, &mut buf[..in_page])?;
@@ -223,7 +267,7 @@ pub(crate) fn fetch(code: &mut dyn CodeReader, pc: u64) -> Result<Option<Instruc
             Err(f) => next_fault = Some(f),
         }
     }
-    let mut decoder = Decoder::with_ip(64, &buf[..len], pc, DecoderOptions::NONE);
+    let mut decoder = Decoder::with_ip(bits as u32, &buf[..len], pc, DecoderOptions::NONE);
     let instr = decoder.decode();
     if instr.is_invalid() {
         if let (DecoderError::NoMoreBytes, Some(f)) = (decoder.last_error(), next_fault) {
@@ -278,6 +322,7 @@ mod atomic;
 mod bits;
 mod control;
 mod misc;
+mod mode;
 mod moves;
 mod muldiv;
 mod shift;
@@ -285,8 +330,12 @@ mod shift;
 mod sse;
 mod stack;
 mod string;
+pub mod system;
 #[cfg(target_arch = "x86_64")]
 mod x87;
+
+pub use mode::Mode;
+pub use system::{Port, Rm, SysInsn, SysOp};
 
 impl Translator<'_> {
     fn tmp(&mut self) -> Temp {
@@ -522,7 +571,7 @@ impl Translator<'_> {
         self.b.movcond(Cond::TstNe, df, v, bit, down, up);
         let e = self.b.global(cpu::EFLAGS_GLOBAL);
         let t = self.tmp();
-        let mask = POPF_USER_MASK & width;
+        let mask = self.popf_mask() & width;
         self.b.binary_imm(BinOp::And, t, v, mask);
         self.b.binary_imm(BinOp::And, e, e, !mask);
         self.b.or(e, e, t);
@@ -545,6 +594,11 @@ impl Translator<'_> {
                 self.pc
             );
             return Some(self.exit(EXIT_UD, self.pc, vector::UD));
+        }
+        if self.mode.system {
+            if let Some(flow) = self.system(i) {
+                return Some(flow);
+            }
         }
         // SSE first: its movsd/cmpsd share their mnemonics with the string instructions.
         #[cfg(target_arch = "x86_64")]
