@@ -238,6 +238,30 @@ fn cases() -> Vec<(&'static str, Vec<u8>, SysOp, Option<u64>)> {
             FarCall { size: 8 },
             Some(DATA),
         ),
+        a(
+            "mov ss, ax",
+            MovToSeg {
+                seg: 2,
+                src: Rm::Reg { gpr: 0, size: 2 },
+            },
+            None,
+        ),
+        a(
+            "mov ds, word ptr [rbx + 4]",
+            MovToSeg {
+                seg: 3,
+                src: Rm::Mem,
+            },
+            Some(DATA + 4),
+        ),
+        a(
+            "mov ecx, gs",
+            MovFromSeg {
+                seg: 5,
+                dst: Rm::Reg { gpr: 1, size: 4 },
+            },
+            None,
+        ),
     ])
     .collect()
 }
@@ -471,6 +495,7 @@ fn user_mode_is_unchanged() {
         "rdmsr",
         "lgdt [rbx]",
         "swapgs",
+        "mov ds, ax",
     ] {
         let s = run(&asm(what), Mode::USER);
         assert_eq!(

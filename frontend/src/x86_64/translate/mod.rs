@@ -1,5 +1,12 @@
 //! Translation of x86_64 code into IR blocks (64-bit mode, general-purpose integer subset).
 //!
+//! A block is translated for a [`Mode`] (the block key's flags): [`translate`] is the
+//! user-mode entry ([`Mode::USER`]), [`translate_mode`] the general one. In system mode the
+//! privileged and system instructions exit to the machine ([`EXIT_SYSTEM`], see
+//! [`system`]), and the decoder follows the mode's `code_bits` (the integer translation
+//! itself is written for 64-bit code: 32-bit code decodes correctly, but near branches,
+//! `ret` and the stack are only right in 64-bit mode so far).
+//!
 //! Instructions are decoded with iced-x86. A block runs until a control transfer, an exit
 //! (`hlt`, `syscall`, `int3`, anything not implemented), `max_insns`, or the end of the guest
 //! page it started on. The 16 registers are globals; 32-bit writes zero-extend, 8/16-bit

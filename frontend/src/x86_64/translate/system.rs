@@ -222,6 +222,22 @@ pub enum SysOp {
         /// The offset's size in bytes: 2, 4 or 8.
         size: u8,
     },
+    /// `mov sreg, r/m16`: a segment load (SS also starts the `mov ss` shadow, not
+    /// modelled).
+    MovToSeg {
+        /// The segment (0 ES, 1 CS, 2 SS, 3 DS, 4 FS, 5 GS).
+        seg: u8,
+        /// The selector's source.
+        src: Rm,
+    },
+    /// `mov r/m, sreg`: stores the selector (a 32/64-bit register destination is
+    /// zero-extended).
+    MovFromSeg {
+        /// The segment.
+        seg: u8,
+        /// The destination.
+        dst: Rm,
+    },
 }
 
 /// A [`SysOp`] and the length of its instruction (what the machine adds to `rip` when the
@@ -359,6 +375,14 @@ impl SysInsn {
             },
             FarJmp { size } => sized(31, size),
             FarCall { size } => sized(32, size),
+            MovToSeg { seg, src } => Fields {
+                b: seg,
+                ..rm(33, src)
+            },
+            MovFromSeg { seg, dst } => Fields {
+                b: seg,
+                ..rm(34, dst)
+            },
         };
         x.kind as u64
             | (self.len as u64 & 0xf) << 8
@@ -426,6 +450,8 @@ impl SysInsn {
             30 => Lret { size, pop: imm },
             31 => FarJmp { size },
             32 => FarCall { size },
+            33 => MovToSeg { seg: b, src: rm },
+            34 => MovFromSeg { seg: b, dst: rm },
             _ => return None,
         };
         Some(SysInsn {
@@ -510,11 +536,11 @@ impl Translator<'_> {
         self.exit(EXIT_SYSTEM, self.pc, 0)
     }
 
-    /// The register-or-memory operand 0 of `i`, with the memory address computed.
-    fn rm(&mut self, i: &Instruction) -> Option<(Rm, Option<ir::Temp>)> {
-        match i.op0_kind() {
+    /// The register-or-memory operand `n` of `i`, with the memory address computed.
+    fn rm(&mut self, i: &Instruction, n: u32) -> Option<(Rm, Option<ir::Temp>)> {
+        match i.op_kind(n) {
             OpKind::Register => {
-                let (idx, size, _) = gpr(i.op0_register())?;
+                let (idx, size, _) = gpr(i.op_register(n))?;
                 Some((
                     Rm::Reg {
                         gpr: idx as u8,
@@ -594,6 +620,23 @@ impl Translator<'_> {
                     }
                 }
             }
+            Mov if (i.op0_kind() == OpKind::Register && i.op0_register().is_segment_register())
+                || (i.op1_kind() == OpKind::Register && i.op1_register().is_segment_register()) =>
+            {
+                let (op, a) = if i.op0_register().is_segment_register() {
+                    let seg = seg_index(i.op0_register());
+                    let (mut src, a) = self.rm(i, 1)?;
+                    if let Rm::Reg { size, .. } = &mut src {
+                        *size = 2;
+                    }
+                    (SysOp::MovToSeg { seg, src }, a)
+                } else {
+                    let seg = seg_index(i.op1_register());
+                    let (dst, a) = self.rm(i, 0)?;
+                    (SysOp::MovFromSeg { seg, dst }, a)
+                };
+                return Some(self.sys_exit(op, a));
+            }
             Clts | Rdmsr | Wrmsr | Swapgs | Invlpg | Lgdt | Lidt | Lldt | Ltr => {
                 if let Some(f) = self.privileged() {
                     return Some(f);
@@ -615,7 +658,7 @@ impl Translator<'_> {
                         (op, Some(a))
                     }
                     _ => {
-                        let (mut rm, a) = self.rm(i)?;
+                        let (mut rm, a) = self.rm(i, 0)?;
                         // A register source is read as 16 bits whatever its encoding says.
                         if let Rm::Reg { size, .. } = &mut rm {
                             *size = 2;
@@ -641,7 +684,7 @@ impl Translator<'_> {
                 return Some(self.sys_exit(op, Some(a)));
             }
             Sldt | Str => {
-                let (rm, a) = self.rm(i)?;
+                let (rm, a) = self.rm(i, 0)?;
                 let op = if i.mnemonic() == Sldt {
                     SysOp::Sldt(rm)
                 } else {
@@ -823,6 +866,14 @@ mod tests {
             },
             FarJmp { size: 4 },
             FarCall { size: 8 },
+            MovToSeg {
+                seg: 2,
+                src: Rm::Reg { gpr: 7, size: 2 },
+            },
+            MovFromSeg {
+                seg: 5,
+                dst: Rm::Mem,
+            },
         ]
     }
 
@@ -850,7 +901,7 @@ mod tests {
     #[test]
     fn values_no_instruction_stores_do_not_decode() {
         assert_eq!(SysInsn::decode(0), None);
-        assert_eq!(SysInsn::decode(33), None);
+        assert_eq!(SysInsn::decode(35), None);
         assert_eq!(SysInsn::decode(0xff), None);
     }
 }
