@@ -523,3 +523,54 @@ fn memory_operands_are_only_computed_the_machine_accesses_them() {
     assert_ne!(s.ret, common::RET_FAULT_BASE + vector::PF as u32);
     assert_eq!((s.ret, s.rip, s.sys_addr), (EXIT_SYSTEM, CODE, 0x7000_0000));
 }
+
+const CPL0_32: Mode = Mode {
+    code_bits: 32,
+    ..CPL0
+};
+
+#[test]
+fn thirty_two_bit_code_calls_returns_and_jumps_with_4_byte_slots() {
+    // call f (e8 rel32 = 1); hlt; f: inc eax; ret.
+    let code = [0xe8, 1, 0, 0, 0, 0xf4, 0x40, 0xc3];
+    let s = run(&code, CPL0_32);
+    assert_eq!((s.ret, s.rip), (EXIT_HLT, CODE + 6));
+    assert_eq!(s.regs[RAX], 1);
+    assert_eq!(
+        s.regs[RSP], STACK,
+        "call pushed 4 bytes and ret popped them"
+    );
+    // call [ebx] with the target in memory, then ret 4 releasing an argument: push 7
+    // (6a 07); mov dword [ebx], CODE + 0x20 (c7 03 imm32); call [ebx] (ff 13); hlt.
+    let mut code = vec![0x6a, 7, 0xc7, 0x03];
+    code.extend((CODE as u32 + 0x20).to_le_bytes());
+    code.extend([0xff, 0x13, 0xf4]);
+    code.resize(0x20, 0x90);
+    // At CODE + 0x20: mov eax, [esp + 4] (8b 44 24 04); ret 4 (c2 04 00).
+    code.extend([0x8b, 0x44, 0x24, 0x04, 0xc2, 0x04, 0x00]);
+    let s = run(&code, CPL0_32);
+    assert_eq!((s.ret, s.rip), (EXIT_HLT, CODE + 11));
+    assert_eq!(s.regs[RAX], 7);
+    assert_eq!(s.regs[RSP], STACK);
+    // jmp short over a hlt: eb 01; hlt; inc eax; hlt.
+    let s = run(&[0xeb, 0x01, 0xf4, 0x40, 0xf4], CPL0_32);
+    assert_eq!((s.ret, s.rip, s.regs[RAX]), (EXIT_HLT, CODE + 5, 1));
+}
+
+#[test]
+fn a_direct_far_jump_in_32_bit_code_goes_to_the_machine() {
+    // jmp 0x10:0x200000 (ea imm32 imm16): how the PVH entry reaches 64-bit code.
+    let code = [0xea, 0x00, 0x00, 0x20, 0x00, 0x10, 0x00];
+    let s = run(&code, CPL0_32);
+    assert_eq!((s.ret, s.rip, s.sys_addr), (EXIT_SYSTEM, CODE, 0x20_0000));
+    assert_eq!(
+        s.op(),
+        SysInsn {
+            op: SysOp::FarJmpImm {
+                selector: 0x10,
+                size: 4
+            },
+            len: 7
+        }
+    );
+}

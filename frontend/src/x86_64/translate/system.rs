@@ -37,11 +37,12 @@
 //! **Documented gaps.** The TSS I/O permission bitmap (an I/O instruction at CPL > IOPL is
 //! #GP(0) whatever the bitmap says); CR4.UMIP, CR4.TSD and CR4.PVI/VME (the machine sees
 //! `rdtsc` and `sgdt`.. as exits and may check them); `popf`/`cli`/`sti` at 0 < CPL <= IOPL
-//! changing IF through `popf`; `lmsw`/`smsw`, `int1`, far jumps and calls with an immediate
-//! pointer (#UD, logged); segment bases other than FS/GS in operand addresses.
+//! changing IF through `popf`; `lmsw`/`smsw`, `int1`, `push`/`pop` of segment registers
+//! (#UD, logged); segment bases other than FS/GS in operand addresses; in 16-bit code the
+//! near branches.
 
 use iced_x86::{Code, Instruction, MemorySize, Mnemonic, OpKind, Register};
-use ir::{BinOp, Cond, MemOp, Size};
+use ir::{BinOp, Cond, ExtFrom, MemOp, Size};
 
 use super::{gpr, vector, Flow, Translator, EXIT_EXCEPTION, EXIT_HLT, EXIT_SYSTEM};
 use crate::x86_64::cpu;
@@ -238,6 +239,20 @@ pub enum SysOp {
         /// The destination.
         dst: Rm,
     },
+    /// `jmp ptr16:32` (or `ptr16:16`; 16/32-bit code only): the offset is in `sys_addr`.
+    FarJmpImm {
+        /// The selector.
+        selector: u16,
+        /// The offset's size in bytes: 2 or 4.
+        size: u8,
+    },
+    /// `call ptr16:32` (or `ptr16:16`): the offset is in `sys_addr`.
+    FarCallImm {
+        /// The selector.
+        selector: u16,
+        /// The offset's size in bytes: 2 or 4.
+        size: u8,
+    },
 }
 
 /// A [`SysOp`] and the length of its instruction (what the machine adds to `rip` when the
@@ -383,6 +398,18 @@ impl SysInsn {
                 b: seg,
                 ..rm(34, dst)
             },
+            FarJmpImm { selector, size } => Fields {
+                kind: 35,
+                size,
+                imm: selector,
+                ..Fields::default()
+            },
+            FarCallImm { selector, size } => Fields {
+                kind: 36,
+                size,
+                imm: selector,
+                ..Fields::default()
+            },
         };
         x.kind as u64
             | (self.len as u64 & 0xf) << 8
@@ -452,6 +479,14 @@ impl SysInsn {
             32 => FarCall { size },
             33 => MovToSeg { seg: b, src: rm },
             34 => MovFromSeg { seg: b, dst: rm },
+            35 => FarJmpImm {
+                selector: imm,
+                size,
+            },
+            36 => FarCallImm {
+                selector: imm,
+                size,
+            },
             _ => return None,
         };
         Some(SysInsn {
@@ -773,6 +808,26 @@ impl Translator<'_> {
                 };
                 SysOp::Lret { size, pop }
             }
+            Jmp | Call if matches!(i.op0_kind(), OpKind::FarBranch16 | OpKind::FarBranch32) => {
+                let (size, offset) = if i.op0_kind() == OpKind::FarBranch32 {
+                    (4, i.far_branch32() as u64)
+                } else {
+                    (2, i.far_branch16() as u64)
+                };
+                let selector = i.far_branch_selector();
+                let op = if i.mnemonic() == Jmp {
+                    SysOp::FarJmpImm { selector, size }
+                } else {
+                    SysOp::FarCallImm { selector, size }
+                };
+                let a = self.konst(offset);
+                return Some(self.sys_exit(op, Some(a)));
+            }
+            Jmp | Call | Ret
+                if self.mode.code_bits == 32 && far_size(i.memory_size()).is_none() =>
+            {
+                return self.near32(i);
+            }
             Jmp | Call if i.op0_kind() == OpKind::Memory => {
                 // Near indirect jumps through memory go on as in user mode.
                 let size = far_size(i.memory_size())?;
@@ -787,6 +842,64 @@ impl Translator<'_> {
             _ => return None,
         };
         Some(self.sys_exit(op, None))
+    }
+
+    /// 32-bit code: near `jmp`, `call` and `ret` (direct or through a 32-bit register or
+    /// memory operand) with 4-byte stack slots and a 32-bit ESP; `None` for other forms.
+    fn near32(&mut self, i: &Instruction) -> Option<Flow> {
+        use Mnemonic::*;
+        let rsp = self.reg(cpu::RSP);
+        if i.mnemonic() == Ret {
+            let pop = if i.op_count() == 1 {
+                i.immediate16() as u64
+            } else {
+                0
+            };
+            let v = self.tmp();
+            self.b
+                .load(v, rsp, MemOp::unsigned(Size::B32), self.mmu_idx);
+            self.b.addi(rsp, rsp, 4 + pop);
+            self.b.ext(ExtFrom::U32, rsp, rsp);
+            let rip = self.b.global(cpu::RIP_GLOBAL);
+            self.b.mov(rip, v);
+            self.b.lookup_and_goto();
+            return Some(Flow::End);
+        }
+        let target = match i.op0_kind() {
+            OpKind::NearBranch32 => None,
+            OpKind::Register | OpKind::Memory => {
+                let l = self.operand(i, 0)?;
+                if l.size() != 2 {
+                    return None;
+                }
+                let v = self.read(l);
+                let t = self.tmp();
+                self.b.mov(t, v);
+                Some(t)
+            }
+            _ => return None,
+        };
+        if i.mnemonic() == Call {
+            let sp = self.tmp();
+            self.b.addi(sp, rsp, (-4i64) as u64);
+            self.b.ext(ExtFrom::U32, sp, sp);
+            let ret = self.konst(self.next);
+            self.b
+                .store(ret, sp, MemOp::unsigned(Size::B32), self.mmu_idx);
+            self.b.mov(rsp, sp);
+        }
+        match target {
+            None => {
+                self.set_rip(i.near_branch_target());
+                self.b.goto_tb(0);
+            }
+            Some(t) => {
+                let rip = self.b.global(cpu::RIP_GLOBAL);
+                self.b.mov(rip, t);
+                self.b.lookup_and_goto();
+            }
+        }
+        Some(Flow::End)
     }
 
     /// The RFLAGS bits `popf` may change besides the arithmetic ones and DF: at CPL 0 in
@@ -874,6 +987,14 @@ mod tests {
                 seg: 5,
                 dst: Rm::Mem,
             },
+            FarJmpImm {
+                selector: 0x10,
+                size: 4,
+            },
+            FarCallImm {
+                selector: 0xffff,
+                size: 2,
+            },
         ]
     }
 
@@ -901,7 +1022,7 @@ mod tests {
     #[test]
     fn values_no_instruction_stores_do_not_decode() {
         assert_eq!(SysInsn::decode(0), None);
-        assert_eq!(SysInsn::decode(35), None);
+        assert_eq!(SysInsn::decode(37), None);
         assert_eq!(SysInsn::decode(0xff), None);
     }
 }
