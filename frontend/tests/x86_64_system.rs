@@ -222,6 +222,7 @@ fn cases() -> Vec<(&'static str, Vec<u8>, SysOp, Option<u64>)> {
         a("int3", Int3, None),
         a("rdtsc", Rdtsc, None),
         a("rdtscp", Rdtscp, None),
+        a("cpuid", Cpuid, None),
         // retfq (REX.W CB), retf imm16 (CA iw, 32-bit operand size).
         raw("retfq", &[0x48, 0xcb], Lret { size: 8, pop: 0 }, None),
         raw(
@@ -331,6 +332,7 @@ fn at_cpl3_the_unprivileged_system_instructions_still_go_to_the_machine() {
         ("int 0x80", SysOp::Int { vector: 0x80 }),
         ("int3", SysOp::Int3),
         ("rdtsc", SysOp::Rdtsc),
+        ("cpuid", SysOp::Cpuid),
     ] {
         let s = run(&asm(what), CPL3);
         assert_eq!(s.ret, EXIT_SYSTEM, "{what}");

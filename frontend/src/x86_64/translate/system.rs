@@ -19,8 +19,11 @@
 //! and the I/O instructions read RFLAGS.IOPL at run time (only emitted at CPL > 0, since
 //! CPL 0 always passes).
 //!
+//! `cpuid`, `rdtsc` and `rdtscp` are exits too, although they change nothing: the machine
+//! owns the CPUID table a kernel sees, the TSC offset, CR4.TSD and IA32_TSC_AUX.
+//!
 //! Done inline, because they cannot change how code translates: `cli`/`sti` (RFLAGS.IF in
-//! the `eflags` global), `cpuid` (as in user mode), `wbinvd`/`invd` (no caches to write
+//! the `eflags` global), `wbinvd`/`invd` (no caches to write
 //! back: no-ops at CPL 0), `hlt` at CPL 0 ([`EXIT_HLT`], `rip` the next instruction, as in
 //! user mode), and `popf` at CPL 0, which may also change IF and IOPL and then ends the
 //! block so a now-enabled interrupt is taken.
@@ -239,6 +242,9 @@ pub enum SysOp {
         /// The destination.
         dst: Rm,
     },
+    /// `cpuid`: the machine answers, since what a kernel must be told (APIC, MSR, PAE,
+    /// PGE, ...) differs from the user-mode table in `x86_64::system`.
+    Cpuid,
     /// `jmp ptr16:32` (or `ptr16:16`; 16/32-bit code only): the offset is in `sys_addr`.
     FarJmpImm {
         /// The selector.
@@ -398,6 +404,7 @@ impl SysInsn {
                 b: seg,
                 ..rm(34, dst)
             },
+            Cpuid => f(37),
             FarJmpImm { selector, size } => Fields {
                 kind: 35,
                 size,
@@ -487,6 +494,7 @@ impl SysInsn {
                 selector: imm,
                 size,
             },
+            37 => Cpuid,
             _ => return None,
         };
         Some(SysInsn {
@@ -795,6 +803,7 @@ impl Translator<'_> {
             Into => SysOp::Into,
             Rdtsc => SysOp::Rdtsc,
             Rdtscp => SysOp::Rdtscp,
+            Cpuid => SysOp::Cpuid,
             Retf => {
                 let size = match i.code() {
                     Code::Retfw | Code::Retfw_imm16 => 2,
@@ -995,6 +1004,7 @@ mod tests {
                 selector: 0xffff,
                 size: 2,
             },
+            Cpuid,
         ]
     }
 
@@ -1022,7 +1032,7 @@ mod tests {
     #[test]
     fn values_no_instruction_stores_do_not_decode() {
         assert_eq!(SysInsn::decode(0), None);
-        assert_eq!(SysInsn::decode(37), None);
+        assert_eq!(SysInsn::decode(38), None);
         assert_eq!(SysInsn::decode(0xff), None);
     }
 }
