@@ -42,11 +42,12 @@ struct Stop {
     error_code: u64,
     sys_op: u64,
     sys_addr: u64,
+    sys_insn: Option<SysInsn>,
 }
 
 impl Stop {
     fn op(&self) -> SysInsn {
-        SysInsn::decode(self.sys_op)
+        self.sys_insn
             .unwrap_or_else(|| panic!("sys_op {:#x} does not decode", self.sys_op))
     }
 }
@@ -79,6 +80,7 @@ fn run_one(code: &[u8], mode: Mode, exec: ExecMode, setup: &dyn Fn(&mut X86Cpu))
         error_code: c.error_code,
         sys_op: c.sys_op,
         sys_addr: c.sys_addr,
+        sys_insn: c.sys_insn(),
     }
 }
 

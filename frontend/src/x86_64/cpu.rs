@@ -66,7 +66,7 @@ pub struct X86Cpu {
     pub fpr: [[u8; 10]; 8],
     /// x87 top of stack (0..8).
     pub fpu_top: u16,
-    /// x87 tags, abridged as in FXSAVE: bit i set when R[i] holds a value.
+    /// x87 tags, abridged as in FXSAVE: bit i set when `R[i]` holds a value.
     pub fpu_tags: u16,
     /// x87 control word.
     pub fpu_cw: u16,
@@ -119,6 +119,13 @@ impl X86Cpu {
     /// The full RFLAGS value: the lazy arithmetic flags merged into `eflags`.
     pub fn rflags(&self) -> u64 {
         super::flags::rflags(self)
+    }
+
+    /// The system operation the last block stopped on with
+    /// [`super::translate::EXIT_SYSTEM`] (`sys_op` decoded); its memory operand, if any, is
+    /// at linear address `sys_addr`.
+    pub fn sys_insn(&self) -> Option<super::translate::SysInsn> {
+        super::translate::SysInsn::decode(self.sys_op)
     }
 }
 

@@ -114,9 +114,9 @@ pub enum SysOp {
     },
     /// `clts`: clears CR0.TS.
     Clts,
-    /// `rdmsr`: edx:eax = MSR[ecx].
+    /// `rdmsr`: edx:eax = MSR(ecx).
     Rdmsr,
-    /// `wrmsr`: MSR[ecx] = edx:eax.
+    /// `wrmsr`: MSR(ecx) = edx:eax.
     Wrmsr,
     /// `lgdt m`; `size` is the operand size in bytes (8 in 64-bit mode: a 10-byte operand).
     Lgdt {
