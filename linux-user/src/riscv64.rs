@@ -1,68 +1,43 @@
-//! The riscv64 user-mode guest: the frontend's translator over the process's address space,
-//! with page walks answered by the VMA table and every event that needs the kernel (system
-//! calls, faults, host signals) handed back to the driver in `lib.rs`.
+//! The riscv64 half of the user-mode guest ([`crate::guest::UserGuest`]): the frontend's
+//! translator, and which exits and faults become which signals.
 
 use std::sync::Arc;
 
-use accel_tcg::{Access, Action, CodeReader, Guest, MemFault, PageMapping};
+use accel_tcg::{Action, CodeReader, MemFault};
 use frontend::riscv64::translate as rv;
 use frontend::riscv64::{cpu, Riscv64Cpu};
-use ir::{Builder, GlobalDef, Type};
+use ir::{Builder, GlobalDef};
 
-use crate::guest::{decode_cause, encode_cause, RET_FAULT};
+use crate::guest::{decode_cause, encode_cause, UserArch, UserGuest, RET_FAULT};
 use crate::signal::{si, sig, SigInfo};
-use crate::space::AddressSpace;
 
 pub use crate::guest::RET_SYSCALL as RET_ECALL;
 
-/// The signal recorded in the CPU state by [`RiscvUser::raise`] or an exit.
+/// The signal recorded in the CPU state by a fault or an exit.
 pub fn recorded_signal(cpu: &Riscv64Cpu) -> SigInfo {
     decode_cause(cpu.cause, cpu.tval)
 }
 
+/// The riscv64 half of the user-mode guest.
+pub struct Riscv64;
+
 /// The riscv64 Linux user-mode guest.
-pub struct RiscvUser {
-    space: Arc<AddressSpace>,
-    globals: Arc<[GlobalDef]>,
-}
+pub type RiscvUser = UserGuest<Riscv64>;
 
-impl RiscvUser {
-    /// A guest whose memory is `space`.
-    pub fn new(space: Arc<AddressSpace>) -> RiscvUser {
-        RiscvUser {
-            space,
-            globals: cpu::globals(),
-        }
-    }
-}
-
-impl Guest for RiscvUser {
+impl UserArch for Riscv64 {
     type Cpu = Riscv64Cpu;
+    const PC_OFFSET: u32 = cpu::PC_OFFSET;
 
-    fn globals(&self) -> Arc<[GlobalDef]> {
-        self.globals.clone()
+    fn globals() -> Arc<[GlobalDef]> {
+        cpu::globals()
     }
 
-    fn addr_type(&self) -> Type {
-        Type::I64
-    }
-
-    fn block_key(&self, cpu: &Riscv64Cpu) -> (u64, u32) {
-        (cpu.pc, 0)
-    }
-
-    fn pc_offset(&self) -> Option<u32> {
-        Some(frontend::riscv64::cpu::PC_OFFSET)
-    }
-
-    fn code_mmu_idx(&self, _flags: u32) -> u8 {
-        0
+    fn pc(cpu: &Riscv64Cpu) -> u64 {
+        cpu.pc
     }
 
     fn translate(
-        &self,
         pc: u64,
-        _flags: u32,
         code: &mut dyn CodeReader,
         b: &mut Builder,
         max_insns: u32,
@@ -70,21 +45,11 @@ impl Guest for RiscvUser {
         rv::translate(pc, code, b, max_insns, 0)
     }
 
-    fn restore_state(&self, cpu: &mut Riscv64Cpu, pc: u64, extra: u64) {
+    fn restore_state(cpu: &mut Riscv64Cpu, pc: u64, extra: u64) {
         rv::restore_state(cpu, pc, extra);
     }
 
-    fn page_walk(
-        &self,
-        _cpu: &mut Riscv64Cpu,
-        vaddr: u64,
-        access: Access,
-        _mmu_idx: u8,
-    ) -> Result<PageMapping, MemFault> {
-        self.space.walk(vaddr, access)
-    }
-
-    fn raise(&self, cpu: &mut Riscv64Cpu, fault: MemFault, vaddr: u64, _access: Access) {
+    fn raise(cpu: &mut Riscv64Cpu, fault: MemFault, vaddr: u64) {
         let (signo, code) = match fault {
             MemFault::Page(c) if c == si::SEGV_ACCERR as u64 => (sig::SIGSEGV, si::SEGV_ACCERR),
             MemFault::Page(_) => (sig::SIGSEGV, si::SEGV_MAPERR),
@@ -95,7 +60,7 @@ impl Guest for RiscvUser {
         cpu.tval = vaddr;
     }
 
-    fn on_exit(&self, cpu: &mut Riscv64Cpu, reason: u32) -> Action {
+    fn on_exit(cpu: &mut Riscv64Cpu, reason: u32) -> Action {
         match reason {
             rv::EXIT_ECALL => Action::Return(RET_ECALL),
             rv::EXIT_EBREAK => {
@@ -114,15 +79,11 @@ impl Guest for RiscvUser {
         }
     }
 
-    fn on_exception(&self, _cpu: &mut Riscv64Cpu) -> Action {
+    fn on_exception(_cpu: &mut Riscv64Cpu) -> Action {
         Action::Return(RET_FAULT)
     }
 
-    fn on_exit_request(&self, _cpu: &mut Riscv64Cpu) -> Action {
-        crate::guest::on_exit_request()
-    }
-
-    fn disassemble(&self, pc: u64, code: &mut dyn CodeReader) -> Option<(String, u64)> {
+    fn disassemble(pc: u64, code: &mut dyn CodeReader) -> Option<(String, u64)> {
         frontend::riscv64::disasm::read_and_disassemble(pc, code)
     }
 }
@@ -130,7 +91,8 @@ impl Guest for RiscvUser {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::space::{MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_EXEC, PROT_READ};
+    use crate::space::{AddressSpace, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_EXEC, PROT_READ};
+    use accel_tcg::{Access, Guest};
 
     #[test]
     fn page_walks_follow_the_vma_table_with_maperr_and_accerr() {

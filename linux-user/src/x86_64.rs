@@ -1,17 +1,17 @@
-//! The x86_64 user-mode guest: the frontend's translator over the process's address space,
+//! The x86_64 half of the user-mode guest ([`crate::guest::UserGuest`]): the translator,
 //! the x86_64 half of the user ABI ([`UserCpu`]: `syscall` registers, the `rt_sigframe`), and
 //! the mapping of CPU exceptions to the signals Linux sends for them (#UD SIGILL, int3
 //! SIGTRAP, #DE SIGFPE, page faults SIGSEGV).
 
 use std::sync::Arc;
 
-use accel_tcg::{Access, Action, CodeReader, Guest, MemFault, PageMapping};
+use accel_tcg::{Action, CodeReader, MemFault};
 use frontend::x86_64::flags::{self as xflags, CcOp};
 use frontend::x86_64::translate::{self as xt, vector};
 use frontend::x86_64::{cpu, X86Cpu};
-use ir::{Builder, GlobalDef, Type};
+use ir::{Builder, GlobalDef};
 
-use crate::guest::{decode_cause, encode_cause, RET_FAULT};
+use crate::guest::{decode_cause, encode_cause, UserArch, UserGuest, RET_FAULT};
 use crate::signal::{sa, si, sig, AltStack, FrameRequest, SavedContext, SigInfo, UserCpu};
 use crate::space::{AddressSpace, SpaceError};
 
@@ -39,7 +39,7 @@ mod r {
     pub const R11: usize = 11;
 }
 
-/// The signal recorded in the CPU state (by [`X86User::raise`], an exit or an exception).
+/// The signal recorded in the CPU state (by a fault, an exit or an exception).
 pub fn recorded_signal(cpu: &X86Cpu) -> SigInfo {
     let mut info = decode_cause(cpu.cause, cpu.error_code);
     if info.code == si::KERNEL {
@@ -55,49 +55,26 @@ fn record(cpu: &mut X86Cpu, signo: u32, code: i32, addr: u64) {
     cpu.error_code = addr;
 }
 
+/// The x86_64 half of the user-mode guest.
+pub struct X86_64;
+
 /// The x86_64 Linux user-mode guest.
-pub struct X86User {
-    space: Arc<AddressSpace>,
-    globals: Arc<[GlobalDef]>,
-}
+pub type X86User = UserGuest<X86_64>;
 
-impl X86User {
-    /// A guest whose memory is `space`.
-    pub fn new(space: Arc<AddressSpace>) -> X86User {
-        X86User {
-            space,
-            globals: cpu::globals(),
-        }
-    }
-}
-
-impl Guest for X86User {
+impl UserArch for X86_64 {
     type Cpu = X86Cpu;
+    const PC_OFFSET: u32 = cpu::RIP_OFFSET;
 
-    fn globals(&self) -> Arc<[GlobalDef]> {
-        self.globals.clone()
+    fn globals() -> Arc<[GlobalDef]> {
+        cpu::globals()
     }
 
-    fn addr_type(&self) -> Type {
-        Type::I64
-    }
-
-    fn block_key(&self, cpu: &X86Cpu) -> (u64, u32) {
-        (cpu.rip, 0)
-    }
-
-    fn pc_offset(&self) -> Option<u32> {
-        Some(frontend::x86_64::cpu::RIP_OFFSET)
-    }
-
-    fn code_mmu_idx(&self, _flags: u32) -> u8 {
-        0
+    fn pc(cpu: &X86Cpu) -> u64 {
+        cpu.rip
     }
 
     fn translate(
-        &self,
         pc: u64,
-        _flags: u32,
         code: &mut dyn CodeReader,
         b: &mut Builder,
         max_insns: u32,
@@ -105,21 +82,11 @@ impl Guest for X86User {
         xt::translate(pc, code, b, max_insns, 0)
     }
 
-    fn restore_state(&self, cpu: &mut X86Cpu, pc: u64, extra: u64) {
+    fn restore_state(cpu: &mut X86Cpu, pc: u64, extra: u64) {
         xt::restore_state(cpu, pc, extra);
     }
 
-    fn page_walk(
-        &self,
-        _cpu: &mut X86Cpu,
-        vaddr: u64,
-        access: Access,
-        _mmu_idx: u8,
-    ) -> Result<PageMapping, MemFault> {
-        self.space.walk(vaddr, access)
-    }
-
-    fn raise(&self, cpu: &mut X86Cpu, fault: MemFault, vaddr: u64, _access: Access) {
+    fn raise(cpu: &mut X86Cpu, fault: MemFault, vaddr: u64) {
         // x86 has no alignment faults for ordinary accesses (AC is off): anything else the
         // engine reports is a page fault.
         let code = match fault {
@@ -129,7 +96,7 @@ impl Guest for X86User {
         record(cpu, sig::SIGSEGV, code, vaddr);
     }
 
-    fn on_exit(&self, cpu: &mut X86Cpu, reason: u32) -> Action {
+    fn on_exit(cpu: &mut X86Cpu, reason: u32) -> Action {
         match reason {
             xt::EXIT_SYSCALL => return Action::Return(RET_SYSCALL),
             // int3 is a trap: rip is already past it; Linux sends SI_KERNEL.
@@ -151,7 +118,7 @@ impl Guest for X86User {
         Action::Return(RET_FAULT)
     }
 
-    fn on_exception(&self, cpu: &mut X86Cpu) -> Action {
+    fn on_exception(cpu: &mut X86Cpu) -> Action {
         if cpu.cause >> 32 == 0 {
             // A vector stored by a frontend helper; rip is the faulting instruction.
             let rip = cpu.rip;
@@ -168,11 +135,7 @@ impl Guest for X86User {
         Action::Return(RET_FAULT)
     }
 
-    fn on_exit_request(&self, _cpu: &mut X86Cpu) -> Action {
-        crate::guest::on_exit_request()
-    }
-
-    fn disassemble(&self, pc: u64, code: &mut dyn CodeReader) -> Option<(String, u64)> {
+    fn disassemble(pc: u64, code: &mut dyn CodeReader) -> Option<(String, u64)> {
         frontend::x86_64::disasm::disassemble(pc, code)
     }
 }
@@ -511,6 +474,7 @@ mod tests {
     use crate::signal::{SigAction, SignalState, SIG_DFL};
     use crate::space::{MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE};
     use crate::syscall::{self, Outcome, Process, Sys};
+    use accel_tcg::{Access, Guest};
 
     const HANDLER: u64 = 0x2_0000;
     const RESTORER: u64 = 0x3_0000;
