@@ -10,6 +10,7 @@ pub mod flat;
 pub mod sse;
 pub mod sys;
 pub mod system;
+pub mod system_cpuid;
 pub mod translate;
 #[cfg(target_arch = "x86_64")]
 pub mod x87;
