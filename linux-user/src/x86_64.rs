@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use accel_tcg::{Action, CodeReader, MemFault};
-use frontend::x86_64::flags::{self as xflags, CcOp};
+use frontend::x86_64::flags as xflags;
 use frontend::x86_64::translate::{self as xt, vector};
 use frontend::x86_64::{cpu, X86Cpu};
 use ir::{Builder, GlobalDef};
@@ -231,16 +231,6 @@ const RED_ZONE: u64 = 128;
 /// TF DF OF, NT, RF, AC, ID.
 const FIX_EFLAGS: u64 = xflags::ARITH | 1 << 8 | xflags::DF | 1 << 14 | 1 << 16 | 1 << 18 | 1 << 21;
 
-/// Sets RFLAGS from `v`: the arithmetic flags become materialised lazy flags.
-fn set_rflags(cpu: &mut X86Cpu, v: u64) {
-    cpu.cc_op = CcOp::EFLAGS.encode();
-    cpu.cc_src = v & xflags::ARITH;
-    cpu.cc_dst = 0;
-    cpu.cc_src2 = 0;
-    cpu.df = if v & xflags::DF != 0 { u64::MAX } else { 1 };
-    cpu.eflags = (v & !(xflags::ARITH | xflags::DF)) | 0x2;
-}
-
 /// The exception vector and error code a fault signal came from, for `sigcontext`.
 fn trap_of(info: &SigInfo) -> (u64, u64) {
     if !info.fault {
@@ -328,7 +318,7 @@ impl UserCpu for X86Cpu {
         frontend::x86_64::x87::reset(self);
         // Handlers start with DF and TF clear.
         let flags = self.rflags() & !(xflags::DF | 1 << 8);
-        set_rflags(self, flags);
+        self.set_rflags(flags);
         Ok(())
     }
 
@@ -355,7 +345,7 @@ impl UserCpu for X86Cpu {
         self.regs[r::RSP] = m(frame::sc::RSP);
         self.rip = m(frame::sc::RIP);
         let flags = (self.rflags() & !FIX_EFLAGS) | (m(frame::sc::EFLAGS) & FIX_EFLAGS);
-        set_rflags(self, flags);
+        self.set_rflags(flags);
         let fp = m(frame::sc::FPSTATE);
         if fp != 0 {
             let mut fx = [0u8; frame::FPSTATE_SIZE as usize];
@@ -494,7 +484,7 @@ mod tests {
             *reg = 0x1000 + i as u64;
         }
         cpu.regs[r::RSP] = 0x110_0000 - 0x108;
-        set_rflags(&mut cpu, xflags::CF | xflags::ZF | xflags::DF | 0x2);
+        cpu.set_rflags(xflags::CF | xflags::ZF | xflags::DF | 0x2);
         cpu.mxcsr = 0x1fa0;
         cpu.xmm[3] = [0x3333, 0x3_0000];
         (s, cpu)
@@ -588,7 +578,7 @@ mod tests {
         cpu.regs[r::RSP] = f + 8;
         cpu.xmm[3] = [0, 0];
         cpu.mxcsr = 0x1f80;
-        set_rflags(&mut cpu, 0x2);
+        cpu.set_rflags(0x2);
         st.sigreturn(&mut cpu, &s).unwrap();
         assert_eq!(cpu.rip, 0x40_1000);
         assert_eq!(cpu.regs[r::RSP], sp0);

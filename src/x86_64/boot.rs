@@ -82,14 +82,14 @@ pub struct BootSetup {
 
 /// GDT selectors of the boot GDT (the Linux boot protocol wants `__BOOT_CS` = 0x10 and
 /// `__BOOT_DS` = 0x18).
-const BOOT_CS: u16 = 0x10;
-const BOOT_DS: u16 = 0x18;
-const BOOT_TSS: u16 = 0x20;
-const GDT_CODE64: u64 = 0x00af_9b00_0000_ffff;
-const GDT_CODE32: u64 = 0x00cf_9b00_0000_ffff;
-const GDT_DATA: u64 = 0x00cf_9300_0000_ffff;
+pub(crate) const BOOT_CS: u16 = 0x10;
+pub(crate) const BOOT_DS: u16 = 0x18;
+pub(crate) const BOOT_TSS: u16 = 0x20;
+pub(crate) const GDT_CODE64: u64 = 0x00af_9b00_0000_ffff;
+pub(crate) const GDT_CODE32: u64 = 0x00cf_9b00_0000_ffff;
+pub(crate) const GDT_DATA: u64 = 0x00cf_9300_0000_ffff;
 /// A busy 32-bit TSS at 0 of 0x68 bytes: VMX requires TR to hold a usable TSS.
-const GDT_TSS: u64 = 0x0000_8b00_0000_0067;
+pub(crate) const GDT_TSS: u64 = 0x0000_8b00_0000_0067;
 
 const CR0_PE: u64 = 1;
 const CR0_ET: u64 = 1 << 4;

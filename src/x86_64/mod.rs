@@ -6,5 +6,6 @@ pub mod irqchip;
 pub mod layout;
 pub mod machine;
 pub mod phys_mem;
+pub mod tcg_boot;
 
 pub use crate::run_control::Outcome;

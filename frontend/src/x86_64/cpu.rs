@@ -23,8 +23,12 @@ pub const RAX: usize = 0;
 pub const RCX: usize = 1;
 /// Index of rdx.
 pub const RDX: usize = 2;
+/// Index of rbx.
+pub const RBX: usize = 3;
 /// Index of rsp.
 pub const RSP: usize = 4;
+/// Index of rsi.
+pub const RSI: usize = 6;
 
 /// The architectural state of one x86_64 CPU, as translated code and helpers see it.
 #[repr(C)]
@@ -119,6 +123,18 @@ impl X86Cpu {
     /// The full RFLAGS value: the lazy arithmetic flags merged into `eflags`.
     pub fn rflags(&self) -> u64 {
         super::flags::rflags(self)
+    }
+
+    /// Sets RFLAGS to `v`: the arithmetic flags become materialised lazy flags, DF its
+    /// direction, the rest `eflags` (bit 1 always set).
+    pub fn set_rflags(&mut self, v: u64) {
+        use super::flags::{CcOp, ARITH, DF};
+        self.cc_op = CcOp::EFLAGS.encode();
+        self.cc_src = v & ARITH;
+        self.cc_dst = 0;
+        self.cc_src2 = 0;
+        self.df = if v & DF != 0 { u64::MAX } else { 1 };
+        self.eflags = (v & !(ARITH | DF)) | 0x2;
     }
 
     /// The system operation the last block stopped on with
