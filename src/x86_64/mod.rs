@@ -7,5 +7,6 @@ pub mod layout;
 pub mod machine;
 pub mod phys_mem;
 pub mod tcg_boot;
+pub mod tcg_cpu;
 
 pub use crate::run_control::Outcome;
