@@ -8,5 +8,6 @@ pub mod machine;
 pub mod phys_mem;
 pub mod tcg_boot;
 pub mod tcg_cpu;
+pub mod tcg_guest;
 
 pub use crate::run_control::Outcome;

@@ -56,7 +56,8 @@ pub fn mode(cpu: &X86Cpu) -> Mode {
     } else {
         16
     };
-    let ac = cpu.rflags() & RFLAGS_AC != 0;
+    // AC is not an arithmetic flag: it lives in `eflags`, no lazy flags to fold.
+    let ac = cpu.eflags & RFLAGS_AC != 0;
     Mode {
         system: true,
         cpl: sys.cpl,
