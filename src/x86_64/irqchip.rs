@@ -76,6 +76,29 @@ impl IrqLine for IsaLine {
     }
 }
 
+/// The wire of `gsi`: ISA IRQs 0-15 drive the 8259 input and the I/O APIC pin (IRQ 0 on
+/// pin 2, the MADT's override; IRQ 2 is the 8259's cascade, so only the I/O APIC), GSIs 16-23
+/// only the I/O APIC.
+fn gsi_line(
+    pic: &Pic,
+    ioapic: &Arc<Mutex<IoApic>>,
+    gsi: u32,
+) -> Result<Arc<dyn IrqLine>, IrqChipError> {
+    let n = gsi as usize;
+    if n >= IOAPIC_PINS {
+        return Err(IrqChipError::NoSuchGsi(gsi));
+    }
+    let pin = IoApic::pin(ioapic, if n == 0 { 2 } else { n })
+        .map_err(|e| IrqChipError::Apic(e.to_string()))?;
+    if n >= 16 {
+        return Ok(pin);
+    }
+    Ok(Arc::new(IsaLine {
+        pic: pic.pin(n).ok(),
+        ioapic: pin,
+    }))
+}
+
 impl IrqChip {
     /// The interrupt architecture of a machine with `cpus` vCPUs (vCPU 0 the bootstrap
     /// processor, APIC IDs = indexes), a TSC of `tsc_hz`, timers on `clock`, and `kicker`
@@ -106,14 +129,8 @@ impl IrqChip {
         let pic = Pic::new();
         pic.set_output(ApicBus::lint_line(&apic_bus, 0, 0).map_err(|e| apic_err(&e))?);
 
-        let ioapic_pin = |n: usize| IoApic::pin(&ioapic, n).map_err(|e| apic_err(&e));
-        let isa = |irq: usize| -> Result<Arc<dyn IrqLine>, IrqChipError> {
-            Ok(Arc::new(IsaLine {
-                pic: pic.pin(irq).ok(),
-                ioapic: ioapic_pin(if irq == 0 { 2 } else { irq })?,
-            }))
-        };
-        let pit = Pit::new(clock.clone(), isa(0)?);
+        let gsi = |n: u32| gsi_line(&pic, &ioapic, n);
+        let pit = Pit::new(clock.clone(), gsi(0)?);
         let wake = Arc::new((Mutex::new(false), Condvar::new()));
         let waker = wake.clone();
         pit.set_deadline_notifier(Arc::new(move || {
@@ -125,9 +142,9 @@ impl IrqChip {
         let mut hpet_lines = Vec::with_capacity(IOAPIC_PINS);
         for pin in 0..IOAPIC_PINS {
             hpet_lines.push(match pin {
-                2 => isa(0)?,
-                8 => isa(8)?,
-                p => ioapic_pin(p)?,
+                2 => gsi(0)?,
+                8 => gsi(8)?,
+                p => IoApic::pin(&ioapic, p).map_err(|e| apic_err(&e))?,
             });
         }
         let hpet = Arc::new(Mutex::new(Hpet::new(clock, hpet_lines)));
@@ -145,19 +162,7 @@ impl IrqChip {
     /// IRQs 0-15 reach both the 8259 and the I/O APIC (IRQ 0 on its pin 2), GSIs 16-23 only
     /// the I/O APIC.
     pub fn irq_line(&self, gsi: u32) -> Result<Arc<dyn IrqLine>, IrqChipError> {
-        let n = gsi as usize;
-        if n >= IOAPIC_PINS {
-            return Err(IrqChipError::NoSuchGsi(gsi));
-        }
-        let ioapic = IoApic::pin(&self.ioapic, if n == 0 { 2 } else { n })
-            .map_err(|e| IrqChipError::Apic(e.to_string()))?;
-        if n >= 16 {
-            return Ok(ioapic);
-        }
-        Ok(Arc::new(IsaLine {
-            pic: self.pic.pin(n).ok(),
-            ioapic,
-        }))
+        gsi_line(&self.pic, &self.ioapic, gsi)
     }
 
     /// Puts the port devices (8259s and ELCR, 8254, port 0x61) on `pio` and the memory-mapped
