@@ -321,12 +321,6 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         }
         other => other,
     };
-    if accel == Accel::Tcg {
-        return Err(usage(anyhow::anyhow!(
-            "--accel tcg: the x86_64 machine does not run on the JIT yet; use --accel kvm \
-             (needs a usable /dev/kvm)"
-        )));
-    }
     let timeout = match args.timeout {
         Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),
         Some(secs) => return Err(usage(anyhow::anyhow!("--timeout {secs}: must be positive"))),
@@ -355,7 +349,12 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         console_escapes: true,
         timeout,
     };
-    let outcome = machine::run(&config).map_err(|e| Failure {
+    let outcome = if accel == Accel::Tcg {
+        tern::x86_64::tcg_machine::run(&config, accel_tcg::ExecMode::Jit)
+    } else {
+        machine::run(&config)
+    }
+    .map_err(|e| Failure {
         usage: e.is_user_error(),
         error: e.into(),
     })?;

@@ -57,6 +57,8 @@ pub struct IrqChip {
     ioapic: Arc<Mutex<IoApic>>,
     apic_bus: Arc<ApicBus>,
     hpet: Arc<Mutex<Hpet>>,
+    /// The time-stamp counter the local APICs' TSC-deadline timers count.
+    tsc: Tsc,
     /// Wakes the timer thread early (the 8254 was reprogrammed, or the machine stops).
     wake: Arc<(Mutex<bool>, Condvar)>,
 }
@@ -154,6 +156,7 @@ impl IrqChip {
             ioapic,
             apic_bus,
             hpet,
+            tsc,
             wake,
         })
     }
@@ -182,6 +185,11 @@ impl IrqChip {
         mmio.insert(self.ioapic.clone(), IOAPIC_BASE, IOAPIC_LEN)?;
         mmio.insert(self.hpet.clone(), HPET_BASE, HPET_LEN)?;
         Ok(())
+    }
+
+    /// The machine's time-stamp counter (what `rdtsc` reads before the guest's offset).
+    pub fn tsc(&self) -> Tsc {
+        self.tsc
     }
 
     /// The 8259 pair (the CPU side acknowledges ExtINT through it).

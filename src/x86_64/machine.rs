@@ -78,6 +78,12 @@ pub enum MachineError {
     /// Two devices claimed the same addresses (a tern bug).
     #[error("device layout: {0}")]
     Bus(#[from] BusError),
+    /// The JIT engine could not start.
+    #[error("JIT engine: {0}")]
+    Tcg(#[from] accel_tcg::TcgError),
+    /// The interrupt controllers and timers of the JIT machine could not be built.
+    #[error(transparent)]
+    IrqChip(#[from] super::irqchip::IrqChipError),
     /// Writing boot data into guest memory failed.
     #[error("guest memory: {0}")]
     GuestMemory(#[from] vm_memory::GuestMemoryError),
@@ -90,7 +96,13 @@ impl MachineError {
     /// Whether the error comes from what the user asked for (bad file, bad size, no KVM),
     /// as opposed to a failure inside tern: the CLI exits 2 for these.
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, MachineError::Bus(_) | MachineError::Thread(_))
+        !matches!(
+            self,
+            MachineError::Bus(_)
+                | MachineError::Thread(_)
+                | MachineError::Tcg(_)
+                | MachineError::IrqChip(_)
+        )
     }
 }
 
@@ -126,8 +138,8 @@ impl VmIo for MachineIo {
 /// The smallest guest tern will build: the boot structures and a kernel need room.
 pub const MIN_MEMORY: u64 = 16 << 20;
 
-/// Builds the machine, runs it to its end, and returns how it ended.
-pub fn run(config: &MachineConfig) -> Result<Outcome, MachineError> {
+/// Checks what both accelerators require of a configuration.
+pub(crate) fn check_config(config: &MachineConfig) -> Result<(), MachineError> {
     if config.mem_size < MIN_MEMORY {
         return Err(MachineError::Config(format!(
             "--memory {} is too small (at least {} MiB)",
@@ -147,38 +159,35 @@ pub fn run(config: &MachineConfig) -> Result<Outcome, MachineError> {
             VIRTIO_MAX_SLOTS - 1
         )));
     }
+    Ok(())
+}
 
+/// Guest RAM as the machine's memory map lays it out around the 32-bit device hole.
+pub(crate) fn guest_memory(config: &MachineConfig) -> Result<GuestMemoryMmap, MachineError> {
     let ranges: Vec<_> = ram_ranges(config.mem_size)
         .into_iter()
         .map(|(start, len)| (GuestAddress(start), len as usize))
         .collect();
-    let mem = GuestMemoryMmap::from_ranges(&ranges).map_err(|e| MachineError::Memory {
+    GuestMemoryMmap::from_ranges(&ranges).map_err(|e| MachineError::Memory {
         size: config.mem_size,
         reason: e.to_string(),
-    })?;
+    })
+}
 
-    let vm = KvmVm::new()?;
-    if config.cpus as usize > vm.max_vcpus() {
-        return Err(MachineError::Config(format!(
-            "--smp {}: this host's KVM supports at most {} vCPUs",
-            config.cpus,
-            vm.max_vcpus()
-        )));
-    }
-    vm.register_memory(&mem)?;
-    vm.create_irqchip_and_pit()?;
-
-    let control = Arc::new(RunControl::default());
-    let exit: Arc<dyn ExitRequester> = control.clone();
-    let devices = build_devices(config, &vm, &mem, &exit)?;
-
+/// Writes the ACPI tables (`hpet`: whether the machine has one) and loads the kernel and
+/// initrd; returns the boot CPU's entry state.
+pub(crate) fn load_guest(
+    config: &MachineConfig,
+    mem: &GuestMemoryMmap,
+    virtio_slots: &[VirtioSlot],
+    hpet: bool,
+) -> Result<boot::BootSetup, MachineError> {
     mem.write_slice(
-        // KVM's in-kernel irqchip has no HPET.
-        &acpi::build_tables(config.cpus, &devices.virtio_slots, false),
+        &acpi::build_tables(config.cpus, virtio_slots, hpet),
         GuestAddress(ACPI_START),
     )?;
     let setup = boot::load_kernel(
-        &mem,
+        mem,
         &BootConfig {
             kernel: &config.kernel,
             initrd: config.initrd.as_deref(),
@@ -194,6 +203,51 @@ pub fn run(config: &MachineConfig) -> Result<Outcome, MachineError> {
         config.mem_size >> 20,
         config.cpus
     );
+    Ok(setup)
+}
+
+/// Puts the terminal in raw mode and feeds stdin to the serial port; the terminal is restored
+/// when the returned guard is.
+pub(crate) fn attach_console(
+    config: &MachineConfig,
+    serial: &Arc<Mutex<devices::serial::Serial>>,
+    exit: &Arc<dyn ExitRequester>,
+) -> Result<devices::console::RawTerminal, MachineError> {
+    let console_error = |e: devices::console::ConsoleError| MachineError::Device {
+        what: "serial console".into(),
+        reason: e.to_string(),
+    };
+    // With the Ctrl-A escapes on, Ctrl-C belongs to the guest, as in QEMU's -nographic.
+    let terminal =
+        devices::console::RawTerminal::new(!config.console_escapes).map_err(console_error)?;
+    devices::console::spawn_stdin_reader(serial.clone(), exit.clone(), config.console_escapes)
+        .map_err(console_error)?;
+    Ok(terminal)
+}
+
+/// Builds the machine, runs it to its end, and returns how it ended.
+pub fn run(config: &MachineConfig) -> Result<Outcome, MachineError> {
+    check_config(config)?;
+    let mem = guest_memory(config)?;
+
+    let vm = KvmVm::new()?;
+    if config.cpus as usize > vm.max_vcpus() {
+        return Err(MachineError::Config(format!(
+            "--smp {}: this host's KVM supports at most {} vCPUs",
+            config.cpus,
+            vm.max_vcpus()
+        )));
+    }
+    vm.register_memory(&mem)?;
+    vm.create_irqchip_and_pit()?;
+
+    let control = Arc::new(RunControl::default());
+    let exit: Arc<dyn ExitRequester> = control.clone();
+    let kvm_line = |gsi: u32| -> Result<Arc<dyn IrqLine>, MachineError> { Ok(vm.irq_line(gsi)) };
+    let devices = build_devices(config, &kvm_line, &mem, &exit, None)?;
+
+    // KVM's in-kernel irqchip has no HPET.
+    let setup = load_guest(config, &mem, &devices.virtio_slots, false)?;
 
     let mut vcpus = Vec::new();
     for index in 0..config.cpus {
@@ -210,19 +264,7 @@ pub fn run(config: &MachineConfig) -> Result<Outcome, MachineError> {
         pio: devices.pio,
         mmio: devices.mmio,
     });
-    let console_error = |e: devices::console::ConsoleError| MachineError::Device {
-        what: "serial console".into(),
-        reason: e.to_string(),
-    };
-    // With the Ctrl-A escapes on, Ctrl-C belongs to the guest, as in QEMU's -nographic.
-    let mut terminal =
-        devices::console::RawTerminal::new(!config.console_escapes).map_err(console_error)?;
-    devices::console::spawn_stdin_reader(
-        devices.serial.clone(),
-        exit.clone(),
-        config.console_escapes,
-    )
-    .map_err(console_error)?;
+    let mut terminal = attach_console(config, &devices.serial, &exit)?;
 
     let threads = spawn_vcpus(vcpus, &io, &control, &mem)?;
     let outcome = control.wait(config.timeout);
@@ -239,18 +281,26 @@ pub fn run(config: &MachineConfig) -> Result<Outcome, MachineError> {
 }
 
 /// The devices of one machine, on their buses.
-struct Devices {
-    pio: Bus,
-    mmio: Bus,
-    serial: Arc<Mutex<devices::serial::Serial>>,
-    virtio_slots: Vec<VirtioSlot>,
+pub(crate) struct Devices {
+    pub(crate) pio: Bus,
+    pub(crate) mmio: Bus,
+    pub(crate) serial: Arc<Mutex<devices::serial::Serial>>,
+    pub(crate) virtio_slots: Vec<VirtioSlot>,
 }
 
-fn build_devices(
+/// A device's interrupt wire for a GSI, from whichever interrupt controller the accelerator
+/// uses (KVM's in-kernel one, or the device models of `irqchip` under the JIT).
+pub(crate) type IrqLineFor<'a> = &'a dyn Fn(u32) -> Result<Arc<dyn IrqLine>, MachineError>;
+
+/// The machine's devices, the same under both accelerators: COM1, the i8042, the RTC, the
+/// debug-exit port, the ACPI PM block and the virtio-mmio slots. `dma` hears of guest memory
+/// the virtio devices write (the JIT drops translated code there).
+pub(crate) fn build_devices(
     config: &MachineConfig,
-    vm: &KvmVm,
+    irq: IrqLineFor,
     mem: &GuestMemoryMmap,
     exit: &Arc<dyn ExitRequester>,
+    dma: Option<Arc<dyn devices::virtio::DmaObserver>>,
 ) -> Result<Devices, MachineError> {
     let mut pio = Bus::new();
     let mut mmio = Bus::new();
@@ -265,7 +315,7 @@ fn build_devices(
         }
         SerialOutput::None => Box::new(std::io::sink()),
     };
-    let com1_irq: Arc<dyn IrqLine> = vm.irq_line(COM1_IRQ);
+    let com1_irq = irq(COM1_IRQ)?;
     let serial = Arc::new(Mutex::new(devices::serial::Serial::new(com1_irq, out)));
     pio.insert(serial.clone(), u64::from(COM1_PORT), 8)?;
 
@@ -313,8 +363,11 @@ fn build_devices(
     for (slot, device) in virtio.into_iter().enumerate() {
         let addr = virtio_mmio_addr(slot);
         let gsi = VIRTIO_FIRST_GSI + slot as u32;
-        let irq: Arc<dyn IrqLine> = vm.irq_line(gsi);
-        let transport = devices::virtio::mmio::MmioTransport::new(device, mem.clone(), irq);
+        let mut transport =
+            devices::virtio::mmio::MmioTransport::new(device, mem.clone(), irq(gsi)?);
+        if let Some(dma) = &dma {
+            transport.set_dma_observer(dma.clone());
+        }
         mmio.insert(Arc::new(Mutex::new(transport)), addr, VIRTIO_MMIO_SIZE)?;
         virtio_slots.push(VirtioSlot { addr, gsi });
     }

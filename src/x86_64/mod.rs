@@ -9,5 +9,7 @@ pub mod phys_mem;
 pub mod tcg_boot;
 pub mod tcg_cpu;
 pub mod tcg_guest;
+pub mod tcg_machine;
+pub mod tcg_sys;
 
 pub use crate::run_control::Outcome;
