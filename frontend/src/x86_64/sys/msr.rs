@@ -13,6 +13,14 @@ use super::{is_canonical, Exception, SystemState};
 pub const MSR_TSC: u32 = 0x10;
 /// Local APIC base and enables.
 pub const MSR_APIC_BASE: u32 = 0x1b;
+/// IA32_BIOS_SIGN_ID: the loaded microcode update's signature (bits 63:32). Linux writes 0,
+/// runs `cpuid(1)` and reads it back with an unchecked `rdmsr` on every Intel family >= 6
+/// processor (`intel_get_microcode_revision`), so it must exist.
+pub const MSR_BIOS_SIGN_ID: u32 = 0x8b;
+/// IA32_ARCH_CAPABILITIES (read-only, CPUID.(7,0).EDX[29]): the speculative-execution
+/// issues the processor is not affected by. Linux reads it with an unchecked `rdmsr` once
+/// CPUID advertises it (`x86_read_arch_cap_msr`).
+pub const MSR_ARCH_CAPABILITIES: u32 = 0x10a;
 /// SYSENTER code segment.
 pub const MSR_SYSENTER_CS: u32 = 0x174;
 /// SYSENTER stack pointer.
@@ -59,6 +67,67 @@ pub const APIC_BASE_BSP: u64 = 1 << 8;
 pub const APIC_BASE_EN: u64 = 1 << 11;
 /// The APIC base address after reset.
 pub const APIC_BASE_DEFAULT: u64 = 0xfee0_0000;
+
+// --- ARCH_CAPABILITIES bits (SDM vol. 4 table 2-2; Linux's names in comments).
+/// Not susceptible to Rogue Data Cache Load, i.e. Meltdown (RDCL_NO): no page-table
+/// isolation.
+pub const ARCH_CAP_RDCL_NO: u64 = 1 << 0;
+/// No L1D flush needed on VM entry (SKIP_L1DFL_VMENTRY): there is no L1D.
+pub const ARCH_CAP_SKIP_L1DFL_VMENTRY: u64 = 1 << 3;
+/// Not susceptible to Speculative Store Bypass (SSB_NO).
+pub const ARCH_CAP_SSB_NO: u64 = 1 << 4;
+/// Not susceptible to Microarchitectural Data Sampling (MDS_NO): no `verw` on kernel exit.
+pub const ARCH_CAP_MDS_NO: u64 = 1 << 5;
+/// No machine check on a page-size change without TLB invalidation (PSCHANGE_MC_NO): no
+/// iTLB multihit.
+pub const ARCH_CAP_PSCHANGE_MC_NO: u64 = 1 << 6;
+/// Not susceptible to TSX Asynchronous Abort (TAA_NO).
+pub const ARCH_CAP_TAA_NO: u64 = 1 << 8;
+/// Not susceptible to the SBDR and SSDP variants of MMIO stale data (SBDR_SSDP_NO).
+pub const ARCH_CAP_SBDR_SSDP_NO: u64 = 1 << 13;
+/// Not susceptible to the FBSDP variant of MMIO stale data (FBSDP_NO).
+pub const ARCH_CAP_FBSDP_NO: u64 = 1 << 14;
+/// Not susceptible to the PSDP variant of MMIO stale data (PSDP_NO).
+pub const ARCH_CAP_PSDP_NO: u64 = 1 << 15;
+/// Not susceptible to Branch History Injection (BHI_NO).
+pub const ARCH_CAP_BHI_NO: u64 = 1 << 20;
+/// Not susceptible to post-barrier RSB predictions (PBRSB_NO).
+pub const ARCH_CAP_PBRSB_NO: u64 = 1 << 24;
+/// Not susceptible to Gather Data Sampling (GDS_NO).
+pub const ARCH_CAP_GDS_NO: u64 = 1 << 26;
+/// Not susceptible to Register File Data Sampling (RFDS_NO).
+pub const ARCH_CAP_RFDS_NO: u64 = 1 << 27;
+/// Not susceptible to Indirect Target Selection (ITS_NO; defined for virtual machines:
+/// without it Linux assumes a guest is affected).
+pub const ARCH_CAP_ITS_NO: u64 = 1 << 62;
+
+/// IA32_ARCH_CAPABILITIES: every "not affected" bit, since nothing in tern speculates, and
+/// nothing else. Left clear on purpose: IBRS_ALL (1; Linux would then run enhanced IBRS and
+/// write IA32_SPEC_CTRL, which does not exist here), RSBA (2) and RRSBA (19) (they declare
+/// a vulnerability), TSX_CTRL (7), FB_CLEAR (17), FB_CLEAR_CTRL (18), GDS_CTRL (25) and
+/// RFDS_CLEAR (28) (they promise MSRs or `verw` behaviour that mitigations would use). With
+/// this value and tern's CPUID, Linux 6.1 flags only the bugs no bit can clear for an Intel
+/// family 6 processor off its whitelists (Spectre v1, Spectre v2 and SWAPGS: retpolines and
+/// `lfence`, no MSR), and neither Meltdown nor L1TF, MDS, TAA, MMIO stale data, SSB, RFDS,
+/// GDS, BHI, iTLB multihit or ITS.
+pub const ARCH_CAPABILITIES: u64 = ARCH_CAP_RDCL_NO
+    | ARCH_CAP_SKIP_L1DFL_VMENTRY
+    | ARCH_CAP_SSB_NO
+    | ARCH_CAP_MDS_NO
+    | ARCH_CAP_PSCHANGE_MC_NO
+    | ARCH_CAP_TAA_NO
+    | ARCH_CAP_SBDR_SSDP_NO
+    | ARCH_CAP_FBSDP_NO
+    | ARCH_CAP_PSDP_NO
+    | ARCH_CAP_BHI_NO
+    | ARCH_CAP_PBRSB_NO
+    | ARCH_CAP_GDS_NO
+    | ARCH_CAP_RFDS_NO
+    | ARCH_CAP_ITS_NO;
+
+/// The microcode update signature IA32_BIOS_SIGN_ID reports: 0, "no update loaded" (SDM
+/// vol. 3 9.11.7.1), which is the truth: there is no microcode.
+pub const MICROCODE_REVISION: u32 = 0;
 
 /// PAT after reset: WB, WT, UC-, UC, twice.
 pub const PAT_DEFAULT: u64 = 0x0007_0406_0007_0406;
@@ -151,6 +220,8 @@ impl SystemState {
         Ok(match index {
             MSR_TSC => host_tsc.wrapping_add(m.tsc_offset),
             MSR_APIC_BASE => m.apic_base,
+            MSR_BIOS_SIGN_ID => u64::from(MICROCODE_REVISION) << 32,
+            MSR_ARCH_CAPABILITIES => ARCH_CAPABILITIES,
             MSR_SYSENTER_CS => m.sysenter_cs,
             MSR_SYSENTER_ESP => m.sysenter_esp,
             MSR_SYSENTER_EIP => m.sysenter_eip,
@@ -198,6 +269,11 @@ impl SystemState {
                 }
                 m.apic_base = (value & !APIC_BASE_BSP) | (m.apic_base & APIC_BASE_BSP);
             }
+            // Writing (0, before `cpuid(1)`) only prepares the read of the signature, which
+            // never changes: no microcode update is ever loaded.
+            MSR_BIOS_SIGN_ID => {}
+            // Read-only: an enumeration.
+            MSR_ARCH_CAPABILITIES => return Err(Exception::gp(0)),
             MSR_SYSENTER_CS => m.sysenter_cs = value & 0xffff_ffff,
             MSR_SYSENTER_ESP => m.sysenter_esp = canonical(value)?,
             MSR_SYSENTER_EIP => m.sysenter_eip = canonical(value)?,
@@ -401,6 +477,81 @@ mod tests {
         s.wrmsr(MSR_MISC_ENABLE, 1 | 1 << 22, 0).unwrap();
         assert_eq!(s.rdmsr(MSR_SYSENTER_CS, 0), Ok(0x10));
         assert_eq!(s.rdmsr(MSR_MISC_ENABLE, 0), Ok(1 | 1 << 22));
+    }
+
+    #[test]
+    fn the_microcode_signature_reads_no_update_after_the_write_of_zero() {
+        let mut s = SystemState::reset();
+        // Linux: wrmsr(0x8b, 0); cpuid(1); rdmsr(0x8b) -> revision in EDX.
+        s.wrmsr(MSR_BIOS_SIGN_ID, 0, 0).unwrap();
+        assert_eq!(s.rdmsr(MSR_BIOS_SIGN_ID, 0), Ok(0));
+        s.wrmsr(MSR_BIOS_SIGN_ID, 0x1234_0000_0000, 0).unwrap();
+        assert_eq!(s.rdmsr(MSR_BIOS_SIGN_ID, 0), Ok(0), "writes load nothing");
+    }
+
+    #[test]
+    fn arch_capabilities_says_not_affected_and_promises_no_msr_or_mitigation() {
+        let mut s = SystemState::reset();
+        let caps = s.rdmsr(MSR_ARCH_CAPABILITIES, 0).unwrap();
+        for (bit, what) in [
+            (0, "RDCL_NO: no Meltdown, no page-table isolation"),
+            (4, "SSB_NO"),
+            (5, "MDS_NO"),
+            (6, "PSCHANGE_MC_NO: no iTLB multihit"),
+            (8, "TAA_NO"),
+            (13, "SBDR_SSDP_NO"),
+            (14, "FBSDP_NO"),
+            (15, "PSDP_NO"),
+            (20, "BHI_NO"),
+            (24, "PBRSB_NO"),
+            (26, "GDS_NO"),
+            (27, "RFDS_NO"),
+            (62, "ITS_NO"),
+        ] {
+            assert_ne!(caps & 1 << bit, 0, "{what}");
+        }
+        for (bit, what) in [
+            (1, "IBRS_ALL: would make Linux write IA32_SPEC_CTRL"),
+            (2, "RSBA: declares Retbleed"),
+            (7, "TSX_CTRL: promises IA32_TSX_CTRL"),
+            (17, "FB_CLEAR"),
+            (18, "FB_CLEAR_CTRL: promises IA32_MCU_OPT_CTRL"),
+            (19, "RRSBA"),
+            (25, "GDS_CTRL: promises IA32_MCU_OPT_CTRL"),
+            (28, "RFDS_CLEAR: asks for verw"),
+        ] {
+            assert_eq!(caps & 1 << bit, 0, "{what}");
+        }
+        assert!(gp(s.wrmsr(MSR_ARCH_CAPABILITIES, 0, 0)), "read-only");
+        assert_eq!(s.rdmsr(MSR_ARCH_CAPABILITIES, 0), Ok(caps));
+    }
+
+    #[test]
+    fn the_msrs_linux_reads_unchecked_on_intel_exist_and_the_ones_it_probes_do_not() {
+        let s = SystemState::reset();
+        // Unchecked rdmsr in Linux 6.1's Intel early boot, given tern's CPUID.
+        for index in [
+            MSR_BIOS_SIGN_ID,
+            MSR_ARCH_CAPABILITIES,
+            MSR_MISC_ENABLE,
+            MSR_PAT,
+        ] {
+            assert!(s.rdmsr(index, 0).is_ok(), "{index:#x}");
+        }
+        // Probed with rdmsr_safe, or only behind CPUID bits tern leaves clear: #GP is the
+        // answer that says "absent".
+        for index in [
+            0x3a,  // IA32_FEATURE_CONTROL (VMX/SGX locking)
+            0x140, // MISC_FEATURES_ENABLES (CPUID faulting)
+            0xce,  // PLATFORM_INFO
+            0x48,  // IA32_SPEC_CTRL
+            0x49,  // IA32_PRED_CMD
+            0x122, // IA32_TSX_CTRL
+            0x123, // IA32_MCU_OPT_CTRL
+            0x3b,  // IA32_TSC_ADJUST
+        ] {
+            assert_eq!(s.rdmsr(index, 0), Err(Exception::gp(0)), "{index:#x}");
+        }
     }
 
     #[test]
