@@ -5,8 +5,7 @@
 //! virtualization (kvm_pvm, on hosts that are themselves guests without nested
 //! virtualization): there, guest kernel code is emulated one instruction at a time, and the
 //! JIT runs a whole machine far faster. So: KVM when `/dev/kvm` opens and the CPU has vmx or
-//! svm; the JIT when `/dev/kvm` is missing, unusable or software-only; and while the x86_64
-//! machine does not run on the JIT yet, KVM whenever it is usable at all.
+//! svm; the JIT when `/dev/kvm` is missing, unusable or software-only.
 
 use std::path::Path;
 
@@ -57,23 +56,16 @@ fn flags_have_hardware_virt(cpuinfo: &str) -> bool {
         .any(|f| f == "vmx" || f == "svm")
 }
 
-/// The choice for `host`, and the reason in words for the log line. `tcg_ready`: whether this
-/// guest can run on the JIT at all.
-pub fn choose(host: &HostVirt, tcg_ready: bool) -> (Choice, String) {
-    match (&host.kvm, host.hardware_virt, tcg_ready) {
-        (Ok(()), true, _) => (Choice::Kvm, "KVM with hardware virtualization".into()),
-        (Ok(()), false, true) => (
+/// The choice for `host`, and the reason in words for the log line.
+pub fn choose(host: &HostVirt) -> (Choice, String) {
+    match (&host.kvm, host.hardware_virt) {
+        (Ok(()), true) => (Choice::Kvm, "KVM with hardware virtualization".into()),
+        (Ok(()), false) => (
             Choice::Tcg,
             "/dev/kvm is software virtualization here (no vmx/svm CPU flag); the JIT is faster"
                 .into(),
         ),
-        (Ok(()), false, false) => (
-            Choice::Kvm,
-            "/dev/kvm is software virtualization here (no vmx/svm CPU flag), but this machine \
-             does not run on the JIT yet"
-                .into(),
-        ),
-        (Err(why), _, _) => (Choice::Tcg, why.clone()),
+        (Err(why), _) => (Choice::Tcg, why.clone()),
     }
 }
 
@@ -94,21 +86,19 @@ mod tests {
 
     #[test]
     fn kvm_with_vmx_or_svm_wins() {
-        assert_eq!(choose(&host(true, true), true).0, Choice::Kvm);
-        assert_eq!(choose(&host(true, true), false).0, Choice::Kvm);
+        assert_eq!(choose(&host(true, true)).0, Choice::Kvm);
     }
 
     #[test]
-    fn software_kvm_loses_to_the_jit_once_the_jit_can_run_the_guest() {
-        let (c, why) = choose(&host(true, false), true);
+    fn software_kvm_loses_to_the_jit() {
+        let (c, why) = choose(&host(true, false));
         assert_eq!(c, Choice::Tcg);
         assert!(why.contains("software"), "{why}");
-        assert_eq!(choose(&host(true, false), false).0, Choice::Kvm);
     }
 
     #[test]
     fn without_kvm_the_jit_runs_and_the_reason_names_the_error() {
-        let (c, why) = choose(&host(false, true), true);
+        let (c, why) = choose(&host(false, true));
         assert_eq!(c, Choice::Tcg);
         assert!(why.contains("No such file"), "{why}");
     }

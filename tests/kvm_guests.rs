@@ -265,6 +265,8 @@ fn linux_pvh_vmlinux_prints_its_banner() {
     let vmlinux = linux_vmlinux();
     let mut running = tern([
         "run",
+        "--accel",
+        "kvm",
         "--kernel",
         vmlinux.to_str().unwrap(),
         "--append",

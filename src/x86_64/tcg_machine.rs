@@ -24,12 +24,13 @@
 //! for the interrupt's sake too.
 
 use std::cell::Cell;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use accel_tcg::{Engine, EngineConfig, ExecMode, ExitRequester, RamAndBus, Vcpu};
+use accel_tcg::{Engine, EngineConfig, ExecMode, ExitRequester, PhysMemory, RamAndBus, Vcpu};
 use devices::apic::router::ApicBus;
 use devices::apic::VcpuKicker;
 use devices::bus::{Bus, BusDevice};
@@ -143,6 +144,32 @@ impl PhysMem for CodeAwareRam<'_> {
     }
 }
 
+/// The physical address space as a PC's CPU sees it: RAM, devices, and an open bus
+/// elsewhere (reads return all ones, writes vanish), where the softmmu would otherwise
+/// raise a bus error.
+struct PcPhysMemory(RamAndBus);
+
+impl PhysMemory for PcPhysMemory {
+    fn ram_page(&self, paddr: u64) -> Option<NonNull<u8>> {
+        self.0.ram_page(paddr)
+    }
+
+    fn mmio_read(&self, paddr: u64, data: &mut [u8]) -> bool {
+        if !self.0.mmio_read(paddr, data) {
+            log::debug!("read from unmapped physical address {paddr:#x}: all ones");
+            data.fill(0xff);
+        }
+        true
+    }
+
+    fn mmio_write(&self, paddr: u64, data: &[u8]) -> bool {
+        if !self.0.mmio_write(paddr, data) {
+            log::debug!("write to unmapped physical address {paddr:#x} dropped");
+        }
+        true
+    }
+}
+
 /// Where a vCPU stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RunState {
@@ -206,7 +233,10 @@ pub fn run(config: &MachineConfig, exec_mode: ExecMode) -> Result<Outcome, Machi
 
     let engine = Engine::new(
         X86SystemGuest::new(mem.clone()),
-        Arc::new(RamAndBus::new(mem.clone(), devices.mmio.clone())),
+        Arc::new(PcPhysMemory(RamAndBus::new(
+            mem.clone(),
+            devices.mmio.clone(),
+        ))),
         EngineConfig {
             mode: exec_mode,
             system: true,
@@ -514,6 +544,13 @@ fn deliver(slot: &mut VcpuSlot, m: &Shared, event: Event) -> Result<(), Outcome>
             "vCPU {}: guest triple fault (shutdown) delivering vector {} at RIP {:#x}",
             slot.index, event.vector, cpu.rip
         ))),
+        Err(interrupt::DeliveryError::NotLongMode) if !idt_holds_any(&cpu.sys, event.vector) => {
+            Err(Outcome::GuestCrash(format!(
+                "vCPU {}: guest triple fault (shutdown): vector {} at RIP {:#x} with an IDT \
+                 (limit {:#x}) that holds neither it, #GP nor #DF",
+                slot.index, event.vector, cpu.rip, cpu.sys.idtr.limit
+            )))
+        }
         Err(interrupt::DeliveryError::NotLongMode) => Err(Outcome::GuestCrash(format!(
             "vCPU {}: {} {} at RIP {:#x} outside long mode, where tern does not deliver events \
              (CR0 {:#x})",
@@ -528,6 +565,15 @@ fn deliver(slot: &mut VcpuSlot, m: &Shared, event: Event) -> Result<(), Outcome>
             cpu.sys.cr0
         ))),
     }
+}
+
+/// Whether a protected-mode IDT has a gate for `vector`, or failing that for #GP or #DF (the
+/// events a missing gate turns into): with none of them, the CPU shuts down, whatever the
+/// gates' format. Real mode (an interrupt vector table) always has room.
+fn idt_holds_any(s: &SystemState, vector: u8) -> bool {
+    const GATE32: u32 = 8;
+    let fits = |v: u8| u32::from(s.idtr.limit) >= u32::from(v) * GATE32 + GATE32 - 1;
+    s.cr0 & 1 == 0 || fits(vector) || fits(13) || fits(8)
 }
 
 /// Performs the system instruction the vCPU stopped on.

@@ -236,11 +236,18 @@ where
     }
 }
 
-/// `tern run --kernel <guest> <extra...>`.
+/// `tern run --accel kvm --kernel <guest> <extra...>`.
 pub fn run_guest(name: &str, extra: &[&str]) -> TernRun {
+    run_guest_on("kvm", name, extra)
+}
+
+/// `tern run --accel <accel> --kernel <guest> <extra...>`.
+pub fn run_guest_on(accel: &str, name: &str, extra: &[&str]) -> TernRun {
     let kernel = guest(name);
     let mut args = vec![
         "run".to_string(),
+        "--accel".to_string(),
+        accel.to_string(),
         "--kernel".to_string(),
         kernel.display().to_string(),
     ];
