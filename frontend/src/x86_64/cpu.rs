@@ -197,6 +197,20 @@ offsets! {
     SYS_ADDR_OFFSET => sys_addr,
 }
 
+/// Byte offset of the base of segment register `seg` (`sys::Segment` order: ES CS SS DS FS
+/// GS) in the system state: what 16- and 32-bit code adds to its offsets, read at run time
+/// because a block's key does not include the bases (only instructions that exit to the
+/// machine change them). FS and GS use [`FS_BASE_OFFSET`]/[`GS_BASE_OFFSET`] instead.
+pub const fn seg_base_offset(seg: usize) -> u32 {
+    (std::mem::offset_of!(X86Cpu, sys.segs)
+        + seg * std::mem::size_of::<super::sys::SegmentCache>()
+        + std::mem::offset_of!(super::sys::SegmentCache, base)) as u32
+}
+
+/// Byte offset of CS's base: 16-bit code's `rip` is `CS.base + IP` (see
+/// [`super::translate::Mode`]), so near calls and returns convert with it.
+pub const CS_BASE_OFFSET: u32 = seg_base_offset(super::sys::Segment::Cs as usize);
+
 /// Byte offset of `regs[i]`.
 pub const fn reg_offset(i: usize) -> u32 {
     (std::mem::offset_of!(X86Cpu, regs) + 8 * i) as u32
@@ -277,6 +291,24 @@ mod tests {
         assert!(g
             .iter()
             .all(|d| d.offset >= ir::abi::offsets::HEADER_SIZE && d.offset % 8 == 0));
+    }
+
+    #[test]
+    fn segment_base_offsets_are_distinct_aligned_and_inside_the_cpu() {
+        let offsets: Vec<u32> = (0..6).map(seg_base_offset).collect();
+        for (n, &o) in offsets.iter().enumerate() {
+            assert_eq!(o % 8, 0, "segment {n}");
+            assert!(
+                o as usize + 8 <= std::mem::size_of::<X86Cpu>(),
+                "segment {n}"
+            );
+            assert!(
+                o > SYS_ADDR_OFFSET,
+                "segment {n}: inside `sys`, after the globals"
+            );
+            assert!(offsets[..n].iter().all(|&p| p != o));
+        }
+        assert_eq!(CS_BASE_OFFSET, seg_base_offset(1));
     }
 
     #[test]

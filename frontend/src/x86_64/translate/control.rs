@@ -10,6 +10,9 @@ impl Translator<'_> {
     /// Jumps, calls, returns, loops and the condition-code consumers; `None` for anything else.
     pub(super) fn control(&mut self, i: &Instruction) -> Option<Flow> {
         use Mnemonic::*;
+        if self.legacy() && matches!(i.mnemonic(), Jmp | Call | Ret) {
+            return self.near_legacy(i);
+        }
         match i.mnemonic() {
             Jmp => {
                 match i.op0_kind() {
@@ -88,7 +91,7 @@ impl Translator<'_> {
                 self.set_rip(self.next);
                 self.b.goto_tb(1);
                 self.b.set_label(taken);
-                self.set_rip(i.near_branch_target());
+                self.set_rip(self.branch_target(i));
                 self.b.goto_tb(0);
                 return Some(Flow::End);
             }
@@ -115,24 +118,16 @@ impl Translator<'_> {
                 // A 32-bit destination is zero-extended even when the condition is false.
                 self.write_reg(dst, r);
             }
-            Jrcxz | Jecxz | Loop | Loope | Loopne => {
-                use iced_x86::Code;
-                // A 0x67 prefix makes loop* count in ecx (a 32-bit write: zero-extended).
-                let ecx = matches!(
-                    i.code(),
-                    Code::Loop_rel8_64_ECX | Code::Loope_rel8_64_ECX | Code::Loopne_rel8_64_ECX
-                );
+            Jcxz | Jrcxz | Jecxz | Loop | Loope | Loopne => {
+                // The address size picks the count register: cx, ecx (a 32-bit write:
+                // zero-extended) or rcx; 0x67 switches it.
+                let bits = super::legacy::count_bits(i.code());
                 let rcx = self.reg(RCX);
                 let taken = self.b.new_label();
                 match i.mnemonic() {
-                    Jrcxz | Jecxz => {
-                        let m = if i.mnemonic() == Jecxz {
-                            u32::MAX as u64
-                        } else {
-                            u64::MAX
-                        };
-                        let mk = self.konst(m);
-                        self.b.brcond(Cond::TstEq, rcx, mk, taken);
+                    Jcxz | Jrcxz | Jecxz => {
+                        let (c, a, b) = self.count_zero(bits);
+                        self.b.brcond(c, a, b, taken);
                     }
                     m => {
                         // loop: rcx -= 1 (no flags), taken while rcx != 0 (and ZF for
@@ -146,23 +141,34 @@ impl Translator<'_> {
                             }
                             _ => None,
                         };
-                        self.b.addi(rcx, rcx, u64::MAX);
-                        if ecx {
-                            self.b.ext(ExtFrom::U32, rcx, rcx);
+                        if bits == 16 {
+                            let c = self.tmp();
+                            self.b.addi(c, rcx, u64::MAX);
+                            self.set_count(c, 16);
+                        } else {
+                            self.b.addi(rcx, rcx, u64::MAX);
+                            if bits == 32 {
+                                self.b.ext(ExtFrom::U32, rcx, rcx);
+                            }
                         }
                         let not_taken = self.b.new_label();
                         if let Some(z) = zf {
                             let want = if m == Loope { 0 } else { 1 };
                             self.b.brcondi(Cond::Eq, z, want, not_taken);
                         }
-                        self.b.brcondi(Cond::Ne, rcx, 0, taken);
+                        if bits == 16 {
+                            let (c, a, b) = self.count_zero(16);
+                            self.b.brcond(c.invert(), a, b, taken);
+                        } else {
+                            self.b.brcondi(Cond::Ne, rcx, 0, taken);
+                        }
                         self.b.set_label(not_taken);
                     }
                 }
                 self.set_rip(self.next);
                 self.b.goto_tb(1);
                 self.b.set_label(taken);
-                self.set_rip(i.near_branch_target());
+                self.set_rip(self.branch_target(i));
                 self.b.goto_tb(0);
                 return Some(Flow::End);
             }

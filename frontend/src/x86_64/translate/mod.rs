@@ -3,9 +3,9 @@
 //! A block is translated for a [`Mode`] (the block key's flags): [`translate`] is the
 //! user-mode entry ([`Mode::USER`]), [`translate_mode`] the general one. In system mode the
 //! privileged and system instructions exit to the machine ([`EXIT_SYSTEM`], see
-//! [`system`]), and the decoder follows the mode's `code_bits` (the integer translation
-//! itself is written for 64-bit code: 32-bit code decodes correctly, but near branches,
-//! `ret` and the stack are only right in 64-bit mode so far).
+//! [`system`]), and the decoder follows the mode's `code_bits`. 16- and 32-bit code add
+//! segment bases to their memory operands, use a 16- or 32-bit stack, and in 16-bit code
+//! `rip` is linear (`CS.base + IP`): see [`Mode`] and the `legacy` module.
 //!
 //! Instructions are decoded with iced-x86. A block runs until a control transfer, an exit
 //! (`hlt`, `syscall`, `int3`, anything not implemented), `max_insns`, or the end of the guest
@@ -328,6 +328,7 @@ mod alu;
 mod atomic;
 mod bits;
 mod control;
+mod legacy;
 mod misc;
 mod mode;
 mod moves;
@@ -389,7 +390,8 @@ impl Translator<'_> {
         self.exit(EXIT_UD, self.pc, vector::UD)
     }
 
-    /// The effective address of `i`'s memory operand (segment base included unless `lea`).
+    /// The effective address of `i`'s memory operand (segment base included unless `lea`;
+    /// see `legacy` for 16- and 32-bit code).
     fn address(&mut self, i: &Instruction, with_segment: bool) -> Temp {
         let a = self.tmp();
         if i.is_ip_rel_memory_operand() {
@@ -412,17 +414,10 @@ impl Translator<'_> {
             if base.is_gpr32() || index.is_gpr32() {
                 self.b.ext(ExtFrom::U32, a, a);
             }
+            self.wrap_offset(i, a);
         }
         if with_segment {
-            let seg = match i.memory_segment() {
-                Register::FS => Some(cpu::FS_BASE_GLOBAL),
-                Register::GS => Some(cpu::GS_BASE_GLOBAL),
-                _ => None,
-            };
-            if let Some(g) = seg {
-                let g = self.b.global(g);
-                self.b.add(a, a, g);
-            }
+            self.add_segment_base(a, i.memory_segment());
         }
         a
     }
@@ -675,7 +670,9 @@ impl Translator<'_> {
             Imul if i.op_count() > 1 => self.imul(i)?,
             Mul | Imul => self.mul(i)?,
             Div | Idiv => self.div(i)?,
-            Push | Pop | Leave | Enter | Pushf | Popf | Pushfq | Popfq => self.stack(i)?,
+            Push | Pop | Leave | Enter | Pushf | Pushfd | Pushfq | Popf | Popfd | Popfq => {
+                self.stack(i)?
+            }
             Xchg | Xadd | Cmpxchg | Cmpxchg8b | Cmpxchg16b => self.atomic(i)?,
             Bt | Bts | Btr | Btc => self.bit_test(i)?,
             Bsf | Bsr | Tzcnt | Lzcnt | Popcnt => self.bit_scan(i)?,

@@ -6,6 +6,30 @@
 //! The machine derives a [`Mode`] from the CPU state before every block lookup; anything
 //! that can change it (CR writes, `iretq`, `syscall`, far transfers, ...) leaves the block
 //! through [`super::EXIT_SYSTEM`], so a block never runs in a mode it was not translated for.
+//!
+//! **The machine's contract for 16- and 32-bit code** (see `legacy` for the details):
+//!
+//! - With `code_bits` 16, `rip` (and so a block's pc) is the **linear** address `CS.base +
+//!   IP`. The machine sets `rip = sys.segs[Cs].base + ip` whenever it enters 16-bit code
+//!   (an AP started by SIPI: CS = vector << 8, CS.base = vector << 12, rip = CS.base; a far
+//!   jump, call, return or `iret` landing in 16-bit code; a real-mode interrupt) and
+//!   subtracts CS.base to get IP back whenever it needs one (pushing a return address for a
+//!   far call or an interrupt from 16-bit code, performing a far transfer out of it, or
+//!   advancing past an [`EXIT_SYSTEM`](super::EXIT_SYSTEM) instruction, which is simply
+//!   `rip += len` since both are linear). Translated code reads CS.base from the CPU state at
+//!   run time ([`crate::x86_64::cpu::CS_BASE_OFFSET`]): near calls push `rip_next -
+//!   CS.base`, near returns and indirect jumps go to `CS.base + IP`.
+//! - With `code_bits` 32, `rip` is EIP and the code segment is taken as flat (CS.base 0).
+//! - Outside 64-bit mode, every memory operand's linear address (including the one stored
+//!   in `sys_addr` for `lgdt`, `lidt`, `lss`, far jumps through memory, ...) is its
+//!   segment's base, read at run time from `sys.segs[..].base` for ES/CS/SS/DS and from
+//!   the `fs_base`/`gs_base` fields for FS/GS (which the machine keeps equal to
+//!   `sys.segs[Fs/Gs].base`), plus the offset wrapped at the address size, wrapped at 4 GiB.
+//!   The machine must keep the bases in `sys.segs` current (it performs every segment load
+//!   anyway). The offsets of direct far jumps and calls (`FarJmpImm`, `FarCallImm`) are
+//!   offsets, not linear addresses.
+//! - The stack is `SS.base + SP` with a 16-bit SP in 16-bit code and `SS.base + ESP` with a
+//!   32-bit ESP in 32-bit code, whatever SS.B says.
 
 /// The mode of a translated block; [`Mode::flags`] is the block key's flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,7 +40,9 @@ pub struct Mode {
     pub system: bool,
     /// The current privilege level, 0..=3 (3 in user mode).
     pub cpl: u8,
-    /// The code segment's default size: 64 (64-bit mode), 32 or 16 (the decoder's bitness).
+    /// The code segment's default size: 64 (64-bit mode), 32 or 16 (the decoder's bitness,
+    /// and the stack's address size outside 64-bit mode). With 16, `rip` is linear: see the
+    /// module doc.
     pub code_bits: u8,
     /// The MMU index of loads and stores (0..=7).
     pub mmu_idx: u8,

@@ -5,7 +5,7 @@ use iced_x86::{Instruction, Mnemonic, OpKind, Register};
 use ir::{BinOp, ExtFrom, UnOp};
 
 use super::{Loc, Translator};
-use crate::x86_64::cpu::{self, RAX, RDX};
+use crate::x86_64::cpu::{RAX, RDX};
 use crate::x86_64::flags::ext;
 
 impl Translator<'_> {
@@ -98,24 +98,19 @@ impl Translator<'_> {
                 self.write(dst, t);
             }
             Xlatb => {
-                // al = [rbx + al] (ebx + al, truncated to 32 bits, with 0x67), fs/gs allowed.
+                // al = [rbx + al] (ebx + al or bx + al, wrapped at the address size), in DS
+                // or an override's segment (only fs/gs have a base in 64-bit mode).
                 let rbx = self.reg(3);
                 let rax = self.reg(RAX);
                 let (a, al) = (self.tmp(), self.tmp());
                 self.b.ext(ExtFrom::U8, al, rax);
                 self.b.add(a, rbx, al);
-                if i.memory_base() == Register::EBX {
-                    self.b.ext(ExtFrom::U32, a, a);
+                match i.memory_base() {
+                    Register::EBX => self.b.ext(ExtFrom::U32, a, a),
+                    Register::BX => self.b.ext(ExtFrom::U16, a, a),
+                    _ => {}
                 }
-                let seg = match i.memory_segment() {
-                    Register::FS => Some(cpu::FS_BASE_GLOBAL),
-                    Register::GS => Some(cpu::GS_BASE_GLOBAL),
-                    _ => None,
-                };
-                if let Some(g) = seg {
-                    let g = self.b.global(g);
-                    self.b.add(a, a, g);
-                }
+                self.add_segment_base(a, i.memory_segment());
                 let v = self.read(Loc::Mem { addr: a, size: 0 });
                 let al = Loc::Reg {
                     idx: RAX,

@@ -379,15 +379,7 @@ impl Translator<'_> {
         } else {
             self.b.mov(addr, rdi);
         }
-        let seg = match i.memory_segment() {
-            iced_x86::Register::FS => Some(cpu::FS_BASE_GLOBAL),
-            iced_x86::Register::GS => Some(cpu::GS_BASE_GLOBAL),
-            _ => None,
-        };
-        if let Some(g) = seg {
-            let g = self.b.global(g);
-            self.b.add(addr, addr, g);
-        }
+        self.add_segment_base(addr, i.memory_segment());
         let mut halves = [[Temp::ENV; 2]; 2];
         for (pair, r) in halves.iter_mut().zip([data, mask]) {
             for (half, slot) in pair.iter_mut().enumerate() {

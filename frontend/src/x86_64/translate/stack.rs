@@ -1,8 +1,11 @@
-//! Stack instructions: push/pop, pushf/popf (16 and 64 bits), enter/leave (16 and 64 bits).
+//! Stack instructions: push/pop, pushf/popf (16, 32 and 64 bits), enter/leave (16, 32 and
+//! 64 bits).
 //!
 //! In 64-bit mode the stack address size is always 64 bits; the operand size (64 by default,
-//! 16 with a 0x66 prefix) sets how much each push and pop moves. Every instruction does its
-//! loads and stores before it writes a register, so a fault restarts it cleanly.
+//! 16 with a 0x66 prefix) sets how much each push and pop moves. In 16- and 32-bit code the
+//! stack is `SS.base + SP` (ESP), its pointer wrapping at the code size (see `legacy`).
+//! Every instruction does its loads and stores before it writes a register, so a fault
+//! restarts it cleanly.
 
 use iced_x86::{Code, Instruction, Mnemonic, Register};
 use ir::{BinOp, ExtFrom, MemOp, Temp};
@@ -45,23 +48,40 @@ impl Translator<'_> {
                     }
                     l => l,
                 };
-                let rsp = self.reg(RSP);
+                let top = self.stack_top();
                 let v = self.tmp();
                 self.b
-                    .load(v, rsp, MemOp::unsigned(mem_size(size)), self.mmu_idx);
+                    .load(v, top, MemOp::unsigned(mem_size(size)), self.mmu_idx);
                 self.store(dst, v);
-                self.b.addi(rsp, rsp, 1 << size);
+                self.release_stack(1 << size);
                 self.write_reg(dst, v);
             }
             Leave => {
                 // rsp = rbp, then pop rbp (bp for the 16-bit form, merged into rbp).
-                let size = if i.code() == Code::Leavew { 1 } else { 3 };
+                let size = match i.code() {
+                    Code::Leavew => 1,
+                    Code::Leaved => 2,
+                    _ => 3,
+                };
                 let rbp = self.reg(RBP);
                 let v = self.tmp();
-                self.b
-                    .load(v, rbp, MemOp::unsigned(mem_size(size)), self.mmu_idx);
-                let rsp = self.reg(RSP);
-                self.b.addi(rsp, rbp, 1 << size);
+                if self.legacy() {
+                    // SP = BP (ESP = EBP) at the stack's size, then the pop.
+                    let sp = self.tmp();
+                    self.b.mov(sp, rbp);
+                    self.wrap_sp(sp);
+                    let a = self.stack_linear(sp);
+                    self.b
+                        .load(v, a, MemOp::unsigned(mem_size(size)), self.mmu_idx);
+                    self.b.addi(sp, sp, 1 << size);
+                    self.wrap_sp(sp);
+                    self.set_sp(sp);
+                } else {
+                    self.b
+                        .load(v, rbp, MemOp::unsigned(mem_size(size)), self.mmu_idx);
+                    let rsp = self.reg(RSP);
+                    self.b.addi(rsp, rbp, 1 << size);
+                }
                 let bp = Loc::Reg {
                     idx: RBP,
                     size,
@@ -70,22 +90,30 @@ impl Translator<'_> {
                 self.write_reg(bp, v);
             }
             Enter => self.enter(i)?,
-            Pushf | Pushfq => {
-                let size = if i.mnemonic() == Pushf { 1 } else { 3 };
+            Pushf | Pushfd | Pushfq => {
+                let size = match i.mnemonic() {
+                    Pushf => 1,
+                    Pushfd => 2,
+                    _ => 3,
+                };
                 let v = self.rflags();
+                if size == 2 {
+                    // pushfd stores VM and RF as 0 (SDM "PUSHF").
+                    self.b.binary_imm(BinOp::And, v, v, !(3u64 << 16));
+                }
                 self.push(v, size);
             }
-            Popf | Popfq => {
-                let (size, width) = if i.mnemonic() == Popf {
-                    (1, 0xffff)
-                } else {
-                    (3, u64::MAX)
+            Popf | Popfd | Popfq => {
+                let (size, width) = match i.mnemonic() {
+                    Popf => (1, 0xffff),
+                    Popfd => (2, u32::MAX as u64),
+                    _ => (3, u64::MAX),
                 };
-                let rsp = self.reg(RSP);
+                let top = self.stack_top();
                 let v = self.tmp();
                 self.b
-                    .load(v, rsp, MemOp::unsigned(mem_size(size)), self.mmu_idx);
-                self.b.addi(rsp, rsp, 1 << size);
+                    .load(v, top, MemOp::unsigned(mem_size(size)), self.mmu_idx);
+                self.release_stack(1 << size);
                 self.set_rflags(v, width);
             }
             _ => return None,
@@ -95,50 +123,59 @@ impl Translator<'_> {
 
     /// Pushes the low `1 << size` bytes of `v`: the store, then rsp.
     fn push(&mut self, v: Temp, size: u8) {
-        let rsp = self.reg(RSP);
-        let sp = self.tmp();
-        self.b.addi(sp, rsp, (-(1i64 << size)) as u64);
+        let sp = self.sp_plus(-(1i64 << size));
+        let slot = self.stack_linear(sp);
         self.b
-            .store(v, sp, MemOp::unsigned(mem_size(size)), self.mmu_idx);
-        self.b.mov(rsp, sp);
+            .store(v, slot, MemOp::unsigned(mem_size(size)), self.mmu_idx);
+        self.set_sp(sp);
     }
 
-    /// `enter alloc, level` (SDM "ENTER", 64-bit stack): push rbp; for nesting level n > 0
-    /// copy the n - 1 frame pointers below the old rbp (`[rbp - k * size]`) and push the new
-    /// frame pointer; rbp (bp for the 16-bit form) = the frame pointer; rsp -= alloc. The
-    /// loads all come before the stores, and the registers change last.
+    /// `enter alloc, level` (SDM "ENTER"): push rbp; for nesting level n > 0 copy the
+    /// n - 1 frame pointers below the old rbp (`[rbp - k * size]`) and push the new frame
+    /// pointer; rbp (bp, ebp for the 16- and 32-bit forms) = the frame pointer; rsp -=
+    /// alloc. Outside 64-bit mode every stack address wraps at the stack's size and is in
+    /// SS. The loads all come before the stores, and the registers change last.
     fn enter(&mut self, i: &Instruction) -> Option<()> {
-        let size: u8 = if i.code() == Code::Enterw_imm16_imm8 {
-            1
-        } else {
-            3
+        let size: u8 = match i.code() {
+            Code::Enterw_imm16_imm8 => 1,
+            Code::Enterd_imm16_imm8 => 2,
+            _ => 3,
         };
         let bytes = 1u64 << size;
         let alloc = i.immediate16() as u64;
         let level = i.immediate8_2nd() as u64 % 32;
         let mop = MemOp::unsigned(mem_size(size));
         let (rsp, rbp) = (self.reg(RSP), self.reg(RBP));
+        // The linear address of stack offset `off` (wrapped in place): `off` in 64-bit mode.
+        let at = |t: &mut Self, off: Temp| {
+            t.wrap_sp(off);
+            t.stack_linear(off)
+        };
         // The display: [rbp - k * bytes] for k in 1..level, read before anything is written.
         let mut display = Vec::new();
         for k in 1..level {
             let (a, v) = (self.tmp(), self.tmp());
             self.b.addi(a, rbp, (k * bytes).wrapping_neg());
+            let a = at(self, a);
             self.b.load(v, a, mop, self.mmu_idx);
             display.push(v);
         }
         // The frame pointer: rsp after pushing rbp.
         let frame = self.tmp();
         self.b.addi(frame, rsp, bytes.wrapping_neg());
-        self.b.store(rbp, frame, mop, self.mmu_idx);
+        let a = at(self, frame);
+        self.b.store(rbp, a, mop, self.mmu_idx);
         let sp = self.tmp();
         self.b.mov(sp, frame);
         if level > 0 {
             for v in display {
                 self.b.addi(sp, sp, bytes.wrapping_neg());
-                self.b.store(v, sp, mop, self.mmu_idx);
+                let a = at(self, sp);
+                self.b.store(v, a, mop, self.mmu_idx);
             }
             self.b.addi(sp, sp, bytes.wrapping_neg());
-            self.b.store(frame, sp, mop, self.mmu_idx);
+            let a = at(self, sp);
+            self.b.store(frame, a, mop, self.mmu_idx);
         }
         let bp = Loc::Reg {
             idx: RBP,
@@ -146,7 +183,13 @@ impl Translator<'_> {
             high: false,
         };
         self.write_reg(bp, frame);
-        self.b.binary_imm(BinOp::Sub, rsp, sp, alloc);
+        if self.legacy() {
+            self.b.binary_imm(BinOp::Sub, sp, sp, alloc);
+            self.wrap_sp(sp);
+            self.set_sp(sp);
+        } else {
+            self.b.binary_imm(BinOp::Sub, rsp, sp, alloc);
+        }
         Some(())
     }
 }

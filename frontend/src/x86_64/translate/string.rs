@@ -1,5 +1,7 @@
 //! String instructions (movs stos lods scas cmps) with the `rep` prefixes, the direction
-//! flag, and 64- or (0x67) 32-bit address size.
+//! flag, and 64-, 32- or 16-bit address size (rsi/rdi/rcx, esi/edi/ecx, si/di/cx). In 16- and
+//! 32-bit code the source is `DS.base + SI` (or an override's segment) and the destination
+//! `ES.base + DI` (see `legacy`); in 64-bit mode only an FS or GS source has a base.
 
 use iced_x86::{Instruction, Mnemonic, OpKind, Register};
 use ir::{BinOp, Cond, ExtFrom, MemOp};
@@ -16,12 +18,19 @@ impl Translator<'_> {
         use Mnemonic::*;
         let m = i.mnemonic();
         let size = log2(i.memory_size().size())?;
-        // A 0x67 prefix: esi/edi/ecx instead of rsi/rdi/rcx. Addresses are the 32-bit
-        // registers zero-extended, and their updates (32-bit writes) zero-extend too.
+        // The address size (0x67 switches it): esi/edi/ecx instead of rsi/rdi/rcx are the
+        // 32-bit registers zero-extended, and their updates (32-bit writes) zero-extend
+        // too; si/di/cx are the low 16 bits, and their updates leave the rest alone.
         let a32 = (0..i.op_count()).any(|n| {
             matches!(
                 i.op_kind(n),
                 OpKind::MemorySegESI | OpKind::MemoryESEDI | OpKind::MemorySegEDI
+            )
+        });
+        let a16 = (0..i.op_count()).any(|n| {
+            matches!(
+                i.op_kind(n),
+                OpKind::MemorySegSI | OpKind::MemoryESDI | OpKind::MemorySegDI
             )
         });
         let compares = matches!(
@@ -34,12 +43,9 @@ impl Translator<'_> {
         let df = self.b.global(cpu::DF_GLOBAL);
         self.b.binary_imm(BinOp::Shl, step, df, size as u64);
         let (rsi, rdi, rcx) = (self.reg(6), self.reg(7), self.reg(RCX));
-        // The source segment may be overridden (fs/gs); es is flat.
-        let src_base = match i.memory_segment() {
-            Register::FS => Some(self.b.global(cpu::FS_BASE_GLOBAL)),
-            Register::GS => Some(self.b.global(cpu::GS_BASE_GLOBAL)),
-            _ => None,
-        };
+        // The source segment may be overridden; the destination is always ES (flat in
+        // 64-bit mode).
+        let src_seg = i.memory_segment();
         if compares {
             // Flags are written in the loop: keep the cc_op global exact on every path.
             self.cc.known = None;
@@ -48,13 +54,20 @@ impl Translator<'_> {
         if let Some((top, done, budget)) = labels {
             self.b.movi(budget, REP_ITERATIONS_PER_BLOCK);
             self.b.set_label(top);
-            let count_mask = self.konst(if a32 { u32::MAX as u64 } else { u64::MAX });
+            let count_mask = self.konst(if a16 {
+                0xffff
+            } else if a32 {
+                u32::MAX as u64
+            } else {
+                u64::MAX
+            });
             self.b.brcond(Cond::TstEq, rcx, count_mask, done);
         }
         let index = |t: &mut Self, r: ir::Temp| {
-            if a32 {
+            if a32 || a16 {
                 let a = t.tmp();
-                t.b.ext(ExtFrom::U32, a, r);
+                let from = if a16 { ExtFrom::U16 } else { ExtFrom::U32 };
+                t.b.ext(from, a, r);
                 a
             } else {
                 r
@@ -62,18 +75,24 @@ impl Translator<'_> {
         };
         let src_addr = |t: &mut Self| {
             let a = index(t, rsi);
-            match src_base {
-                Some(base) => {
-                    let s = t.tmp();
-                    t.b.add(s, a, base);
-                    s
-                }
-                None => a,
+            t.segment_linear(src_seg, a)
+        };
+        let dst_addr = |t: &mut Self| {
+            let a = index(t, rdi);
+            if t.legacy() {
+                t.segment_linear(Register::ES, a)
+            } else {
+                a
             }
         };
-        let dst_addr = |t: &mut Self| index(t, rdi);
-        // rsi/rdi/rcx += step, as 32-bit registers under 0x67.
+        // rsi/rdi/rcx += step at the address size.
         let advance = |t: &mut Self, r: ir::Temp, by: ir::Temp| {
+            if a16 {
+                let s = t.tmp();
+                t.b.add(s, r, by);
+                t.b.deposit(r, r, s, 0, 16);
+                return;
+            }
             t.b.add(r, r, by);
             if a32 {
                 t.b.ext(ExtFrom::U32, r, r);

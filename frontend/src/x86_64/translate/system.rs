@@ -37,15 +37,21 @@
 //! right after `sti` and an interrupt may be taken one instruction early. The `mov ss`/`pop
 //! ss` shadow is not modelled.
 //!
+//! **16- and 32-bit code.** Memory operands, and so `sys_addr`, include their segment's
+//! base outside 64-bit mode, and in 16-bit code `rip` is linear (`CS.base + IP`): the
+//! contract is in [`Mode`](super::Mode)'s module doc. `lss`/`lds`/`les`/`lfs`/`lgs` exit as
+//! [`SysOp::LoadFarPointer`] (a segment load), `mov` to and from segment registers as
+//! [`SysOp::MovToSeg`]/[`SysOp::MovFromSeg`].
+//!
 //! **Documented gaps.** The TSS I/O permission bitmap (an I/O instruction at CPL > IOPL is
 //! #GP(0) whatever the bitmap says); CR4.UMIP, CR4.TSD and CR4.PVI/VME (the machine sees
 //! `rdtsc` and `sgdt`.. as exits and may check them); `popf`/`cli`/`sti` at 0 < CPL <= IOPL
-//! changing IF through `popf`; `lmsw`/`smsw`, `int1`, `push`/`pop` of segment registers
-//! (#UD, logged); segment bases other than FS/GS in operand addresses; in 16-bit code the
-//! near branches.
+//! changing IF through `popf`; `lmsw`/`smsw`, `int1`, `push`/`pop` of segment registers,
+//! `pusha`/`popa` (#UD, logged); segment limits and access rights (never checked); the
+//! stack's size follows the code size, not SS.B; virtual-8086 mode.
 
 use iced_x86::{Code, Instruction, MemorySize, Mnemonic, OpKind, Register};
-use ir::{BinOp, Cond, ExtFrom, MemOp, Size};
+use ir::{BinOp, Cond, MemOp, Size};
 
 use super::{gpr, vector, Flow, Translator, EXIT_EXCEPTION, EXIT_HLT, EXIT_SYSTEM};
 use crate::x86_64::cpu;
@@ -259,6 +265,17 @@ pub enum SysOp {
         /// The offset's size in bytes: 2 or 4.
         size: u8,
     },
+    /// `lss`/`lds`/`les`/`lfs`/`lgs r, m16:16` (m16:32, m16:64): the far pointer at
+    /// `sys_addr` (the offset, then the 16-bit selector) loaded into the segment register
+    /// and the general register; nothing is written when the segment load faults.
+    LoadFarPointer {
+        /// The segment (0 ES, 1 CS, 2 SS, 3 DS, 4 FS, 5 GS).
+        seg: u8,
+        /// The destination register (rax 0 .. r15 15).
+        gpr: u8,
+        /// The offset's and the register's size in bytes: 2, 4 or 8.
+        size: u8,
+    },
 }
 
 /// A [`SysOp`] and the length of its instruction (what the machine adds to `rip` when the
@@ -405,6 +422,13 @@ impl SysInsn {
                 ..rm(34, dst)
             },
             Cpuid => f(37),
+            LoadFarPointer { seg, gpr, size } => Fields {
+                kind: 38,
+                a: gpr,
+                b: seg,
+                size,
+                ..Fields::default()
+            },
             FarJmpImm { selector, size } => Fields {
                 kind: 35,
                 size,
@@ -495,6 +519,11 @@ impl SysInsn {
                 size,
             },
             37 => Cpuid,
+            38 => LoadFarPointer {
+                seg: b,
+                gpr: a,
+                size,
+            },
             _ => return None,
         };
         Some(SysInsn {
@@ -622,7 +651,7 @@ impl Translator<'_> {
                 }
                 return Some(Flow::Next);
             }
-            Popf | Popfq if self.mode.cpl == 0 => {
+            Popf | Popfd | Popfq if self.mode.cpl == 0 => {
                 self.stack(i)?;
                 // IF may have been set: end the block so a pending interrupt is taken.
                 self.set_rip(self.next);
@@ -804,6 +833,23 @@ impl Translator<'_> {
             Rdtsc => SysOp::Rdtsc,
             Rdtscp => SysOp::Rdtscp,
             Cpuid => SysOp::Cpuid,
+            Lss | Lds | Les | Lfs | Lgs => {
+                let seg = match i.mnemonic() {
+                    Les => 0,
+                    Lss => 2,
+                    Lds => 3,
+                    Lfs => 4,
+                    _ => 5,
+                };
+                let (gpr, size, _) = gpr(i.op0_register())?;
+                let a = self.address(i, true);
+                let op = SysOp::LoadFarPointer {
+                    seg,
+                    gpr: gpr as u8,
+                    size: 1 << size,
+                };
+                return Some(self.sys_exit(op, Some(a)));
+            }
             Retf => {
                 let size = match i.code() {
                     Code::Retfw | Code::Retfw_imm16 => 2,
@@ -832,11 +878,6 @@ impl Translator<'_> {
                 let a = self.konst(offset);
                 return Some(self.sys_exit(op, Some(a)));
             }
-            Jmp | Call | Ret
-                if self.mode.code_bits == 32 && far_size(i.memory_size()).is_none() =>
-            {
-                return self.near32(i);
-            }
             Jmp | Call if i.op0_kind() == OpKind::Memory => {
                 // Near indirect jumps through memory go on as in user mode.
                 let size = far_size(i.memory_size())?;
@@ -851,64 +892,6 @@ impl Translator<'_> {
             _ => return None,
         };
         Some(self.sys_exit(op, None))
-    }
-
-    /// 32-bit code: near `jmp`, `call` and `ret` (direct or through a 32-bit register or
-    /// memory operand) with 4-byte stack slots and a 32-bit ESP; `None` for other forms.
-    fn near32(&mut self, i: &Instruction) -> Option<Flow> {
-        use Mnemonic::*;
-        let rsp = self.reg(cpu::RSP);
-        if i.mnemonic() == Ret {
-            let pop = if i.op_count() == 1 {
-                i.immediate16() as u64
-            } else {
-                0
-            };
-            let v = self.tmp();
-            self.b
-                .load(v, rsp, MemOp::unsigned(Size::B32), self.mmu_idx);
-            self.b.addi(rsp, rsp, 4 + pop);
-            self.b.ext(ExtFrom::U32, rsp, rsp);
-            let rip = self.b.global(cpu::RIP_GLOBAL);
-            self.b.mov(rip, v);
-            self.b.lookup_and_goto();
-            return Some(Flow::End);
-        }
-        let target = match i.op0_kind() {
-            OpKind::NearBranch32 => None,
-            OpKind::Register | OpKind::Memory => {
-                let l = self.operand(i, 0)?;
-                if l.size() != 2 {
-                    return None;
-                }
-                let v = self.read(l);
-                let t = self.tmp();
-                self.b.mov(t, v);
-                Some(t)
-            }
-            _ => return None,
-        };
-        if i.mnemonic() == Call {
-            let sp = self.tmp();
-            self.b.addi(sp, rsp, (-4i64) as u64);
-            self.b.ext(ExtFrom::U32, sp, sp);
-            let ret = self.konst(self.next);
-            self.b
-                .store(ret, sp, MemOp::unsigned(Size::B32), self.mmu_idx);
-            self.b.mov(rsp, sp);
-        }
-        match target {
-            None => {
-                self.set_rip(i.near_branch_target());
-                self.b.goto_tb(0);
-            }
-            Some(t) => {
-                let rip = self.b.global(cpu::RIP_GLOBAL);
-                self.b.mov(rip, t);
-                self.b.lookup_and_goto();
-            }
-        }
-        Some(Flow::End)
     }
 
     /// The RFLAGS bits `popf` may change besides the arithmetic ones and DF: at CPL 0 in
@@ -1005,6 +988,11 @@ mod tests {
                 size: 2,
             },
             Cpuid,
+            LoadFarPointer {
+                seg: 2,
+                gpr: 4,
+                size: 2,
+            },
         ]
     }
 
@@ -1032,7 +1020,7 @@ mod tests {
     #[test]
     fn values_no_instruction_stores_do_not_decode() {
         assert_eq!(SysInsn::decode(0), None);
-        assert_eq!(SysInsn::decode(38), None);
+        assert_eq!(SysInsn::decode(39), None);
         assert_eq!(SysInsn::decode(0xff), None);
     }
 }
