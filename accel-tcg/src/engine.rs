@@ -178,6 +178,7 @@ impl<G: Guest> Engine<G> {
                 code_size: config.code_size,
                 features: HostFeatures::detect(),
                 pc_offset: guest.pc_offset(),
+                cross_page_probe: config.system,
             })?),
             ExecMode::Interpreter => None,
         };

@@ -58,6 +58,11 @@ pub struct BackendConfig {
     /// `LookupAndGoto` probes the jump cache inline (see `emit/lookup.rs`); without it, every
     /// lookup calls out.
     pub pc_offset: Option<u32>,
+    /// System emulation, where the engine never links a block to code on another guest page
+    /// (the page's mapping may change): with `pc_offset`, an unlinked `goto_tb` to another
+    /// page probes the jump cache inline before it returns to the execution loop, as
+    /// `LookupAndGoto` does, instead of leaving generated code for every cross-page branch.
+    pub cross_page_probe: bool,
 }
 
 impl Default for BackendConfig {
@@ -66,6 +71,7 @@ impl Default for BackendConfig {
             code_size: 32 << 20,
             features: HostFeatures::detect(),
             pc_offset: None,
+            cross_page_probe: false,
         }
     }
 }
@@ -93,8 +99,8 @@ pub struct CompiledBlock {
 /// The x86_64 JIT backend: the code buffer, the shared stubs and the compiler's buffers.
 pub struct Backend {
     buf: CodeBuffer,
-    features: HostFeatures,
-    pc_offset: Option<u32>,
+    /// What every block is compiled for (`code_size` aside).
+    config: BackendConfig,
     /// Offset of the first byte after the shared stubs.
     stubs_end: usize,
     /// Bump pointer.
@@ -173,8 +179,7 @@ impl Backend {
         let stubs_end = bytes.len().next_multiple_of(BLOCK_ALIGN);
         Ok(Backend {
             buf,
-            features: config.features,
-            pc_offset: config.pc_offset,
+            config,
             stubs_end,
             used: stubs_end,
             trampoline: base,
@@ -198,8 +203,7 @@ impl Backend {
             block_id,
             base,
             self.epilogue,
-            self.features,
-            self.pc_offset,
+            &self.config,
             &mut self.scratch,
         )?;
         let code = &self.scratch.asm.buf;
@@ -287,7 +291,7 @@ impl Backend {
 
     /// The features the code is compiled for.
     pub fn features(&self) -> HostFeatures {
-        self.features
+        self.config.features
     }
 }
 

@@ -54,7 +54,7 @@ pub(super) fn lookup_and_goto(a: &mut Asm, pc: Option<Pc>, exit_code: u64) {
 }
 
 /// The probe: jumps to the cached block on a hit, falls through on a miss.
-fn probe(a: &mut Asm, pc: Pc) {
+pub(super) fn probe(a: &mut Asm, pc: Pc) {
     let miss = a.new_label();
     let u64_op = ir::MemOp::unsigned(ir::Size::B64);
     // rsi = pc (the hash below is `ir::abi::jump_cache_index`)

@@ -22,7 +22,7 @@ use crate::regalloc::Fail;
 use crate::regalloc::RegState;
 use crate::regs::*;
 use crate::{BackendError, HostFeatures};
-use asm::{env_mem, Alu, Asm, Cc, DynamicLabel};
+use asm::{env_mem, Alu, Asm, Cc, DynamicLabel, Sh};
 
 /// A slow path to emit after the body, with the allocator state it needs.
 #[derive(Debug, Clone, Copy)]
@@ -66,6 +66,8 @@ pub(crate) struct Compiler<'a> {
     pub features: HostFeatures,
     /// See [`crate::BackendConfig::pc_offset`].
     pub pc_offset: Option<u32>,
+    /// See [`crate::BackendConfig::cross_page_probe`].
+    pub cross_page_probe: bool,
     pub block_id: u32,
     pub epilogue: usize,
     pub rs: &'a mut RegState,
@@ -101,10 +103,10 @@ pub(crate) fn compile(
     block_id: u32,
     base: usize,
     epilogue: usize,
-    features: HostFeatures,
-    pc_offset: Option<u32>,
+    config: &crate::BackendConfig,
     scratch: &mut Scratch,
 ) -> Result<Output, BackendError> {
+    let pc_offset = config.pc_offset;
     let Scratch {
         rs,
         life,
@@ -128,8 +130,9 @@ pub(crate) fn compile(
     let c = Compiler {
         asm,
         block,
-        features,
+        features: config.features,
         pc_offset,
+        cross_page_probe: config.cross_page_probe,
         block_id,
         epilogue,
         rs,
@@ -161,6 +164,36 @@ impl Compiler<'_> {
     }
 
     /// `mov rax, code ; jmp epilogue`
+    /// In a `goto_tb` exit stub (system mode): when the target pc (already in the CPU state)
+    /// is on another page than the block, which the engine will not link, jumps to the
+    /// target through the inline jump-cache probe; a same-page target, or a miss, returns
+    /// to the loop, which links the slot or finds the block.
+    fn cross_page_probe(&mut self) {
+        let (true, Some(offset)) = (self.cross_page_probe, self.pc_offset) else {
+            return;
+        };
+        let Some(block_pc) = self.block.ops.iter().find_map(|op| match *op {
+            Op::InsnStart { pc, .. } => Some(pc),
+            _ => None,
+        }) else {
+            return;
+        };
+        let same_page = self.asm.new_label();
+        asm::load(
+            self.asm,
+            ir::MemOp::unsigned(ir::Size::B64),
+            true,
+            RSI,
+            env_mem(offset),
+        );
+        asm::mov_ri(self.asm, RAX, block_pc);
+        asm::alu_rr(self.asm, Alu::Xor, true, RAX, RSI);
+        asm::shift_ri(self.asm, Sh::Shr, true, RAX, ir::abi::PAGE_BITS as u8);
+        asm::jcc(self.asm, Cc::E, same_page);
+        lookup::probe(self.asm, lookup::Pc::Env(offset));
+        self.asm.bind(same_page);
+    }
+
     fn emit_return(&mut self, code: u64) {
         asm::mov_ri(self.asm, RAX, code);
         asm::jmp_abs(self.asm, self.epilogue);
@@ -203,6 +236,7 @@ impl Compiler<'_> {
                 } else {
                     ExitKind::GotoTb1
                 };
+                self.cross_page_probe();
                 self.emit_return(self.exit_code(kind, 0));
                 *out = Some((field, stub_off));
             }

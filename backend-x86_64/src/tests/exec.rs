@@ -390,6 +390,7 @@ fn a_full_buffer_reports_buffer_full_and_flush_recovers() {
         code_size: 4096,
         features: HostFeatures::baseline(),
         pc_offset: None,
+        cross_page_probe: false,
     })
     .unwrap();
     let mut b = Builder::new(globals(), Type::I64);

@@ -23,6 +23,7 @@ pub(crate) fn backend_with_pc(features: HostFeatures, pc_offset: Option<u32>) ->
         code_size: 1 << 20,
         features,
         pc_offset,
+        cross_page_probe: false,
     })
     .unwrap()
 }
