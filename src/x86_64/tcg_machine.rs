@@ -329,6 +329,19 @@ pub fn run(config: &MachineConfig, exec_mode: ExecMode) -> Result<Outcome, Machi
 /// Runs the vCPUs round-robin until the run ends.
 fn run_vcpus(mut slots: Vec<VcpuSlot>, m: &Shared) {
     round_robin(&mut slots, m);
+    if let Some(first) = slots.first() {
+        let e = first.vcpu.engine().stats();
+        log::info!(
+            "JIT: {} blocks translated ({} guest instructions, {:.2} s), {} code flushes",
+            e.translations.load(Ordering::Relaxed),
+            e.guest_insns.load(Ordering::Relaxed),
+            e.translate_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            e.flushes.load(Ordering::Relaxed)
+        );
+    }
+    for slot in &slots {
+        log::info!("vCPU {}: {:?}", slot.index, slot.vcpu.stats());
+    }
     if m.control.timed_out() {
         for slot in &slots {
             let cpu = slot.vcpu.cpu();
