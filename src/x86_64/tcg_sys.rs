@@ -774,3 +774,7 @@ fn far_return(cpu: &mut X86Cpu, env: &mut SysEnv, size: u8, pop: u16) -> Result<
 pub fn interrupts_enabled(cpu: &X86Cpu) -> bool {
     cpu.eflags & RFLAGS_IF != 0
 }
+
+#[cfg(test)]
+#[path = "tcg_sys_tests.rs"]
+mod tests;
