@@ -351,6 +351,45 @@ fn sixteen_bit_pushes_and_pops_use_ss_base_plus_sp_and_sp_wraps() {
 }
 
 #[test]
+fn pusha_popa_enter_and_leave_on_a_16_bit_stack() {
+    let code = asm16(
+        "
+        pusha
+        mov ax, 1
+        mov cx, 2
+        mov di, 3
+        popa
+        enter 4, 0      # push bp; bp = sp; sp -= 4
+        mov word ptr [bp - 2], 0x1357
+        leave           # sp = bp; pop bp
+        hlt
+    ",
+    );
+    let s = run_real(&code, &[], &|c| {
+        c.regs[RAX] = 0xa0a0;
+        c.regs[RCX] = 0xc0c0;
+        c.regs[RDI] = 0xd0d0;
+        c.regs[RBP] = 0xb0b0;
+        c.regs[2] = 0x0d0d;
+    });
+    assert_eq!(s.ret, EXIT_HLT);
+    assert_eq!(
+        (s.regs[RAX], s.regs[RCX], s.regs[RDI], s.regs[RBP]),
+        (0xa0a0, 0xc0c0, 0xd0d0, 0xb0b0),
+        "popa and leave restored them"
+    );
+    assert_eq!(s.regs[RSP], 0x200);
+    // pusha's frame (AX CX DX BX SP BP SI DI from 0x1fe down), where enter did not
+    // overwrite it: DX third, the old SP fifth, DI last.
+    assert_eq!(s.u16_at(SS_BASE + 0x1fa), 0x0d0d);
+    assert_eq!(s.u16_at(SS_BASE + 0x1f6), 0x200);
+    assert_eq!(s.u16_at(SS_BASE + 0x1f0), 0xd0d0);
+    // enter's frame: the old bp at 0x1fe, the local at bp - 2 = 0x1fc.
+    assert_eq!(s.u16_at(SS_BASE + 0x1fe), 0xb0b0);
+    assert_eq!(s.u16_at(SS_BASE + 0x1fc), 0x1357);
+}
+
+#[test]
 fn loop_counts_in_cx_and_conditional_jumps_stay_in_the_segment() {
     let code = asm16(
         "
@@ -704,4 +743,67 @@ fn an_ap_trampoline_and_a_cpu_check_translate_without_ud() {
     ",
     );
     assert_eq!(undefined_in(&code, CS_BASE), Vec::<String>::new());
+}
+
+/// The 16-bit part of the project's own AP trampoline (tests/guests/smp_trampoline.S),
+/// assembled with the host's gcc: the bytes from its start through its far jump to 32-bit
+/// code.
+fn guest_trampoline() -> Vec<u8> {
+    let guests = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/guests");
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("x86_64_exec");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (obj, bin) = (dir.join("smp_trampoline.o"), dir.join("smp_trampoline.bin"));
+    let status = std::process::Command::new("gcc")
+        .args(["-m64", "-fno-pic", "-fno-pie", "-c", "-I"])
+        .arg(guests.join("rt"))
+        .arg(guests.join("smp_trampoline.S"))
+        .arg("-o")
+        .arg(&obj)
+        .status()
+        .unwrap_or_else(|e| panic!("gcc not runnable ({e}): apt-get install gcc"));
+    assert!(status.success(), "assembling smp_trampoline.S failed");
+    let status = std::process::Command::new("objcopy")
+        .args(["-O", "binary", "-j", ".text"])
+        .arg(&obj)
+        .arg(&bin)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read(&bin).unwrap();
+    let mut decoder = iced_x86::Decoder::with_ip(16, &text, 0, iced_x86::DecoderOptions::NONE);
+    let end = decoder
+        .iter()
+        .find(|i| i.op0_kind() == iced_x86::OpKind::FarBranch32)
+        .map(|i| i.next_ip() as usize)
+        .expect("the trampoline ends with ljmpl to 32-bit code");
+    text[..end].to_vec()
+}
+
+#[test]
+fn the_guests_ap_trampoline_translates_and_its_lgdtl_reads_through_ds() {
+    let code = guest_trampoline();
+    // Where the BSP copies it: 0800:0000.
+    assert_eq!(undefined_in(&code, 0x8000), Vec::<String>::new());
+    // It runs to its first system instruction (mov ds, ax) with rip linear; with DS
+    // loaded (base 0, what `xor ax, ax; mov ds, ax` makes it) the lgdtl that follows reads
+    // its 32-bit pseudo-descriptor at DS.base + the absolute offset.
+    let s = run_at(&code, 0x8000, REAL, &[], &|c| {
+        c.sys.seg_mut(Segment::Cs).base = 0x8000;
+        c.sys.seg_mut(Segment::Cs).selector = 0x800;
+    });
+    assert_eq!(s.ret, EXIT_SYSTEM);
+    assert!(matches!(s.op().op, SysOp::MovToSeg { seg: 3, .. }));
+    let at_lgdt = s.rip + s.op().len as u64;
+    let s = run_at(&code, 0x8000, REAL, &[], &|c| {
+        c.sys.seg_mut(Segment::Cs).base = 0x8000;
+        c.sys.seg_mut(Segment::Ds).base = 0;
+        c.rip = at_lgdt;
+    });
+    assert_eq!((s.ret, s.rip), (EXIT_SYSTEM, at_lgdt));
+    assert_eq!(s.op().op, SysOp::Lgdt { size: 4 });
+    let offset = u16::from_le_bytes([
+        code[(at_lgdt - 0x8000) as usize + 4],
+        code[(at_lgdt - 0x8000) as usize + 5],
+    ]);
+    assert_eq!(s.sys_addr, offset as u64);
 }

@@ -670,9 +670,8 @@ impl Translator<'_> {
             Imul if i.op_count() > 1 => self.imul(i)?,
             Mul | Imul => self.mul(i)?,
             Div | Idiv => self.div(i)?,
-            Push | Pop | Leave | Enter | Pushf | Pushfd | Pushfq | Popf | Popfd | Popfq => {
-                self.stack(i)?
-            }
+            Push | Pop | Leave | Enter | Pushf | Pushfd | Pushfq | Popf | Popfd | Popfq | Pusha
+            | Pushad | Popa | Popad => self.stack(i)?,
             Xchg | Xadd | Cmpxchg | Cmpxchg8b | Cmpxchg16b => self.atomic(i)?,
             Bt | Bts | Btr | Btc => self.bit_test(i)?,
             Bsf | Bsr | Tzcnt | Lzcnt | Popcnt => self.bit_scan(i)?,

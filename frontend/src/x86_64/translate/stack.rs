@@ -90,6 +90,7 @@ impl Translator<'_> {
                 self.write_reg(bp, v);
             }
             Enter => self.enter(i)?,
+            Pusha | Pushad | Popa | Popad => self.push_pop_all(i),
             Pushf | Pushfd | Pushfq => {
                 let size = match i.mnemonic() {
                     Pushf => 1,
@@ -128,6 +129,58 @@ impl Translator<'_> {
         self.b
             .store(v, slot, MemOp::unsigned(mem_size(size)), self.mmu_idx);
         self.set_sp(sp);
+    }
+
+    /// `pusha`/`pushad` (16- and 32-bit code only): pushes AX CX DX BX, the SP from before
+    /// the first push, BP SI DI; `popa`/`popad` pops them back in reverse, discarding the
+    /// saved SP. All the stores (loads) come before any register changes.
+    fn push_pop_all(&mut self, i: &Instruction) {
+        use Mnemonic::*;
+        let size = if matches!(i.mnemonic(), Pusha | Popa) {
+            1
+        } else {
+            2
+        };
+        let bytes = 1i64 << size;
+        let mop = MemOp::unsigned(mem_size(size));
+        if matches!(i.mnemonic(), Pusha | Pushad) {
+            let values: Vec<Temp> = (0..8)
+                .map(|r| {
+                    let v = self.reg(r);
+                    let t = self.tmp();
+                    self.b.mov(t, v);
+                    t
+                })
+                .collect();
+            for (k, v) in values.into_iter().enumerate() {
+                let sp = self.sp_plus(-bytes * (k as i64 + 1));
+                let a = self.stack_linear(sp);
+                self.b.store(v, a, mop, self.mmu_idx);
+            }
+            let sp = self.sp_plus(-bytes * 8);
+            self.set_sp(sp);
+        } else {
+            // DI is on top, AX at the bottom.
+            let mut values = Vec::new();
+            for k in 0..8 {
+                let sp = self.sp_plus(bytes * k);
+                let a = self.stack_linear(sp);
+                let v = self.tmp();
+                self.b.load(v, a, mop, self.mmu_idx);
+                values.push(((7 - k) as usize, v));
+            }
+            self.release_stack(bytes as u64 * 8);
+            for (r, v) in values {
+                if r != RSP {
+                    let l = Loc::Reg {
+                        idx: r,
+                        size,
+                        high: false,
+                    };
+                    self.write_reg(l, v);
+                }
+            }
+        }
     }
 
     /// `enter alloc, level` (SDM "ENTER"): push rbp; for nesting level n > 0 copy the

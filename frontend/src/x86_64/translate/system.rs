@@ -46,8 +46,8 @@
 //! **Documented gaps.** The TSS I/O permission bitmap (an I/O instruction at CPL > IOPL is
 //! #GP(0) whatever the bitmap says); CR4.UMIP, CR4.TSD and CR4.PVI/VME (the machine sees
 //! `rdtsc` and `sgdt`.. as exits and may check them); `popf`/`cli`/`sti` at 0 < CPL <= IOPL
-//! changing IF through `popf`; `lmsw`/`smsw`, `int1`, `push`/`pop` of segment registers,
-//! `pusha`/`popa` (#UD, logged); segment limits and access rights (never checked); the
+//! changing IF through `popf`; `lmsw`/`smsw`, `int1`, `push`/`pop` of segment registers
+//! (#UD, logged); segment limits and access rights (never checked); the
 //! stack's size follows the code size, not SS.B; virtual-8086 mode.
 
 use iced_x86::{Code, Instruction, MemorySize, Mnemonic, OpKind, Register};
