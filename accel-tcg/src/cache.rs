@@ -139,6 +139,9 @@ struct Inner {
     by_page: ir::fast_hash::FastHashMap<u64, Vec<u32>>,
 }
 
+/// `Links::out` of a slot pointed at its own jump-cache probe stub (no block behind it).
+const PROBE_LINK: u32 = u32::MAX;
+
 /// Patches host jumps; the backend in JIT mode.
 pub trait Linker {
     /// Points `slot` at `target`.
@@ -289,7 +292,9 @@ impl BlockCache {
 
     /// Links `from`'s `slot` straight to `to` if both are still valid and the slot is free.
     /// `system` applies the system-mode rule: no direct link to code on another guest page
-    /// (the page's mapping may change), nor to a block spanning two pages.
+    /// (the page's mapping may change), nor to a block spanning two pages; such a slot is
+    /// pointed at its inline jump-cache probe instead, when the backend made one (this
+    /// returns `false`: no block link was made).
     pub fn link(
         &self,
         linker: &dyn Linker,
@@ -299,6 +304,17 @@ impl BlockCache {
         system: bool,
     ) -> bool {
         if system && (from.key.pc & PAGE_MASK != to.key.pc & PAGE_MASK || to.spans_pages()) {
+            if let Some((goto, probe)) = from
+                .goto_slot(slot)
+                .and_then(|g| g.probe_stub.map(|p| (g, p)))
+            {
+                let _inner = self.inner.write().unwrap();
+                let mut links = from.links.lock().unwrap();
+                if from.is_valid() && links.out[slot as usize].is_none() {
+                    links.out[slot as usize] = Some(PROBE_LINK);
+                    linker.link(&goto, probe);
+                }
+            }
             return false;
         }
         let (Some(goto), Some(target)) = (from.goto_slot(slot), to.entry()) else {
@@ -445,7 +461,7 @@ mod tests {
     }
 
     /// A fake compiled block whose addresses encode its id: entry id*0x1000, slot n's field
-    /// id*0x1000+0x100+n*8, its exit stub +0x200+n*8.
+    /// id*0x1000+0x100+n*8, its exit stub +0x200+n*8, its probe stub +0x300+n*8.
     fn block(cache: &BlockCache, pc: u64, len: u64) -> Arc<TranslationBlock> {
         let id = cache.next_id();
         let base = id as usize * 0x1000;
@@ -453,6 +469,7 @@ mod tests {
             Some(GotoSlot {
                 field: base + 0x100 + n * 8,
                 exit_stub: base + 0x200 + n * 8,
+                probe_stub: Some(base + 0x300 + n * 8),
             })
         };
         let code = CompiledBlock {
@@ -515,12 +532,36 @@ mod tests {
             !cache.link(&linker, &a, 1, &far, true),
             "no link to another page in system mode"
         );
+        assert_eq!(
+            linker.take(),
+            vec![(0x108, 0x308)],
+            "the slot goes to its own jump-cache probe instead"
+        );
+        assert!(!cache.link(&linker, &a, 1, &far, true));
+        assert!(linker.take().is_empty(), "once");
         assert!(
-            cache.link(&linker, &a, 1, &far, false),
+            cache.link(&linker, &b, 1, &far, false),
             "user mode links anywhere"
         );
         assert_eq!(a.linked_to(0), Some(1));
-        assert_eq!(a.linked_to(1), Some(2));
+        assert_eq!(b.linked_to(1), Some(2));
+    }
+
+    #[test]
+    fn invalidating_a_block_sends_its_probe_linked_slot_back_to_its_exit() {
+        let cache = BlockCache::new();
+        let linker = RecordingLinker::default();
+        let a = block(&cache, 0x1000, 16);
+        let far = block(&cache, 0x5000, 16);
+        assert!(!cache.link(&linker, &a, 0, &far, true));
+        assert_eq!(linker.take(), vec![(0x100, 0x300)]);
+        cache.invalidate_range(Some(&linker), 0x5000, 0x5010);
+        assert!(
+            linker.take().is_empty(),
+            "the probe checks the target itself"
+        );
+        cache.invalidate_range(Some(&linker), 0x1000, 0x1010);
+        assert_eq!(linker.take(), vec![(0x100, 0x200)]);
     }
 
     #[test]

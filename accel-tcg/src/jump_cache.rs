@@ -86,6 +86,22 @@ impl JumpCache {
         self.blocks[i].as_ref().filter(|tb| tb.is_valid())
     }
 
+    /// Like [`JumpCache::get`], and stamps the slot with `epoch` (the block cache's epoch
+    /// read before this call) when the block is valid, so that generated code's inline probe
+    /// hits it again after an invalidation elsewhere moved the epoch on.
+    pub fn get_stamped(
+        &mut self,
+        pc: u64,
+        flags: u32,
+        cflags: u32,
+        epoch: u64,
+    ) -> Option<Arc<TranslationBlock>> {
+        let i = Self::index(pc);
+        let tb = self.get(pc, flags, cflags)?.clone();
+        self.slots[i].epoch = epoch;
+        Some(tb)
+    }
+
     /// The host code address of the compiled block cached for `pc`, `flags` and `cflags` if
     /// it was stamped valid in `epoch`, the block cache's current
     /// [`crate::cache::BlockCache::epoch`]: the hit path of the `LookupAndGoto` helper. On

@@ -353,8 +353,10 @@ impl<G: Guest> Vcpu<G> {
         let engine = self.engine.clone();
         let (pc, flags) = engine.guest.block_key(self.cpu());
         let cflags = std::mem::take(&mut self.next_cflags);
-        if let Some(tb) = self.ctx().jump_cache.get(pc, flags, cflags) {
-            return Ok(Some(tb.clone()));
+        // Read before the block's validity is checked: a later invalidation moves it on.
+        let epoch = engine.cache.epoch();
+        if let Some(tb) = self.ctx().jump_cache.get_stamped(pc, flags, cflags, epoch) {
+            return Ok(Some(tb));
         }
         let mmu_idx = engine.guest.code_mmu_idx(flags);
         let (cpu, ctx) = self.parts_mut();
@@ -371,7 +373,6 @@ impl<G: Guest> Vcpu<G> {
             flags,
             cflags,
         };
-        let epoch = engine.cache.epoch();
         let tb = match engine.cache.lookup(&key) {
             Some(tb) => tb,
             None => match self.translate(key, mmu_idx)? {

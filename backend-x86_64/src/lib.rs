@@ -59,9 +59,10 @@ pub struct BackendConfig {
     /// lookup calls out.
     pub pc_offset: Option<u32>,
     /// System emulation, where the engine never links a block to code on another guest page
-    /// (the page's mapping may change): with `pc_offset`, an unlinked `goto_tb` to another
-    /// page probes the jump cache inline before it returns to the execution loop, as
-    /// `LookupAndGoto` does, instead of leaving generated code for every cross-page branch.
+    /// (the page's mapping may change) nor to a block spanning two pages: with `pc_offset`,
+    /// each `goto_tb` slot also gets a probe stub ([`GotoSlot::probe_stub`]) that looks the
+    /// target up in the jump cache inline, as `LookupAndGoto` does; the engine points such an
+    /// unlinkable slot there instead of leaving generated code for every one of its jumps.
     pub cross_page_probe: bool,
 }
 
@@ -83,6 +84,10 @@ pub struct GotoSlot {
     pub field: usize,
     /// Executable address of the block's own exit stub for this slot (the unlinked target).
     pub exit_stub: usize,
+    /// Executable address of the slot's probe stub (with
+    /// [`BackendConfig::cross_page_probe`]): jumps to the target found in the jump cache,
+    /// else continues at the exit stub.
+    pub probe_stub: Option<usize>,
 }
 
 /// A block in the code buffer.
@@ -212,10 +217,11 @@ impl Backend {
         }
         self.buf.write(offset, code);
         self.used = offset + code.len();
-        let slot = |g: Option<(usize, usize)>| {
-            g.map(|(field, stub)| GotoSlot {
-                field: base + field,
-                exit_stub: base + stub,
+        let slot = |g: Option<emit::GotoOffsets>| {
+            g.map(|g| GotoSlot {
+                field: base + g.field,
+                exit_stub: base + g.exit_stub,
+                probe_stub: g.probe_stub.map(|p| base + p),
             })
         };
         log::trace!(

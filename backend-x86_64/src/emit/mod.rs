@@ -22,7 +22,7 @@ use crate::regalloc::Fail;
 use crate::regalloc::RegState;
 use crate::regs::*;
 use crate::{BackendError, HostFeatures};
-use asm::{env_mem, Alu, Asm, Cc, DynamicLabel, Sh};
+use asm::{env_mem, Alu, Asm, Cc, DynamicLabel};
 
 /// A slow path to emit after the body, with the allocator state it needs.
 #[derive(Debug, Clone, Copy)]
@@ -55,9 +55,19 @@ pub(crate) struct Cmp {
     pub rb: Result<Reg, i32>,
 }
 
-/// What [`compile`] produces besides the code (left in `Scratch::asm`): (offset of the rel32
-/// field, offset of the slot's exit stub) per GotoTb slot.
-pub(crate) type Output = [Option<(usize, usize)>; 2];
+/// Where a GotoTb slot's pieces are in the block's code (byte offsets).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GotoOffsets {
+    /// The patchable jump's rel32 field.
+    pub field: usize,
+    /// The stub that returns `GotoTbN` to the loop.
+    pub exit_stub: usize,
+    /// The stub that probes the jump cache first (system mode).
+    pub probe_stub: Option<usize>,
+}
+
+/// What [`compile`] produces besides the code (left in `Scratch::asm`): per GotoTb slot.
+pub(crate) type Output = [Option<GotoOffsets>; 2];
 
 /// Per-block compiler state.
 pub(crate) struct Compiler<'a> {
@@ -164,34 +174,17 @@ impl Compiler<'_> {
     }
 
     /// `mov rax, code ; jmp epilogue`
-    /// In a `goto_tb` exit stub (system mode): when the target pc (already in the CPU state)
-    /// is on another page than the block, which the engine will not link, jumps to the
-    /// target through the inline jump-cache probe; a same-page target, or a miss, returns
-    /// to the loop, which links the slot or finds the block.
-    fn cross_page_probe(&mut self) {
+    /// A slot's probe stub (system mode, see [`crate::BackendConfig::cross_page_probe`]): the
+    /// target pc is in the CPU state already; a jump-cache hit jumps to its code, a miss goes
+    /// on to the slot's exit stub `exit`. Returns its offset.
+    fn probe_stub(&mut self, exit: DynamicLabel) -> Option<usize> {
         let (true, Some(offset)) = (self.cross_page_probe, self.pc_offset) else {
-            return;
+            return None;
         };
-        let Some(block_pc) = self.block.ops.iter().find_map(|op| match *op {
-            Op::InsnStart { pc, .. } => Some(pc),
-            _ => None,
-        }) else {
-            return;
-        };
-        let same_page = self.asm.new_label();
-        asm::load(
-            self.asm,
-            ir::MemOp::unsigned(ir::Size::B64),
-            true,
-            RSI,
-            env_mem(offset),
-        );
-        asm::mov_ri(self.asm, RAX, block_pc);
-        asm::alu_rr(self.asm, Alu::Xor, true, RAX, RSI);
-        asm::shift_ri(self.asm, Sh::Shr, true, RAX, ir::abi::PAGE_BITS as u8);
-        asm::jcc(self.asm, Cc::E, same_page);
+        let at = self.asm.offset();
         lookup::probe(self.asm, lookup::Pc::Env(offset));
-        self.asm.bind(same_page);
+        asm::jmp(self.asm, exit);
+        Some(at)
     }
 
     fn emit_return(&mut self, code: u64) {
@@ -236,9 +229,13 @@ impl Compiler<'_> {
                 } else {
                     ExitKind::GotoTb1
                 };
-                self.cross_page_probe();
                 self.emit_return(self.exit_code(kind, 0));
-                *out = Some((field, stub_off));
+                let probe_stub = self.probe_stub(stub);
+                *out = Some(GotoOffsets {
+                    field,
+                    exit_stub: stub_off,
+                    probe_stub,
+                });
             }
         }
         for k in 0..self.slow.len() {
