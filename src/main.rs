@@ -125,6 +125,38 @@ struct RunArgs {
     /// scripts/guests/build.sh fetched, else Debian's opensbi package.
     #[arg(long)]
     bios: Option<PathBuf>,
+    /// On the JIT: run translated code with the IR interpreter instead.
+    #[arg(long)]
+    interpreter: bool,
+    /// On the JIT: log each translated block to stderr: any of in_asm,op,op_opt,out_asm
+    /// (QEMU's -d words).
+    #[arg(long, value_name = "ITEMS")]
+    log: Option<String>,
+    /// Only log blocks that start in START..END (hexadecimal guest virtual addresses).
+    #[arg(long, value_name = "START..END")]
+    log_range: Option<String>,
+}
+
+impl RunArgs {
+    /// The JIT's settings from the flags.
+    fn tcg_options(&self) -> Result<tern::TcgOptions, Failure> {
+        let mut log = match &self.log {
+            Some(items) => accel_tcg::LogConfig::parse(items)
+                .map_err(|e| usage(anyhow::anyhow!("--log: {e}")))?,
+            None => accel_tcg::LogConfig::default(),
+        };
+        if let Some(range) = &self.log_range {
+            log.range = Some(parse_range(range).map_err(usage)?);
+        }
+        Ok(tern::TcgOptions {
+            exec_mode: if self.interpreter {
+                accel_tcg::ExecMode::Interpreter
+            } else {
+                accel_tcg::ExecMode::Jit
+            },
+            log,
+        })
+    }
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -181,7 +213,11 @@ struct Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let block_log = matches!(&cli.command, Command::User(u) if u.log.is_some());
+    let block_log = match &cli.command {
+        Command::User(u) => u.log.is_some(),
+        Command::Run(r) => r.log.is_some(),
+        Command::Difftest(_) => false,
+    };
     let mut logger =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"));
     logger.format(|buf, record| {
@@ -304,6 +340,7 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
     if args.arch == Arch::Riscv64 {
         return run_riscv64(args);
     }
+    let tcg = args.tcg_options()?;
     let accel = match args.accel {
         Accel::Auto => {
             let (choice, why) = accel_select::choose(&accel_select::HostVirt::detect());
@@ -344,7 +381,7 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         timeout,
     };
     let outcome = if accel == Accel::Tcg {
-        tern::x86_64::tcg_machine::run(&config, accel_tcg::ExecMode::Jit)
+        tern::x86_64::tcg_machine::run(&config, &tcg)
     } else {
         machine::run(&config)
     }
@@ -372,6 +409,7 @@ const DEBIAN_OPENSBI: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dyna
 
 /// `tern run --arch riscv64`: the riscv64 board on the JIT.
 fn run_riscv64(args: RunArgs) -> Result<u8, Failure> {
+    let tcg = args.tcg_options()?;
     if args.accel == Accel::Kvm {
         return Err(usage(anyhow::anyhow!(
             "--arch riscv64 runs on the JIT only (--accel tcg or auto)"
@@ -425,7 +463,7 @@ fn run_riscv64(args: RunArgs) -> Result<u8, Failure> {
         serial: args.serial,
         console_escapes: true,
         timeout,
-        exec_mode: accel_tcg::ExecMode::Jit,
+        tcg,
     };
     let outcome = tern::riscv64::machine::run(&config).map_err(|e| Failure {
         usage: e.is_user_error(),

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use accel_tcg::{Engine, EngineConfig, ExecMode, RamAndBus, Vcpu};
+use accel_tcg::{Engine, EngineConfig, RamAndBus, Vcpu};
 use devices::bus::Bus;
 use devices::exit::ExitRequester;
 use devices::irq::IrqLine;
@@ -58,8 +58,8 @@ pub struct MachineConfig {
     pub console_escapes: bool,
     /// Wall-clock limit.
     pub timeout: Option<Duration>,
-    /// JIT or interpreter.
-    pub exec_mode: ExecMode,
+    /// JIT or interpreter, block logs.
+    pub tcg: crate::TcgOptions,
 }
 
 /// Why the machine could not run.
@@ -252,7 +252,8 @@ pub fn run(config: &MachineConfig) -> Result<Outcome, MachineError> {
         guest,
         memory,
         EngineConfig {
-            mode: config.exec_mode,
+            mode: config.tcg.exec_mode,
+            log: config.tcg.log.clone(),
             system: true,
             ..EngineConfig::default()
         },

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use accel_tcg::{Engine, EngineConfig, ExecMode, ExitRequester, PhysMemory, RamAndBus, Vcpu};
+use accel_tcg::{Engine, EngineConfig, ExitRequester, PhysMemory, RamAndBus, Vcpu};
 use devices::apic::router::ApicBus;
 use devices::apic::VcpuKicker;
 use devices::bus::{Bus, BusDevice};
@@ -197,7 +197,7 @@ struct Shared {
 }
 
 /// Builds the machine, runs it to its end and returns how it ended.
-pub fn run(config: &MachineConfig, exec_mode: ExecMode) -> Result<Outcome, MachineError> {
+pub fn run(config: &MachineConfig, tcg: &crate::TcgOptions) -> Result<Outcome, MachineError> {
     machine::check_config(config)?;
     let mem = machine::guest_memory(config)?;
     let control = Arc::new(RunControl::default());
@@ -238,7 +238,8 @@ pub fn run(config: &MachineConfig, exec_mode: ExecMode) -> Result<Outcome, Machi
             devices.mmio.clone(),
         ))),
         EngineConfig {
-            mode: exec_mode,
+            mode: tcg.exec_mode,
+            log: tcg.log.clone(),
             system: true,
             ..EngineConfig::default()
         },
