@@ -1416,6 +1416,104 @@ fn rdtscp_also_reads_tsc_aux_into_ecx() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Task register and LDT
+
+/// An available 64-bit TSS at 0x9000 (limit 0x67): the low half of its 16-byte descriptor.
+const TSS_DESC_LOW: u64 = 0x0000_8900_9000_0067;
+/// Its selector, after [`load_gdt`]'s six entries.
+const TSS_SEL: u16 = 0x30;
+
+#[test]
+fn ltr_loads_the_task_register_and_marks_the_tss_busy_and_str_reads_the_selector() {
+    let rig = Rig::new();
+    let mut cpu = long_mode_cpu(&rig);
+    load_gdt(&rig, &mut cpu);
+    rig.write(GDT + u64::from(TSS_SEL), &TSS_DESC_LOW.to_le_bytes());
+    rig.write(GDT + u64::from(TSS_SEL) + 8, &0u64.to_le_bytes());
+    cpu.sys.gdtr.limit = TSS_SEL + 15;
+    cpu.regs[RAX] = u64::from(TSS_SEL);
+    rig.perform(&mut cpu, SysOp::Ltr(Rm::Reg { gpr: 0, size: 2 }), 3)
+        .unwrap();
+    assert_eq!(
+        (cpu.sys.tr.selector, cpu.sys.tr.base, cpu.sys.tr.limit),
+        (TSS_SEL, 0x9000, 0x67)
+    );
+    let desc = u64::from_le_bytes(rig.read(GDT + u64::from(TSS_SEL), 8).try_into().unwrap());
+    assert_eq!(desc >> 40 & 0xf, 0xb, "the descriptor is now a busy TSS");
+
+    // A busy TSS cannot be loaded again.
+    assert_eq!(
+        rig.perform(&mut cpu, SysOp::Ltr(Rm::Reg { gpr: 0, size: 2 }), 3),
+        Err(Exception::gp(u32::from(TSS_SEL)).into())
+    );
+
+    cpu.regs[RCX] = u64::MAX;
+    rig.perform(&mut cpu, SysOp::Str(Rm::Reg { gpr: 1, size: 4 }), 3)
+        .unwrap();
+    assert_eq!(cpu.regs[RCX], u64::from(TSS_SEL), "zero-extended");
+}
+
+#[test]
+fn lldt_with_a_null_selector_leaves_no_ldt_and_sldt_reads_it() {
+    let rig = Rig::new();
+    let mut cpu = long_mode_cpu(&rig);
+    rig.write(BUF, &0u16.to_le_bytes());
+    cpu.sys_addr = BUF;
+    rig.perform(&mut cpu, SysOp::Lldt(Rm::Mem), 3).unwrap();
+    assert_eq!(cpu.sys.ldtr.attr & ATTR_P, 0, "unusable");
+    cpu.regs[RAX] = 0xffff_ffff_ffff_ffff;
+    rig.perform(&mut cpu, SysOp::Sldt(Rm::Reg { gpr: 0, size: 2 }), 3)
+        .unwrap();
+    assert_eq!(cpu.regs[RAX], 0xffff_ffff_ffff_0000, "a 16-bit destination");
+}
+
+#[test]
+#[ignore = "BUG: lldt/ltr/sldt/str run in real mode (reading the GDT or storing LDTR/TR); they \
+            are #UD there (SDM, real-address mode exceptions), and neither tcg_sys nor the \
+            translator checks"]
+fn descriptor_table_register_instructions_are_invalid_in_real_mode() {
+    let rig = Rig::new();
+    let ops = [
+        SysOp::Lldt(Rm::Reg { gpr: 0, size: 2 }),
+        SysOp::Ltr(Rm::Reg { gpr: 0, size: 2 }),
+        SysOp::Sldt(Rm::Reg { gpr: 0, size: 2 }),
+        SysOp::Str(Rm::Reg { gpr: 0, size: 2 }),
+    ];
+    for op in ops {
+        let mut cpu = real_mode_cpu();
+        cpu.regs[RAX] = 0x28;
+        assert_eq!(
+            rig.perform(&mut cpu, op, 3),
+            Err(Exception::ud().into()),
+            "{op:?}"
+        );
+        assert_eq!(cpu.rip, 0x1010);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// iretq
+
+#[test]
+fn iretq_to_the_same_level_pops_rip_cs_rflags_rsp_and_ss() {
+    let rig = Rig::new();
+    let mut cpu = long_mode_cpu(&rig);
+    load_gdt(&rig, &mut cpu);
+    let frame = [0x20_1234u64, 0x10, RFLAGS_IF | 2, 0x3_0000, 0x18];
+    for (i, v) in frame.into_iter().enumerate() {
+        rig.write(STACK + 8 * i as u64, &v.to_le_bytes());
+    }
+    cpu.regs[RSP] = STACK;
+    rig.perform(&mut cpu, SysOp::Iret { size: 8 }, 2).unwrap();
+    assert_eq!(cpu.rip, 0x20_1234);
+    assert_eq!(cpu.regs[RSP], 0x3_0000);
+    assert_ne!(cpu.rflags() & RFLAGS_IF, 0);
+    assert!(interrupts_enabled(&cpu));
+    assert_eq!(cpu.sys.seg(Segment::Ss).selector, 0x18);
+    assert_eq!(cpu.sys.cpl, 0);
+}
+
+// ---------------------------------------------------------------------------------------
 // CPUID
 
 #[test]
