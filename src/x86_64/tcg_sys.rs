@@ -291,11 +291,18 @@ fn run(cpu: &mut X86Cpu, op: SysOp, next_rip: u64, env: &mut SysEnv) -> Result<S
             let value = (cpu.regs[RDX] << 32) | (cpu.regs[RAX] & 0xffff_ffff);
             match index {
                 MSR_TSC_DEADLINE => {
-                    // The APIC counts the machine's TSC; the guest's has its IA32_TSC offset.
+                    // The APIC counts the machine's TSC; the guest's has its IA32_TSC offset. A
+                    // deadline the guest's TSC has already passed fires at once (SDM 11.5.4.1):
+                    // compare in the guest's time, where it cannot wrap.
+                    let offset = cpu.sys.msrs.tsc_offset;
+                    let host = env.host_tsc();
+                    let guest_now = host.wrapping_add(offset);
                     let ticks = if value == 0 {
                         0
+                    } else if value <= guest_now {
+                        host.max(1)
                     } else {
-                        value.wrapping_sub(cpu.sys.msrs.tsc_offset).max(1)
+                        host.saturating_add(value - guest_now)
                     };
                     if !matches!(env.apic.write_msr(env.cpu_index, index, ticks), Ok(true)) {
                         return Err(Exception::gp(0).into());
@@ -303,10 +310,16 @@ fn run(cpu: &mut X86Cpu, op: SysOp, next_rip: u64, env: &mut SysEnv) -> Result<S
                     done()
                 }
                 MSR_APIC_BASE => {
+                    // The architectural checks first, so a refused write changes nothing.
+                    let mut checked = cpu.sys.msrs;
+                    std::mem::swap(&mut checked, &mut cpu.sys.msrs);
+                    let r = cpu.sys.wrmsr(index, value, env.host_tsc());
+                    std::mem::swap(&mut checked, &mut cpu.sys.msrs);
+                    r?;
                     if !matches!(env.apic.write_msr(env.cpu_index, index, value), Ok(true)) {
                         return Err(Exception::gp(0).into());
                     }
-                    cpu.sys.wrmsr(index, value, env.host_tsc())?;
+                    cpu.sys.msrs = checked;
                     done()
                 }
                 _ => {
@@ -349,6 +362,10 @@ fn run(cpu: &mut X86Cpu, op: SysOp, next_rip: u64, env: &mut SysEnv) -> Result<S
             let len = if cpu.sys.in_64bit_mode() { 10 } else { 6 };
             write_mem(cpu, env, cpu.sys_addr, &bytes[..len])?;
             done()
+        }
+        Lldt(_) | Ltr(_) | Sldt(_) | Str(_) if cpu.sys.cr0 & CR0_PE == 0 => {
+            // Not recognised in real-address mode (SDM, real-address mode exceptions).
+            Err(Exception::ud().into())
         }
         Lldt(rm) => {
             let sel = selector_of(cpu, env, rm)?;
@@ -582,16 +599,24 @@ fn string_io(
             let v = read_uint(cpu, env, addr, usize::from(size))?;
             port_out(env, port, &v.to_le_bytes()[..usize::from(size)]);
         }
-        let r = &mut cpu.regs[index];
-        *r = (*r & !amask) | (offset.wrapping_add(step) & amask);
+        set_index(&mut cpu.regs[index], addr_bits, offset.wrapping_add(step));
         count -= 1;
         if rep {
-            let c = &mut cpu.regs[RCX];
-            *c = (*c & !amask) | count;
+            set_index(&mut cpu.regs[RCX], addr_bits, count);
         }
         iterations += 1;
     }
     done()
+}
+
+/// Writes an index or count register at an address size: 16 bits keep the rest of the
+/// register, 32 bits zero-extend (a 32-bit register write, SDM vol. 1 3.4.1.1).
+fn set_index(r: &mut u64, addr_bits: u8, value: u64) {
+    *r = match addr_bits {
+        16 => (*r & !0xffff) | (value & 0xffff),
+        32 => value & 0xffff_ffff,
+        _ => value,
+    };
 }
 
 fn regs_of(cpu: &X86Cpu, rip: u64) -> Regs {
@@ -620,6 +645,10 @@ fn load_segment(
     reg: Segment,
     sel: u16,
 ) -> Result<(), Exception> {
+    if reg == Segment::Cs {
+        // CS changes only through far transfers (SDM MOV: #UD in every mode).
+        return Err(Exception::ud());
+    }
     if cpu.sys.cr0 & CR0_PE == 0 {
         let c = cpu.sys.seg_mut(reg);
         c.selector = sel;
@@ -627,7 +656,6 @@ fn load_segment(
         return Ok(());
     }
     match reg {
-        Segment::Cs => Err(Exception::ud()),
         Segment::Ss => seg::load_ss(&mut cpu.sys, &mut *env.mem, sel),
         _ => seg::load_data(&mut cpu.sys, &mut *env.mem, reg, sel),
     }
@@ -642,6 +670,24 @@ fn stack_addr(s: &SystemState, rsp: u64) -> u64 {
     } else {
         s.seg(Segment::Ss).base.wrapping_add(rsp & 0xffff)
     }
+}
+
+/// The stack pointer's width: 64 in 64-bit mode, else SS's B bit: 32 or 16.
+fn stack_bits(s: &SystemState) -> u8 {
+    if s.in_64bit_mode() {
+        64
+    } else if s.seg(Segment::Ss).attr & ATTR_DB != 0 {
+        32
+    } else {
+        16
+    }
+}
+
+/// rsp moved by `delta` bytes at the stack's width (a 16-bit SP keeps rsp's upper bits).
+fn moved_sp(s: &SystemState, rsp: u64, delta: u64) -> u64 {
+    let mut r = rsp;
+    set_index(&mut r, stack_bits(s), rsp.wrapping_add(delta));
+    r
 }
 
 /// The IP to push or compare for `rip` (16-bit code keeps `rip` linear).
@@ -704,7 +750,7 @@ fn push_far_return(
     let n = u64::from(size);
     let cs = u64::from(cpu.sys.seg(Segment::Cs).selector);
     let ip = offset_of(&cpu.sys, next_rip);
-    let rsp = cpu.regs[RSP].wrapping_sub(2 * n);
+    let rsp = moved_sp(&cpu.sys, cpu.regs[RSP], 0u64.wrapping_sub(2 * n));
     let mut frame = [0u8; 16];
     frame[..8].copy_from_slice(&ip.to_le_bytes());
     let mut cs_bytes = [0u8; 8];
@@ -739,8 +785,8 @@ fn far_return(cpu: &mut X86Cpu, env: &mut SysEnv, size: u8, pop: u16) -> Result<
         Ok(u64::from_le_bytes(b))
     };
     let offset = read(cpu, env, rsp)?;
-    let sel = read(cpu, env, rsp.wrapping_add(n))? as u16;
-    let after = rsp.wrapping_add(2 * n).wrapping_add(u64::from(pop));
+    let sel = read(cpu, env, moved_sp(&cpu.sys, rsp, n))? as u16;
+    let after = moved_sp(&cpu.sys, rsp, 2 * n + u64::from(pop));
     if cpu.sys.cr0 & CR0_PE == 0 {
         let cs = cpu.sys.seg_mut(Segment::Cs);
         cs.selector = sel;
@@ -753,7 +799,7 @@ fn far_return(cpu: &mut X86Cpu, env: &mut SysEnv, size: u8, pop: u16) -> Result<
     if cpl != cpu.sys.cpl {
         // To an outer level: the caller's stack follows.
         let new_rsp = read(cpu, env, after)?;
-        let ss = read(cpu, env, after.wrapping_add(n))? as u16;
+        let ss = read(cpu, env, moved_sp(&cpu.sys, after, n))? as u16;
         let old = cpu.sys.clone();
         *cpu.sys.seg_mut(Segment::Cs) = cache;
         cpu.sys.cpl = cpl;
@@ -761,7 +807,8 @@ fn far_return(cpu: &mut X86Cpu, env: &mut SysEnv, size: u8, pop: u16) -> Result<
             cpu.sys = old;
             return Err(e.into());
         }
-        cpu.regs[RSP] = new_rsp.wrapping_add(u64::from(pop));
+        cpu.regs[RSP] = moved_sp(&cpu.sys, new_rsp, u64::from(pop));
+        seg::null_segments_above(&mut cpu.sys, cpl);
     } else {
         *cpu.sys.seg_mut(Segment::Cs) = cache;
         cpu.regs[RSP] = after;

@@ -847,9 +847,6 @@ fn the_tsc_deadline_msr_is_the_local_apics_in_the_guests_tsc() {
 }
 
 #[test]
-#[ignore = "BUG: wrmsr IA32_TSC_DEADLINE computes deadline - tsc_offset with a wrapping \
-            subtraction, so a deadline already in the guest's past below the offset becomes \
-            a machine TSC ~2^64: the timer never fires instead of firing at once"]
 fn a_tsc_deadline_already_past_in_the_guests_tsc_fires_at_once() {
     let rig = Rig::new();
     let mut cpu = long_mode_cpu(&rig);
@@ -1102,8 +1099,6 @@ fn lret_to_an_outer_level_pops_the_callers_stack_too() {
 }
 
 #[test]
-#[ignore = "BUG: far_return to an outer privilege level keeps DS/ES/FS/GS whose DPL is below \
-            the new CPL (SDM RET, and interrupt::iretq, null them)"]
 fn lret_to_an_outer_level_nulls_the_data_segments_the_new_cpl_may_not_use() {
     let rig = Rig::new();
     let mut cpu = long_mode_cpu(&rig);
@@ -1126,8 +1121,6 @@ fn lret_to_an_outer_level_nulls_the_data_segments_the_new_cpl_may_not_use() {
 }
 
 #[test]
-#[ignore = "BUG: far_transfer/far_return on a 16-bit stack (real mode) compute rsp with 64-bit \
-            arithmetic: SP wraps into bits 63:16 of rsp instead of leaving them alone"]
 fn a_far_call_and_return_on_a_16_bit_stack_move_sp_only() {
     let rig = Rig::new();
     let mut cpu = real_mode_cpu();
@@ -1158,9 +1151,6 @@ fn a_far_call_and_return_on_a_16_bit_stack_move_sp_only() {
 }
 
 #[test]
-#[ignore = "BUG: string_io with a 32-bit address size in 64-bit mode keeps bits 63:32 of \
-            rdi/rsi/rcx; 32-bit register writes zero-extend (SDM 3.4.1.1), as the \
-            translator's own string instructions do"]
 fn a_32_bit_address_size_in_64_bit_mode_zero_extends_rdi_and_rcx() {
     let rig = Rig::new();
     let mut cpu = long_mode_cpu(&rig);
@@ -1174,8 +1164,6 @@ fn a_32_bit_address_size_in_64_bit_mode_zero_extends_rdi_and_rcx() {
 }
 
 #[test]
-#[ignore = "BUG: wrmsr IA32_APIC_BASE writes the local APIC before SystemState::wrmsr checks \
-            the reserved bits: the #GP comes after the APIC was already disabled and reset"]
 fn wrmsr_apic_base_with_reserved_bits_faults_before_changing_the_apic() {
     let rig = Rig::new();
     let mut cpu = long_mode_cpu(&rig);
@@ -1300,8 +1288,6 @@ fn debug_registers_read_their_reset_values_and_ignore_writes() {
 }
 
 #[test]
-#[ignore = "BUG: load_segment takes `mov cs, r/m` in real mode as a CS load; MOV to CS is #UD \
-            in every mode (SDM MOV)"]
 fn mov_to_cs_is_an_invalid_opcode_in_every_mode() {
     let rig = Rig::new();
     let op = SysOp::MovToSeg {
@@ -1468,9 +1454,6 @@ fn lldt_with_a_null_selector_leaves_no_ldt_and_sldt_reads_it() {
 }
 
 #[test]
-#[ignore = "BUG: lldt/ltr/sldt/str run in real mode (reading the GDT or storing LDTR/TR); they \
-            are #UD there (SDM, real-address mode exceptions), and neither tcg_sys nor the \
-            translator checks"]
 fn descriptor_table_register_instructions_are_invalid_in_real_mode() {
     let rig = Rig::new();
     let ops = [

@@ -405,17 +405,7 @@ pub fn iretq<M: PhysMem + ?Sized>(
     *s.seg_mut(Segment::Ss) = ss;
     s.cpl = new_cpl;
     if new_cpl > cpl {
-        for r in [Segment::Es, Segment::Ds, Segment::Fs, Segment::Gs] {
-            let c = s.seg_mut(r);
-            let code = c.attr & ATTR_CODE != 0;
-            let conforming = code && c.attr & ATTR_CE != 0;
-            if c.attr & ATTR_P != 0 && !conforming && c.dpl() < new_cpl {
-                *c = SegmentCache {
-                    base: c.base,
-                    ..SegmentCache::null(0)
-                };
-            }
-        }
+        seg::null_segments_above(s, new_cpl);
     }
     Ok(())
 }

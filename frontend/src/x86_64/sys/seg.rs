@@ -330,6 +330,22 @@ pub fn null_ss(selector: u16) -> SegmentCache {
     }
 }
 
+/// After a return to the outer privilege level `cpl` (`iret`, far `ret`): DS, ES, FS and GS
+/// holding a data or non-conforming code segment with DPL < `cpl` are nulled (SDM IRET and
+/// RET), keeping the FS/GS base as 64-bit CPUs do.
+pub fn null_segments_above(s: &mut SystemState, cpl: u8) {
+    for r in [Segment::Es, Segment::Ds, Segment::Fs, Segment::Gs] {
+        let c = s.seg_mut(r);
+        let conforming = c.attr & ATTR_CODE != 0 && c.attr & ATTR_CE != 0;
+        if c.attr & ATTR_P != 0 && !conforming && c.dpl() < cpl {
+            *c = SegmentCache {
+                base: c.base,
+                ..SegmentCache::null(0)
+            };
+        }
+    }
+}
+
 /// The kind of far control transfer that loads CS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FarKind {
