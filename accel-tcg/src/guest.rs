@@ -60,6 +60,9 @@ pub struct PageMapping {
     pub phys_page: u64,
     /// What the page allows. Must include the access that was walked for.
     pub prot: PageProt,
+    /// The mapping is global: it survives [`crate::Vcpu::flush_tlb_non_global`] (x86 global
+    /// pages across CR3 loads). `false` for guests without the notion.
+    pub global: bool,
 }
 
 /// Why a guest memory access failed; the frontend turns it into its architectural exception.

@@ -2,7 +2,9 @@
 //!
 //! No locks: each vCPU owns its table. An entry is only a hint; a hit is used when the block is
 //! still valid and its virtual pc and flags match. Entries are dropped when the vCPU's TLB is
-//! flushed, since the virtual-to-physical mapping they assumed may have changed.
+//! flushed, since the virtual-to-physical mapping they assumed may have changed; a flush of
+//! the non-global mappings only (an x86 CR3 load) keeps the entries whose pc was fetched
+//! through a global mapping, which the architecture keeps too.
 //!
 //! The table is on the path of every indirect jump and return of generated code (the
 //! `LookupAndGoto` helper), so a slot carries copies of what a hit needs, the key, the host
@@ -28,6 +30,9 @@ pub struct JumpCache {
     slots: Box<[Slot; ENTRIES]>,
     /// The block of each slot (`None`: empty); keeps it alive while it is cached.
     blocks: Box<[Option<Arc<TranslationBlock>>]>,
+    /// Whether each slot's pc was fetched through a global mapping (kept by
+    /// [`JumpCache::clear_non_global`]).
+    global: Box<[bool]>,
     /// Indexes of the slots filled since the last [`JumpCache::clear`] (possibly repeated,
     /// possibly emptied since): a full clear touches only these, so a large table costs
     /// nothing extra on guests that flush often (every address-space switch without ASIDs).
@@ -53,6 +58,7 @@ impl JumpCache {
                 .try_into()
                 .unwrap_or_else(|_| unreachable!("ENTRIES slots")),
             blocks: vec![None; ENTRIES].into_boxed_slice(),
+            global: vec![false; ENTRIES].into_boxed_slice(),
             used: Vec::new(),
         }
     }
@@ -141,7 +147,13 @@ impl JumpCache {
     /// Remembers `tb` for its virtual pc. `epoch` is the block cache's epoch read before `tb`
     /// was found valid (an older epoch is safe: it only forces a validity check).
     pub fn insert(&mut self, tb: Arc<TranslationBlock>, epoch: u64) {
+        self.insert_mapped(tb, epoch, false);
+    }
+
+    /// [`JumpCache::insert`] of a block whose pc's page is mapped `global`ly.
+    pub fn insert_mapped(&mut self, tb: Arc<TranslationBlock>, epoch: u64, global: bool) {
         let i = Self::index(tb.key.pc);
+        self.global[i] = global;
         if self.blocks[i].is_none() {
             if self.used.len() >= ENTRIES {
                 // Slots refilled after page flushes repeat in the list: rebuild it.
@@ -160,15 +172,36 @@ impl JumpCache {
         self.blocks[i] = Some(tb);
     }
 
-    /// Forgets the blocks of the guest page of `vaddr` (and whatever shares its group).
+    /// Forgets the blocks of the guest page of `vaddr` (only its group can hold them).
     pub fn clear_page(&mut self, vaddr: u64) {
         let start = Self::group(vaddr);
+        let page = vaddr & ir::abi::PAGE_MASK;
         for i in start..start + GROUP {
-            if self.blocks[i].is_some() {
+            if self.blocks[i].is_some() && self.slots[i].pc & ir::abi::PAGE_MASK == page {
                 self.slots[i] = EMPTY;
                 self.blocks[i] = None;
             }
         }
+    }
+
+    /// Forgets every block not reached through a global mapping (an x86 CR3 load).
+    pub fn clear_non_global(&mut self) {
+        let mut used = std::mem::take(&mut self.used);
+        used.retain(|&i| {
+            let i = i as usize;
+            if self.blocks[i].is_none() {
+                return false;
+            }
+            if self.global[i] {
+                return true;
+            }
+            self.slots[i] = EMPTY;
+            self.blocks[i] = None;
+            false
+        });
+        used.sort_unstable();
+        used.dedup();
+        self.used = used;
     }
 
     /// Forgets everything.
@@ -319,5 +352,41 @@ mod tests {
         assert!(jc.get(here.key.pc, 0, 0).is_none());
         assert!(jc.get(same_page.key.pc, 0, 0).is_none());
         assert_eq!(jc.get(elsewhere.key.pc, 0, 0).unwrap().id, elsewhere.id);
+    }
+
+    #[test]
+    fn a_non_global_clear_keeps_blocks_fetched_through_global_mappings() {
+        let cache = BlockCache::new();
+        let mut jc = JumpCache::new();
+        let user = block(&cache, 0x40_1000, 0, true);
+        let kernel = block(&cache, 0xffff_ffff_8100_0000, 0, true);
+        jc.insert_mapped(user, cache.epoch(), false);
+        jc.insert_mapped(kernel.clone(), cache.epoch(), true);
+        jc.clear_non_global();
+        assert!(jc.get(0x40_1000, 0, 0).is_none());
+        assert_eq!(jc.get(0xffff_ffff_8100_0000, 0, 0).unwrap().id, kernel.id);
+        jc.clear();
+        assert!(
+            jc.get(0xffff_ffff_8100_0000, 0, 0).is_none(),
+            "a full clear drops it"
+        );
+    }
+
+    #[test]
+    fn a_page_clear_keeps_other_pages_of_the_same_group() {
+        let cache = BlockCache::new();
+        let mut jc = JumpCache::new();
+        let a = block(&cache, 0x7000, 0, true);
+        // Another page whose group is the same (the group comes from a hash of the page).
+        let other = (1u64..)
+            .map(|k| 0x7000 + (k << ir::abi::PAGE_BITS) + 0x10)
+            .find(|&pc| JumpCache::group(pc) == JumpCache::group(0x7000))
+            .unwrap();
+        let b = block(&cache, other, 0, true);
+        jc.insert(a, cache.epoch());
+        jc.insert(b.clone(), cache.epoch());
+        jc.clear_page(0x7abc);
+        assert!(jc.get(0x7000, 0, 0).is_none());
+        assert_eq!(jc.get(other, 0, 0).unwrap().id, b.id);
     }
 }

@@ -44,8 +44,15 @@ impl<G: Guest> Context<G> {
         let phys_page = mapping.phys_page & PAGE_MASK;
         let host = engine.memory.ram_page(phys_page);
         let watched = host.is_some() && engine.cache.is_code_page(phys_page);
-        self.tlb
-            .fill(mmu_idx, vaddr, phys_page, mapping.prot, host, watched);
+        self.tlb.fill_mapping(
+            mmu_idx,
+            vaddr,
+            phys_page,
+            mapping.prot,
+            host,
+            watched,
+            mapping.global,
+        );
         // A walk that grants less than was asked is a frontend bug; treat it as a fault.
         self.tlb
             .lookup(mmu_idx, vaddr, access)

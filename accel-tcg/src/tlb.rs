@@ -5,7 +5,9 @@
 //! RAM behind it carries `TLB_MMIO` in its tags, and a RAM page that holds translated code
 //! carries `TLB_WATCH` in its write tag, so stores to it reach the slow path, which invalidates
 //! the blocks translated from it. Beside the entries the TLB keeps each entry's physical page,
-//! which the slow path needs for device accesses and code invalidation.
+//! which the slow path needs for device accesses and code invalidation, and whether it is
+//! global: [`SoftTlb::flush_non_global`] (an x86 CR3 load) keeps global mappings, so a
+//! guest kernel's own pages survive its address-space switches as on hardware.
 
 use std::ptr::NonNull;
 
@@ -38,6 +40,8 @@ pub struct TlbHit {
     pub host_page: Option<NonNull<u8>>,
     /// For writes: the page holds translated code.
     pub watched: bool,
+    /// The mapping is global (kept by [`SoftTlb::flush_non_global`]).
+    pub global: bool,
 }
 
 /// The software TLB of one vCPU.
@@ -53,7 +57,17 @@ pub struct SoftTlb {
     overflowed: u8,
     /// Per mode, the indexes filled since the last flush (up to [`DIRTY_LOG`]).
     dirty: [Vec<u16>; MMU_MODES],
+    /// Whether each entry (same indexing as `entries`) holds a global mapping.
+    global: Box<[bool]>,
+    /// Per mode, the indexes of global fills since the last full flush (up to
+    /// [`GLOBAL_LOG`]), which a non-global flush keeps and a full one must still clear.
+    globals: [Vec<u16>; MMU_MODES],
+    /// Bit `m`: mode `m` had more than [`GLOBAL_LOG`] global fills since the last full flush.
+    globals_overflowed: u8,
 }
+
+/// Global fills per MMU mode a full flush undoes one by one.
+const GLOBAL_LOG: usize = 4096;
 
 impl Default for SoftTlb {
     fn default() -> Self {
@@ -70,6 +84,9 @@ impl SoftTlb {
             used: 0,
             overflowed: 0,
             dirty: std::array::from_fn(|_| Vec::with_capacity(DIRTY_LOG)),
+            global: vec![false; MMU_MODES * TLB_ENTRIES].into_boxed_slice(),
+            globals: std::array::from_fn(|_| Vec::new()),
+            globals_overflowed: 0,
         }
     }
 
@@ -125,6 +142,7 @@ impl SoftTlb {
             phys_page: self.phys[slot],
             host_page,
             watched: tag & TLB_WATCH != 0,
+            global: self.global[slot],
         })
     }
 
@@ -138,6 +156,21 @@ impl SoftTlb {
         prot: PageProt,
         host_page: Option<NonNull<u8>>,
         watched: bool,
+    ) {
+        self.fill_mapping(mmu_idx, vaddr, phys_page, prot, host_page, watched, false);
+    }
+
+    /// [`SoftTlb::fill`] of a mapping that may be `global`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fill_mapping(
+        &mut self,
+        mmu_idx: u8,
+        vaddr: u64,
+        phys_page: u64,
+        prot: PageProt,
+        host_page: Option<NonNull<u8>>,
+        watched: bool,
+        global: bool,
     ) {
         let mmu = mmu_idx as usize % MMU_MODES;
         let slot = Self::slot(mmu, vaddr);
@@ -157,7 +190,21 @@ impl SoftTlb {
             addend: host_page.map_or(0, |h| (h.as_ptr() as u64).wrapping_sub(vpage)),
         };
         self.phys[slot] = phys_page;
-        self.note_fill(mmu, slot - mmu * TLB_ENTRIES);
+        self.global[slot] = global;
+        let index = slot - mmu * TLB_ENTRIES;
+        if global {
+            let bit = 1u8 << mmu;
+            self.used |= bit;
+            if self.globals_overflowed & bit == 0 {
+                if self.globals[mmu].len() < GLOBAL_LOG {
+                    self.globals[mmu].push(index as u16);
+                } else {
+                    self.globals_overflowed |= bit;
+                }
+            }
+        } else {
+            self.note_fill(mmu, index);
+        }
     }
 
     /// Remembers that entry `index` of mode `mmu` may be valid, for the next flush.
@@ -185,17 +232,55 @@ impl SoftTlb {
             if self.used & bit == 0 {
                 continue;
             }
-            let table = &mut self.entries[mmu * TLB_ENTRIES..(mmu + 1) * TLB_ENTRIES];
-            if self.overflowed & bit != 0 {
+            let range = mmu * TLB_ENTRIES..(mmu + 1) * TLB_ENTRIES;
+            let table = &mut self.entries[range.clone()];
+            let global = &mut self.global[range];
+            if (self.overflowed | self.globals_overflowed) & bit != 0 {
                 table.fill(TlbEntry::INVALID);
+                global.fill(false);
             } else {
-                for &i in &self.dirty[mmu] {
+                for &i in self.dirty[mmu].iter().chain(&self.globals[mmu]) {
                     table[i as usize] = TlbEntry::INVALID;
+                    global[i as usize] = false;
                 }
             }
             self.dirty[mmu].clear();
+            self.globals[mmu].clear();
         }
         self.used = 0;
+        self.overflowed = 0;
+        self.globals_overflowed = 0;
+    }
+
+    /// Invalidates every entry that is not global (an x86 CR3 load without PCIDs), at the
+    /// cost of what was filled since the last flush, as [`SoftTlb::flush`].
+    pub fn flush_non_global(&mut self) {
+        for mmu in 0..MMU_MODES {
+            let bit = 1u8 << mmu;
+            if self.used & bit == 0 {
+                continue;
+            }
+            let range = mmu * TLB_ENTRIES..(mmu + 1) * TLB_ENTRIES;
+            let table = &mut self.entries[range.clone()];
+            let global = &self.global[range];
+            if self.overflowed & bit != 0 {
+                for (e, &g) in table.iter_mut().zip(global) {
+                    if !g {
+                        *e = TlbEntry::INVALID;
+                    }
+                }
+            } else {
+                for &i in &self.dirty[mmu] {
+                    if !global[i as usize] {
+                        table[i as usize] = TlbEntry::INVALID;
+                    }
+                }
+            }
+            self.dirty[mmu].clear();
+            if self.globals[mmu].is_empty() && self.globals_overflowed & bit == 0 {
+                self.used &= !bit;
+            }
+        }
         self.overflowed = 0;
     }
 
@@ -377,5 +462,56 @@ mod tests {
         assert_eq!(e.addr_read, 0x1234_5000);
         assert_eq!(fast.mask, ((TLB_ENTRIES - 1) as u64) << TLB_ENTRY_BITS);
         assert_ne!(header.tlb[1].table, fast.table);
+    }
+
+    fn fill_global(tlb: &mut SoftTlb, mmu: u8, page: u64, global: bool) {
+        tlb.fill_mapping(mmu, page, page, PageProt::ALL, Some(host()), false, global);
+    }
+
+    #[test]
+    fn a_non_global_flush_keeps_global_mappings_and_a_full_flush_drops_them() {
+        let mut tlb = SoftTlb::new();
+        fill_global(&mut tlb, 1, 0x1000, false);
+        fill_global(&mut tlb, 1, 0xffff_8000_0000_2000, true);
+        assert!(
+            tlb.lookup(1, 0xffff_8000_0000_2000, Access::Read)
+                .unwrap()
+                .global
+        );
+        tlb.flush_non_global();
+        assert!(tlb.lookup(1, 0x1000, Access::Read).is_none());
+        assert!(tlb.lookup(1, 0xffff_8000_0000_2000, Access::Read).is_some());
+        // Still dropped by a full flush after the non-global one emptied the fill log.
+        tlb.flush();
+        assert!(tlb.lookup(1, 0xffff_8000_0000_2000, Access::Read).is_none());
+    }
+
+    #[test]
+    fn a_slot_refilled_with_the_other_kind_of_mapping_is_flushed_by_what_it_holds_now() {
+        let mut tlb = SoftTlb::new();
+        let stride = (TLB_ENTRIES as u64) << PAGE_BITS;
+        // The same slot: first global, then a non-global page, then global again.
+        fill_global(&mut tlb, 0, 0x3000, true);
+        fill_global(&mut tlb, 0, 0x3000 + stride, false);
+        tlb.flush_non_global();
+        assert!(tlb.lookup(0, 0x3000 + stride, Access::Read).is_none());
+        fill_global(&mut tlb, 0, 0x3000, false);
+        fill_global(&mut tlb, 0, 0x3000 + stride, true);
+        tlb.flush_non_global();
+        assert!(tlb.lookup(0, 0x3000 + stride, Access::Read).is_some());
+    }
+
+    #[test]
+    fn a_non_global_flush_after_many_fills_scans_and_still_keeps_globals() {
+        let mut tlb = SoftTlb::new();
+        fill_global(&mut tlb, 3, 0xffff_ffff_8000_0000, true);
+        for p in 1..(DIRTY_LOG as u64 + 20) {
+            fill_global(&mut tlb, 3, p << PAGE_BITS, false);
+        }
+        tlb.flush_non_global();
+        assert!(tlb.lookup(3, 0xffff_ffff_8000_0000, Access::Read).is_some());
+        for p in 1..(DIRTY_LOG as u64 + 20) {
+            assert!(tlb.lookup(3, p << PAGE_BITS, Access::Read).is_none(), "{p}");
+        }
     }
 }

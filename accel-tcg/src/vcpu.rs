@@ -33,6 +33,12 @@ pub struct VcpuStats {
     pub unwinds: u64,
     /// Calls of the lookup helper: indirect jumps whose inline jump-cache probe missed.
     pub lookup_calls: u64,
+    /// Whole-TLB flushes asked by the frontend or the machine.
+    pub tlb_flushes: u64,
+    /// Single-page TLB flushes asked by the frontend or the machine.
+    pub tlb_page_flushes: u64,
+    /// Flushes of every non-global TLB entry asked by the machine.
+    pub tlb_non_global_flushes: u64,
 }
 
 /// The per-vCPU state that slow paths reach through `EnvHeader::opaque`.
@@ -203,13 +209,24 @@ impl<G: Guest> Vcpu<G> {
     /// Forgets every TLB entry (and the jump cache, whose entries assumed the old mappings).
     pub fn flush_tlb(&mut self) {
         let ctx = self.ctx();
+        ctx.stats.tlb_flushes += 1;
         ctx.tlb.flush();
         ctx.jump_cache.clear();
+    }
+
+    /// Forgets every TLB entry that is not global, and the jump-cache entries reached
+    /// through them (an x86 CR3 load: kernel mappings marked global stay).
+    pub fn flush_tlb_non_global(&mut self) {
+        let ctx = self.ctx();
+        ctx.stats.tlb_non_global_flushes += 1;
+        ctx.tlb.flush_non_global();
+        ctx.jump_cache.clear_non_global();
     }
 
     /// Forgets the TLB entries of the page of `vaddr`.
     pub fn flush_tlb_page(&mut self, vaddr: u64) {
         let ctx = self.ctx();
+        ctx.stats.tlb_page_flushes += 1;
         ctx.tlb.flush_page(vaddr);
         ctx.jump_cache.clear_page(vaddr);
     }
@@ -380,7 +397,9 @@ impl<G: Guest> Vcpu<G> {
                 None => return Ok(None),
             },
         };
-        self.ctx().jump_cache.insert(tb.clone(), epoch);
+        self.ctx()
+            .jump_cache
+            .insert_mapped(tb.clone(), epoch, hit.global && !tb.spans_pages());
         Ok(Some(tb))
     }
 
@@ -655,7 +674,8 @@ impl<G: Guest> Context<G> {
         let epoch = self.engine.cache.epoch();
         let tb = self.engine.cache.lookup(&key)?;
         let code = tb.entry()?;
-        self.jump_cache.insert(tb, epoch);
+        let global = hit.global && !tb.spans_pages();
+        self.jump_cache.insert_mapped(tb, epoch, global);
         Some(code)
     }
 }

@@ -68,6 +68,7 @@ impl Guest for Bare {
         Ok(PageMapping {
             phys_page: vaddr & PAGE_MASK,
             prot: PageProt::ALL,
+            global: false,
         })
     }
     fn raise(&self, cpu: &mut Riscv64Cpu, fault: MemFault, vaddr: u64, _: Access) {

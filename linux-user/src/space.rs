@@ -738,6 +738,7 @@ impl AddressSpace {
         Ok(PageMapping {
             phys_page: page,
             prot,
+            global: false,
         })
     }
 }

@@ -619,6 +619,10 @@ fn system_instruction(slot: &mut VcpuSlot, m: &Shared) -> Result<(), Outcome> {
             slot.vcpu.flush_tlb_page(addr);
             Ok(())
         }
+        Ok(TlbFlush::NonGlobal) => {
+            slot.vcpu.flush_tlb_non_global();
+            Ok(())
+        }
         Ok(TlbFlush::All) => {
             slot.vcpu.flush_tlb();
             Ok(())

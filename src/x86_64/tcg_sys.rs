@@ -71,6 +71,8 @@ pub enum TlbFlush {
     None,
     /// The page of this linear address.
     Page(u64),
+    /// Every translation but those of global pages (a CR3 load).
+    NonGlobal,
     /// Everything.
     All,
 }
@@ -79,8 +81,8 @@ impl From<Flush> for TlbFlush {
     fn from(f: Flush) -> TlbFlush {
         match f {
             Flush::None => TlbFlush::None,
-            // The softmmu does not tag global pages: flushing them too is merely slower.
-            Flush::NonGlobal | Flush::All => TlbFlush::All,
+            Flush::NonGlobal => TlbFlush::NonGlobal,
+            Flush::All => TlbFlush::All,
         }
     }
 }

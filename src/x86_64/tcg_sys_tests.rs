@@ -655,7 +655,7 @@ fn lgdt_at_cpl_3_is_a_general_protection_fault_that_changes_nothing() {
 // Control registers
 
 #[test]
-fn mov_to_cr3_flushes_every_cached_translation() {
+fn mov_to_cr3_flushes_every_non_global_translation() {
     let rig = Rig::new();
     let mut cpu = long_mode_cpu(&rig);
     cpu.regs[RBX] = 0x5000;
@@ -668,7 +668,8 @@ fn mov_to_cr3_flushes_every_cached_translation() {
             },
             3
         ),
-        Ok(TlbFlush::All)
+        Ok(TlbFlush::NonGlobal),
+        "global pages survive a CR3 load"
     );
     assert_eq!(cpu.sys.cr3, 0x5000);
     assert_eq!(cpu.rip, 0x20_0003);

@@ -250,6 +250,7 @@ impl Guest for Toy {
         Ok(PageMapping {
             phys_page: vaddr & PAGE_MASK,
             prot: PageProt::ALL,
+            global: false,
         })
     }
 

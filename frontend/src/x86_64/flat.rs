@@ -111,6 +111,7 @@ impl Guest for FlatGuest {
         Ok(PageMapping {
             phys_page: vaddr & PAGE_MASK,
             prot,
+            global: false,
         })
     }
 

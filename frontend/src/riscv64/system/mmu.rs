@@ -316,6 +316,7 @@ fn physical(
     Ok(PageMapping {
         phys_page: page,
         prot,
+        global: false,
     })
 }
 

@@ -172,6 +172,7 @@ impl From<Translation> for accel_tcg::PageMapping {
                 write: t.prot.write,
                 execute: t.prot.execute,
             },
+            global: t.global,
         }
     }
 }
