@@ -230,6 +230,8 @@ elif init is None:
 elif md5 is None or not md5_ok:
     problem = "no 'TERN-MD5: ... ok' line"
 if problem:
+    with open(log_path + ".problem", "w") as f:
+        f.write(problem + "\n")
     print("FAIL: %s: %s (console: %s)" % (" ".join(cmd), problem, log_path), file=sys.stderr)
     sys.exit(1)
 print("%.6f %.6f %.6f" % (init, t_exit, md5))
@@ -264,6 +266,7 @@ run() {
             "$log" | head -1)" || cause=""
         [ -n "$cause" ] || cause="$(tail -n 1 "$log.stderr" | cut -c1-100)"
         [ -n "$cause" ] || cause="$(tail -n 1 "$log" | tr -d '\r' | cut -c1-100)"
+        [ -n "$cause" ] || cause="no console output, $(cat "$log.problem" 2>/dev/null)"
         echo "$round $attempt $cause" >>"$work/$engine.fail"
         echo "  round $round $engine: attempt $attempt FAILED (last console line or cause:" \
             "'$cause')" >&2
