@@ -11,9 +11,11 @@
 //! the 8259's, through LINT0 in ExtINT mode) is acknowledged and delivered when RFLAGS.IF
 //! allows.
 //!
-//! **SMP.** The vCPUs run round-robin on one host thread, each for a slice of
-//! [`SLICE`]; application processors wait for INIT and start-up IPIs and begin in real mode
-//! at the SIPI vector, as on hardware.
+//! **SMP.** The vCPUs run round-robin on one host thread, each for a slice of [`SLICE`], cut
+//! short when it halts, when it executes `pause` (a spin-wait: what it waits for needs
+//! another vCPU), or when another vCPU is kicked (an IPI or an interrupt routed there, so
+//! wake-ups between vCPUs take a block, not a slice); application processors wait for INIT
+//! and start-up IPIs and begin in real mode at the SIPI vector, as on hardware.
 //!
 //! **Local APIC accesses.** Every vCPU sees its own local APIC at 0xFEE0_0000; the MMIO bus is
 //! shared, so the vCPU loop records which vCPU runs ([`CURRENT_CPU`]) and the APIC's bus
@@ -25,7 +27,7 @@
 
 use std::cell::Cell;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -40,6 +42,7 @@ use devices::irq::IrqLine;
 use frontend::x86_64::sys::interrupt::{self, Event, EventKind, Regs};
 use frontend::x86_64::sys::seg::{ATTR_P, ATTR_S};
 use frontend::x86_64::sys::{PhysMem, Segment, SystemState};
+use frontend::x86_64::translate::SysOp;
 use frontend::x86_64::X86Cpu;
 use vm_memory::GuestMemoryMmap;
 
@@ -98,6 +101,11 @@ impl BusDevice for LapicMmio {
 struct Kicker {
     requesters: OnceLock<Vec<ExitRequester>>,
     runner: OnceLock<Thread>,
+    /// The vCPU the runner thread is running now.
+    running: AtomicUsize,
+    /// Per vCPU: kicked while another one ran; its turn should come soon (an IPI, a device
+    /// interrupt routed to it), so the running vCPU ends its slice at its next block.
+    waiting: OnceLock<Vec<AtomicBool>>,
 }
 
 impl Kicker {
@@ -115,6 +123,15 @@ impl VcpuKicker for Kicker {
     fn kick(&self, cpu: usize) {
         if let Some(r) = self.requesters.get().and_then(|r| r.get(cpu)) {
             r.request();
+        }
+        let running = self.running.load(Ordering::Acquire);
+        if running != cpu {
+            if let Some(w) = self.waiting.get().and_then(|w| w.get(cpu)) {
+                w.store(true, Ordering::Release);
+            }
+            if let Some(r) = self.requesters.get().and_then(|r| r.get(running)) {
+                r.request();
+            }
         }
         if let Some(t) = self.runner.get() {
             t.unpark();
@@ -194,6 +211,7 @@ struct Shared {
     control: Arc<RunControl>,
     cpus: u32,
     tsc: devices::apic::lapic::Tsc,
+    kicker: Arc<Kicker>,
 }
 
 /// Builds the machine, runs it to its end and returns how it ended.
@@ -265,6 +283,9 @@ pub fn run(config: &MachineConfig, tcg: &crate::TcgOptions) -> Result<Outcome, M
     let _ = kicker
         .requesters
         .set(slots.iter().map(|s| s.vcpu.exit_requester()).collect());
+    let _ = kicker
+        .waiting
+        .set(slots.iter().map(|_| AtomicBool::new(false)).collect());
 
     let mut terminal = machine::attach_console(config, &devices.serial, &exit)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -276,6 +297,7 @@ pub fn run(config: &MachineConfig, tcg: &crate::TcgOptions) -> Result<Outcome, M
         control: control.clone(),
         cpus: config.cpus,
         tsc: chip.tsc(),
+        kicker: kicker.clone(),
     };
     let slicer = (config.cpus > 1).then(|| {
         let (kicker, stop) = (kicker.clone(), stop.clone());
@@ -366,6 +388,10 @@ fn round_robin(slots: &mut [VcpuSlot], m: &Shared) {
                 return;
             }
             CURRENT_CPU.set(slot.index);
+            m.kicker.running.store(slot.index, Ordering::Release);
+            if let Some(w) = m.kicker.waiting.get().and_then(|w| w.get(slot.index)) {
+                w.store(false, Ordering::Release);
+            }
             service_apic(slot, m);
             if slot.state != RunState::Running {
                 continue;
@@ -381,6 +407,14 @@ fn round_robin(slots: &mut [VcpuSlot], m: &Shared) {
             std::thread::park_timeout(Duration::from_millis(10));
         }
     }
+}
+
+/// Whether a vCPU other than the running one was kicked since its last turn.
+fn another_vcpu_waits(m: &Shared) -> bool {
+    m.kicker
+        .waiting
+        .get()
+        .is_some_and(|w| w.iter().any(|k| k.load(Ordering::Acquire)))
 }
 
 /// INIT and start-up IPIs, and the end of `hlt`.
@@ -455,7 +489,14 @@ fn run_slice(slot: &mut VcpuSlot, m: &Shared) -> Result<(), Outcome> {
                     return Ok(());
                 }
             }
-            RET_SYSTEM => system_instruction(slot, m)?,
+            RET_SYSTEM => {
+                let pause = slot.vcpu.cpu().sys_insn().map(|i| i.op) == Some(SysOp::Pause);
+                system_instruction(slot, m)?;
+                // A spin-wait: whatever it waits for needs another vCPU to run.
+                if pause && m.cpus > 1 {
+                    return Ok(());
+                }
+            }
             RET_EXCEPTION => {
                 let cpu = slot.vcpu.cpu();
                 let vector = cpu.cause as u8;
@@ -472,7 +513,9 @@ fn run_slice(slot: &mut VcpuSlot, m: &Shared) -> Result<(), Outcome> {
                 )?;
             }
             RET_INTERRUPT => {
-                if m.control.stopping() || (m.cpus > 1 && start.elapsed() >= SLICE) {
+                if m.control.stopping()
+                    || (m.cpus > 1 && (start.elapsed() >= SLICE || another_vcpu_waits(m)))
+                {
                     return Ok(());
                 }
             }

@@ -463,6 +463,8 @@ fn run(cpu: &mut X86Cpu, op: SysOp, next_rip: u64, env: &mut SysEnv) -> Result<S
             }
             done()
         }
+        // The machine yields to the other vCPUs (see `tcg_machine`); nothing else to do.
+        Pause => done(),
         Cpuid => {
             let [a, b, c, d] = frontend::x86_64::system_cpuid::cpuid(
                 cpu.regs[RAX] as u32,

@@ -20,7 +20,9 @@
 //! CPL 0 always passes).
 //!
 //! `cpuid`, `rdtsc` and `rdtscp` are exits too, although they change nothing: the machine
-//! owns the CPUID table a kernel sees, the TSC offset, CR4.TSD and IA32_TSC_AUX.
+//! owns the CPUID table a kernel sees, the TSC offset, CR4.TSD and IA32_TSC_AUX. So is
+//! `pause`, at any CPL: a spin-wait loop's hint, which a machine running several vCPUs on
+//! one thread takes as the moment to let the others run (the lock holder among them).
 //!
 //! Done inline, because they cannot change how code translates: `cli`/`sti` (RFLAGS.IF in
 //! the `eflags` global), `wbinvd`/`invd` (no caches to write
@@ -265,6 +267,9 @@ pub enum SysOp {
         /// The offset's size in bytes: 2 or 4.
         size: u8,
     },
+    /// `pause` (a spin-wait loop's hint): nothing to do, but a machine that runs several vCPUs
+    /// on one thread gives the others their turn, since this one waits for one of them.
+    Pause,
     /// `lss`/`lds`/`les`/`lfs`/`lgs r, m16:16` (m16:32, m16:64): the far pointer at
     /// `sys_addr` (the offset, then the 16-bit selector) loaded into the segment register
     /// and the general register; nothing is written when the segment load faults.
@@ -422,6 +427,7 @@ impl SysInsn {
                 ..rm(34, dst)
             },
             Cpuid => f(37),
+            Pause => f(39),
             LoadFarPointer { seg, gpr, size } => Fields {
                 kind: 38,
                 a: gpr,
@@ -519,6 +525,7 @@ impl SysInsn {
                 size,
             },
             37 => Cpuid,
+            39 => Pause,
             38 => LoadFarPointer {
                 seg: b,
                 gpr: a,
@@ -833,6 +840,7 @@ impl Translator<'_> {
             Rdtsc => SysOp::Rdtsc,
             Rdtscp => SysOp::Rdtscp,
             Cpuid => SysOp::Cpuid,
+            Pause => SysOp::Pause,
             Lss | Lds | Les | Lfs | Lgs => {
                 let seg = match i.mnemonic() {
                     Les => 0,
@@ -920,6 +928,7 @@ mod tests {
             Clts,
             Rdmsr,
             Wrmsr,
+            Pause,
             Lgdt { size: 8 },
             Lidt { size: 4 },
             Sgdt { size: 2 },
@@ -1020,7 +1029,7 @@ mod tests {
     #[test]
     fn values_no_instruction_stores_do_not_decode() {
         assert_eq!(SysInsn::decode(0), None);
-        assert_eq!(SysInsn::decode(39), None);
+        assert_eq!(SysInsn::decode(40), None);
         assert_eq!(SysInsn::decode(0xff), None);
     }
 }
