@@ -692,6 +692,38 @@ pub unsafe fn helper_flush_tlb<G: Guest>(env: u64) {
     ctx.jump_cache.clear();
 }
 
+/// For frontend helpers that reach guest RAM in bulk (x86 `rep movs`/`rep stos`): the host
+/// address of `[vaddr, vaddr + len)`, which must lie within one guest page, for a load or a
+/// store (`write`) in MMU mode `mmu_idx`, filling the TLB as an access would; null when the
+/// range is not plain RAM for that access (a device, a store to a page holding translated
+/// code, which must invalidate it) or the access would fault (nothing is raised: the caller
+/// leaves it to a real access).
+///
+/// # Safety
+/// As for [`helper_flush_tlb`]; the pointer is valid for `len` bytes until the helper
+/// returns to generated code.
+pub unsafe fn helper_host_range<G: Guest>(
+    env: u64,
+    vaddr: u64,
+    len: u64,
+    write: bool,
+    mmu_idx: u8,
+) -> *mut u8 {
+    let offset = vaddr & !ir::abi::PAGE_MASK;
+    if len == 0 || offset + len > ir::abi::PAGE_SIZE {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: per the function contract, as for the slow paths.
+    let (cpu, ctx) = unsafe { parts::<G>(env) };
+    let access = if write { Access::Write } else { Access::Read };
+    match ctx.lookup_or_walk(cpu, vaddr, access, mmu_idx) {
+        Ok(hit) if !(write && hit.watched) => hit.host_page.map_or(std::ptr::null_mut(), |p| {
+            p.as_ptr().wrapping_add(offset as usize)
+        }),
+        _ => std::ptr::null_mut(),
+    }
+}
+
 /// For frontend helpers that change one page's translation (`sfence.vma addr`, `invlpg`).
 ///
 /// # Safety

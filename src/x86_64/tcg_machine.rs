@@ -267,6 +267,7 @@ pub fn run(config: &MachineConfig, tcg: &crate::TcgOptions) -> Result<Outcome, M
     let mut slots = Vec::new();
     for index in 0..config.cpus as usize {
         let mut cpu = X86Cpu::new(0);
+        cpu.host_range = Some(accel_tcg::helper_host_range::<X86SystemGuest>);
         let state = if index == 0 {
             tcg_boot::apply(&setup.cpu, &mut cpu);
             tcg_sys::sync_bases(&mut cpu);

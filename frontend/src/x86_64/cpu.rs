@@ -82,6 +82,9 @@ pub struct X86Cpu {
     /// System mode: the linear address of that operation's memory operand (computed by the
     /// translated code, segment base included), when it has one.
     pub sys_addr: u64,
+    /// Where the machine lets `rep movs`/`rep stos` reach guest RAM directly (see
+    /// [`super::bulk`]); `None`: every iteration goes through the softmmu.
+    pub host_range: Option<super::bulk::HostRange>,
     /// The system state (control, segment and descriptor-table registers, CPL, MSRs) that
     /// only a whole-machine guest uses; user mode leaves it at reset. Last, because
     /// translated code never addresses it directly.
@@ -116,6 +119,7 @@ impl X86Cpu {
             fpu_sw: 0,
             sys_op: 0,
             sys_addr: 0,
+            host_range: None,
             sys: super::sys::SystemState::reset(),
         })
     }

@@ -1,6 +1,7 @@
 //! The x86_64 frontend (first slice): the CPU state, lazy EFLAGS, and the translation of the
 //! general-purpose integer instructions into `ir` blocks, decoding with iced-x86.
 
+pub mod bulk;
 pub mod cpu;
 pub mod disasm;
 pub mod fault_injection;

@@ -4,7 +4,17 @@
 //! `ES.base + DI` (see `legacy`); in 64-bit mode only an FS or GS source has a base.
 
 use iced_x86::{Instruction, Mnemonic, OpKind, Register};
-use ir::{BinOp, Cond, ExtFrom, MemOp};
+use ir::{BinOp, Cond, ExtFrom, Helper, HelperFlags, MemOp, Temp};
+
+use crate::x86_64::bulk::{bulk_info, helper_rep_bulk};
+
+/// `rep_bulk(env, info)`: leading iterations of `rep movs`/`rep stos` in host RAM; reads and
+/// writes rsi/rdi/rcx (and reads rax, DF).
+static REP_BULK: Helper = Helper {
+    name: "x86_rep_bulk",
+    func: helper_rep_bulk,
+    flags: HelperFlags::READS_GLOBALS.union(HelperFlags::WRITES_GLOBALS),
+};
 
 use super::{log2, mem_size, Loc, Translator, I64, REP_ITERATIONS_PER_BLOCK};
 use crate::x86_64::cpu::{self, RAX, RCX};
@@ -49,6 +59,24 @@ impl Translator<'_> {
         if compares {
             // Flags are written in the loop: keep the cc_op global exact on every path.
             self.cc.known = None;
+        }
+        // rep movs/stos in 64-bit addressing without a segment base, in a whole machine
+        // (which lends `X86Cpu::host_range`): first as many whole runs as it can do in host
+        // RAM (`bulk`), then the loop for the rest.
+        let bulk = rep
+            && self.mode.system
+            && !a16
+            && !a32
+            && !self.legacy()
+            && match m {
+                Stosb | Stosw | Stosd | Stosq => true,
+                Movsb | Movsw | Movsd | Movsq => !matches!(src_seg, Register::FS | Register::GS),
+                _ => false,
+            };
+        if bulk {
+            let stos = matches!(m, Stosb | Stosw | Stosd | Stosq);
+            let info = self.konst(bulk_info(stos, size, self.mmu_idx));
+            self.b.call(&REP_BULK, &[Temp::ENV, info], None);
         }
         let labels = rep.then(|| (self.b.new_label(), self.b.new_label(), self.b.local(I64)));
         if let Some((top, done, budget)) = labels {
