@@ -366,4 +366,4 @@ for e in "${wanted[@]}"; do
 done
 echo
 echo "medians of $rounds runs (seconds); reference = the fastest QEMU per measure;" \
-    "tern / ref < 1: tern faster; tcg / kvm: what --accel auto saves by picking KVM"
+    "tern / ref < 1: tern faster; tcg / kvm: the JIT against KVM on this host (--accel auto picks KVM only with VT-x/SVM)"
