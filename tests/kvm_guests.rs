@@ -120,12 +120,7 @@ fn irq_com1_thre_interrupt_reaches_the_guest_handler() {
 #[test]
 fn irq_serial_input_reaches_the_guest() {
     skip_test_without_kvm!("irq_serial_input_reaches_the_guest");
-    let mut running = run_guest("irq", &["--append", "rx"]).spawn();
-    running.wait_for_line("TERN-RX ready", Duration::from_secs(30));
-    running.write_stdin(b"ping 42\n");
-    let out = running.wait();
-    out.assert_line("TERN-RX: ping 42");
-    out.assert_code(IRQ_RX_OK);
+    common::assert_serial_input_reaches_the_irq_guest("kvm", IRQ_RX_OK);
 }
 
 #[test]

@@ -117,12 +117,7 @@ fn the_virtio_blk_driver_guest_is_the_same_under_kvm_and_tcg() {
 
 #[test]
 fn serial_input_reaches_the_guest_under_tcg() {
-    let mut running = run_guest_on("tcg", "irq", &["--append", "rx"]).spawn();
-    running.wait_for_line("TERN-RX ready", Duration::from_secs(30));
-    running.write_stdin(b"ping 42\n");
-    let out = running.wait();
-    out.assert_line("TERN-RX: ping 42");
-    out.assert_code(IRQ_RX_OK);
+    common::assert_serial_input_reaches_the_irq_guest("tcg", IRQ_RX_OK);
 }
 
 /// The ring-3 guest is compared with the host's own computation rather than with KVM: on
@@ -250,14 +245,8 @@ fn two_cpus_are_online_under_tcg() {
 
 #[test]
 fn a_command_typed_on_stdin_runs_in_the_guest_shell_under_tcg() {
-    let mut running = debian_tcg("bzImage", "console=ttyS0 tern.quick tern.shell", &[]).spawn();
-    running.wait_for_line("TERN-SHELL", Duration::from_secs(150));
-    running.wait_for_text("# ", Duration::from_secs(30));
-    running.write_stdin(b"echo TERN-ECHO-$((6*7))\n");
-    running.wait_for_line("TERN-ECHO-42", Duration::from_secs(30));
-    running.write_stdin(b"poweroff -f\n");
-    let out = running.wait();
-    out.assert_code(0);
+    let running = debian_tcg("bzImage", "console=ttyS0 tern.quick tern.shell", &[]).spawn();
+    common::assert_stdin_command_runs_in_the_guest_shell(running, Duration::from_secs(150));
 }
 
 #[test]

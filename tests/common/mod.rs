@@ -533,3 +533,29 @@ pub fn linux_vmlinux() -> PathBuf {
     );
     path
 }
+
+/// The Debian guest's interactive check (`tern.shell` on its command line): waits for the
+/// init's `TERN-SHELL` line and the shell's prompt, types a command on tern's stdin, waits for
+/// its output, then powers the guest off and requires exit status 0.
+pub fn assert_stdin_command_runs_in_the_guest_shell(mut running: Running, boot_limit: Duration) {
+    running.wait_for_line("TERN-SHELL", boot_limit);
+    // The shell reads the console once it has printed its prompt (busybox: "/ # ").
+    running.wait_for_text("# ", Duration::from_secs(30));
+    running.write_stdin(b"echo TERN-ECHO-$((6*7))\n");
+    running.wait_for_line("TERN-ECHO-42", Duration::from_secs(30));
+    running.write_stdin(b"poweroff -f\n");
+    let out = running.wait();
+    out.assert_code(0);
+}
+
+/// The `irq` bare-metal guest in its `rx` mode under `accel`: a line typed on tern's stdin
+/// reaches the guest through COM1's receive interrupt and comes back on the console; the
+/// guest then exits with `ok_status`.
+pub fn assert_serial_input_reaches_the_irq_guest(accel: &str, ok_status: i32) {
+    let mut running = run_guest_on(accel, "irq", &["--append", "rx"]).spawn();
+    running.wait_for_line("TERN-RX ready", Duration::from_secs(30));
+    running.write_stdin(b"ping 42\n");
+    let out = running.wait();
+    out.assert_line("TERN-RX: ping 42");
+    out.assert_code(ok_status);
+}
