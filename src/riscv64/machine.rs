@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use accel_tcg::{Engine, EngineConfig, RamAndBus, Vcpu};
@@ -186,19 +186,12 @@ pub fn run(config: &MachineConfig) -> Result<Outcome, MachineError> {
     }
     virtio.push(Box::new(devices::virtio::rng::VirtioRng::new()));
     let mut virtio_nodes = Vec::new();
-    // Device writes to guest RAM must drop translated code, as guest stores do; the engine is
-    // made later (Weak: the engine owns the bus that owns the transports).
-    let dma_engine: Arc<OnceLock<Weak<Engine<RiscvHarts>>>> = Arc::default();
+    let (dma_engine, dma) = crate::code_invalidator::<RiscvHarts>();
     for (slot, device) in virtio.into_iter().enumerate() {
         let irq = VIRTIO_FIRST_IRQ + slot as u32;
         let mut transport =
             devices::virtio::mmio::MmioTransport::new(device, mem.clone(), plic_line(irq)?);
-        let cell = dma_engine.clone();
-        transport.set_dma_observer(Arc::new(move |gpa: u64, len: u64| {
-            if let Some(engine) = cell.get().and_then(Weak::upgrade) {
-                engine.invalidate_phys_range(gpa, gpa + len);
-            }
-        }));
+        transport.set_dma_observer(dma.clone());
         mmio.insert(
             Arc::new(Mutex::new(transport)),
             virtio_addr(slot),

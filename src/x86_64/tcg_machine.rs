@@ -28,7 +28,7 @@
 use std::cell::Cell;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -210,7 +210,6 @@ struct Shared {
     chip: Arc<IrqChip>,
     control: Arc<RunControl>,
     cpus: u32,
-    tsc: devices::apic::lapic::Tsc,
     kicker: Arc<Kicker>,
 }
 
@@ -231,15 +230,7 @@ pub fn run(config: &MachineConfig, tcg: &crate::TcgOptions) -> Result<Outcome, M
     )?);
     let chip_line =
         |gsi: u32| -> Result<Arc<dyn IrqLine>, MachineError> { Ok(chip.irq_line(gsi)?) };
-    // Device writes to guest RAM drop translated code, as guest stores do; the engine is made
-    // later (Weak: the engine owns the bus that owns the transports).
-    let dma_engine: Arc<OnceLock<Weak<Engine<X86SystemGuest>>>> = Arc::default();
-    let cell = dma_engine.clone();
-    let dma: Arc<dyn devices::virtio::DmaObserver> = Arc::new(move |gpa: u64, len: u64| {
-        if let Some(engine) = cell.get().and_then(Weak::upgrade) {
-            engine.invalidate_phys_range(gpa, gpa + len);
-        }
-    });
+    let (dma_engine, dma) = crate::code_invalidator::<X86SystemGuest>();
     let mut devices = machine::build_devices(config, &chip_line, &mem, &exit, Some(dma))?;
     chip.insert_into(&mut devices.pio, &mut devices.mmio)?;
     devices.mmio.insert(
@@ -297,7 +288,6 @@ pub fn run(config: &MachineConfig, tcg: &crate::TcgOptions) -> Result<Outcome, M
         chip: chip.clone(),
         control: control.clone(),
         cpus: config.cpus,
-        tsc: chip.tsc(),
         kicker: kicker.clone(),
     };
     let slicer = (config.cpus > 1).then(|| {
@@ -654,7 +644,7 @@ fn system_instruction(slot: &mut VcpuSlot, m: &Shared) -> Result<(), Outcome> {
         apic: m.chip.apic_bus(),
         cpu_index: slot.index,
         cpus: m.cpus,
-        tsc: m.tsc,
+        tsc: m.chip.tsc(),
         tsc_hz: TSC_HZ,
     };
     match tcg_sys::perform(slot.vcpu.cpu_mut(), insn, &mut env) {
