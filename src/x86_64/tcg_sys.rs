@@ -313,15 +313,12 @@ fn run(cpu: &mut X86Cpu, op: SysOp, next_rip: u64, env: &mut SysEnv) -> Result<S
                 }
                 MSR_APIC_BASE => {
                     // The architectural checks first, so a refused write changes nothing.
-                    let mut checked = cpu.sys.msrs;
-                    std::mem::swap(&mut checked, &mut cpu.sys.msrs);
-                    let r = cpu.sys.wrmsr(index, value, env.host_tsc());
-                    std::mem::swap(&mut checked, &mut cpu.sys.msrs);
-                    r?;
+                    let before = cpu.sys.msrs;
+                    cpu.sys.wrmsr(index, value, env.host_tsc())?;
                     if !matches!(env.apic.write_msr(env.cpu_index, index, value), Ok(true)) {
+                        cpu.sys.msrs = before;
                         return Err(Exception::gp(0).into());
                     }
-                    cpu.sys.msrs = checked;
                     done()
                 }
                 _ => {
