@@ -192,50 +192,6 @@ fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-# One timed run: spawns the command with stdin from /dev/null, timestamps each console line as
-# it arrives, and prints "init_s exit_s md5_s". The guest must reach its init, compute the
-# right md5 and power off (exit status 0) within the time limit; else the run fails with the
-# console's tail.
-cat >"$work/measure.py" <<'EOF'
-import re, subprocess, sys, threading, time
-timeout, log_path, cmd = float(sys.argv[1]), sys.argv[2], sys.argv[3:]
-md5_re = re.compile(r"TERN-MD5: (\S+) (\S+) \(guest uptime ([0-9.]+) -> ([0-9.]+)\)")
-init = md5 = None
-md5_ok = False
-with open(log_path, "wb") as log, open(log_path + ".stderr", "wb") as err:
-    t0 = time.monotonic()
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
-    killer = threading.Timer(timeout, p.kill)
-    killer.start()
-    for raw in p.stdout:
-        t = time.monotonic() - t0
-        log.write(raw)
-        line = raw.decode("utf-8", "replace")
-        if init is None and "TERN-GUEST-INIT-OK" in line:
-            init = t
-        m = md5_re.search(line)
-        if m and md5 is None:
-            md5 = float(m.group(4)) - float(m.group(3))
-            md5_ok = m.group(2) == "ok"
-    status = p.wait()
-    t_exit = time.monotonic() - t0
-    killer.cancel()
-problem = None
-if t_exit >= timeout:
-    problem = "killed after %.0f s" % timeout
-elif status != 0:
-    problem = "exit status %d" % status
-elif init is None:
-    problem = "no TERN-GUEST-INIT-OK line"
-elif md5 is None or not md5_ok:
-    problem = "no 'TERN-MD5: ... ok' line"
-if problem:
-    with open(log_path + ".problem", "w") as f:
-        f.write(problem + "\n")
-    print("FAIL: %s: %s (console: %s)" % (" ".join(cmd), problem, log_path), file=sys.stderr)
-    sys.exit(1)
-print("%.6f %.6f %.6f" % (init, t_exit, md5))
-EOF
 
 # run ENGINE ROUND COMMAND...: appends "init exit md5" to $work/ENGINE. A failed tern tcg run
 # ends the script. A failed QEMU run is counted in $work/ENGINE.fail (with its cause) and
@@ -254,7 +210,7 @@ run() {
     fi
     while :; do
         log="$work/$engine.$round.$attempt.console"
-        if python3 "$work/measure.py" "$timeout" "$log" "$@" >>"$work/$engine"; then
+        if python3 benches/lib/measure_boot.py "$timeout" "$log" "$@" >>"$work/$engine"; then
             echo "  round $round $engine: $(tail -1 "$work/$engine")" >&2
             return
         fi
