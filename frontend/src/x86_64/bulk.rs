@@ -52,24 +52,32 @@ pub(crate) unsafe extern "C" fn helper_rep_bulk(
     _: u64,
     _: u64,
 ) -> u64 {
-    // SAFETY: by this function's contract.
-    let cpu = unsafe { &mut *(env as *mut X86Cpu) };
-    let Some(host_range) = cpu.host_range else {
+    // The registers are copied out and written back: `host_range` reaches the same CPU state
+    // (its page walks read the system registers), so no reference to it is held across.
+    let (host_range, forward, mut rsi, mut rdi, mut rcx, rax) = {
+        // SAFETY: by this function's contract; the borrow ends with this block.
+        let cpu = unsafe { &*(env as *const X86Cpu) };
+        (
+            cpu.host_range,
+            cpu.df == 1,
+            cpu.regs[RSI],
+            cpu.regs[RDI],
+            cpu.regs[RCX],
+            cpu.regs[RAX],
+        )
+    };
+    let Some(host_range) = host_range.filter(|_| forward) else {
         return 0;
     };
-    if cpu.df != 1 {
-        return 0;
-    }
     let stos = info & 1 != 0;
     let size = 1u64 << ((info >> 1) & 3);
     let mmu_idx = (info >> 8) as u8;
     let mut budget = MAX_BYTES_PER_CALL;
-    while cpu.regs[RCX] != 0 && budget > 0 {
-        let (src, dst) = (cpu.regs[RSI], cpu.regs[RDI]);
+    while rcx != 0 && budget > 0 {
         let room = |a: u64| (PAGE - (a & (PAGE - 1))) / size;
-        let mut n = cpu.regs[RCX].min(room(dst)).min(budget / size);
+        let mut n = rcx.min(room(rdi)).min(budget / size);
         if !stos {
-            n = n.min(room(src));
+            n = n.min(room(rsi));
         }
         if n == 0 {
             // An element straddles a page boundary: the loop's.
@@ -77,12 +85,12 @@ pub(crate) unsafe extern "C" fn helper_rep_bulk(
         }
         let len = n * size;
         // SAFETY: forwarded from this function's contract; the range lies in one page.
-        let d = unsafe { host_range(env, dst, len, true, mmu_idx) };
+        let d = unsafe { host_range(env, rdi, len, true, mmu_idx) };
         if d.is_null() {
             break;
         }
         if stos {
-            let value = cpu.regs[RAX].to_le_bytes();
+            let value = rax.to_le_bytes();
             let element = &value[..size as usize];
             if element.iter().all(|&b| b == element[0]) {
                 // SAFETY: `d` is valid for `len` bytes (HostRange's contract).
@@ -96,7 +104,7 @@ pub(crate) unsafe extern "C" fn helper_rep_bulk(
             }
         } else {
             // SAFETY: as above, for the load.
-            let s = unsafe { host_range(env, src, len, false, mmu_idx) };
+            let s = unsafe { host_range(env, rsi, len, false, mmu_idx) };
             if s.is_null() {
                 break;
             }
@@ -108,12 +116,17 @@ pub(crate) unsafe extern "C" fn helper_rep_bulk(
             }
             // SAFETY: both ranges are valid for `len` bytes; `copy` allows overlap.
             unsafe { std::ptr::copy(s, d, len as usize) };
-            cpu.regs[RSI] = src.wrapping_add(len);
+            rsi = rsi.wrapping_add(len);
         }
-        cpu.regs[RDI] = dst.wrapping_add(len);
-        cpu.regs[RCX] -= n;
+        rdi = rdi.wrapping_add(len);
+        rcx -= n;
         budget -= len;
     }
+    // SAFETY: by this function's contract; no other reference is live now.
+    let cpu = unsafe { &mut *(env as *mut X86Cpu) };
+    cpu.regs[RSI] = rsi;
+    cpu.regs[RDI] = rdi;
+    cpu.regs[RCX] = rcx;
     0
 }
 
