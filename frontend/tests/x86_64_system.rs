@@ -335,6 +335,9 @@ fn at_cpl3_the_unprivileged_system_instructions_still_go_to_the_machine() {
         ("int3", SysOp::Int3),
         ("rdtsc", SysOp::Rdtsc),
         ("cpuid", SysOp::Cpuid),
+        ("pause", SysOp::Pause),
+        ("verr ax", SysOp::Verr(Rm::Reg { gpr: 0, size: 2 })),
+        ("verw word ptr [rbx]", SysOp::Verw(Rm::Mem)),
     ] {
         let s = run(&asm(what), CPL3);
         assert_eq!(s.ret, EXIT_SYSTEM, "{what}");

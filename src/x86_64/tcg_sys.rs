@@ -39,6 +39,8 @@ const MAX_STRING_ITERATIONS: u64 = 4096;
 const RFLAGS_OF: u64 = 1 << 11;
 /// RFLAGS.DF.
 const RFLAGS_DF: u64 = 1 << 10;
+/// RFLAGS.ZF (`verr`/`verw`'s answer).
+const RFLAGS_ZF: u64 = 1 << 6;
 
 /// What the machine lends a system instruction.
 pub struct SysEnv<'a> {
@@ -362,7 +364,7 @@ fn run(cpu: &mut X86Cpu, op: SysOp, next_rip: u64, env: &mut SysEnv) -> Result<S
             write_mem(cpu, env, cpu.sys_addr, &bytes[..len])?;
             done()
         }
-        Lldt(_) | Ltr(_) | Sldt(_) | Str(_) if cpu.sys.cr0 & CR0_PE == 0 => {
+        Lldt(_) | Ltr(_) | Sldt(_) | Str(_) | Verr(_) | Verw(_) if cpu.sys.cr0 & CR0_PE == 0 => {
             // Not recognised in real-address mode (SDM, real-address mode exceptions).
             Err(Exception::ud().into())
         }
@@ -462,6 +464,17 @@ fn run(cpu: &mut X86Cpu, op: SysOp, next_rip: u64, env: &mut SysEnv) -> Result<S
         }
         // The machine yields to the other vCPUs (see `tcg_machine`); nothing else to do.
         Pause => done(),
+        Verr(rm) | Verw(rm) => {
+            let sel = selector_of(cpu, env, rm)?;
+            let ok = segment_accessible(&cpu.sys, &mut *env.mem, sel, matches!(op, Verw(_)));
+            let flags = cpu.rflags();
+            cpu.set_rflags(if ok {
+                flags | RFLAGS_ZF
+            } else {
+                flags & !RFLAGS_ZF
+            });
+            done()
+        }
         Cpuid => {
             let [a, b, c, d] = frontend::x86_64::system_cpuid::cpuid(
                 cpu.regs[RAX] as u32,
@@ -515,6 +528,36 @@ fn run(cpu: &mut X86Cpu, op: SysOp, next_rip: u64, env: &mut SysEnv) -> Result<S
             set_gpr(cpu, gpr, size, offset);
             done()
         }
+    }
+}
+
+/// `verr`/`verw` (SDM VERR/VERW): whether `sel` names a code or data segment the current
+/// privilege may read (`write`: write) through: not null, within the table, a code or data
+/// descriptor, DPL >= max(CPL, RPL) unless it is conforming code (read only), readable code or
+/// any data for reads, writable data for writes. A descriptor that cannot be read is simply
+/// not accessible (ZF = 0), as a limit violation is.
+fn segment_accessible(s: &SystemState, mem: &mut dyn PhysMem, sel: u16, write: bool) -> bool {
+    if sel & !3 == 0 {
+        return false;
+    }
+    let Ok(f) = seg::fetch(s, mem, sel, 0) else {
+        return false;
+    };
+    let d = f.desc;
+    if !d.is_code_data() {
+        return false;
+    }
+    let attr = d.attr();
+    let conforming = d.is_code() && attr & seg::ATTR_CE != 0;
+    let rpl = (sel & 3) as u8;
+    if !conforming && d.dpl() < s.cpl.max(rpl) {
+        return false;
+    }
+    match (write, d.is_code()) {
+        (true, true) => false,
+        // For code RW means readable, for data writable; data is always readable.
+        (true, false) | (false, true) => attr & seg::ATTR_RW != 0,
+        (false, false) => true,
     }
 }
 

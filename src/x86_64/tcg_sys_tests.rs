@@ -1531,3 +1531,59 @@ fn cpuid_leaf_1_reports_the_apic_id_of_the_asking_cpu() {
         assert_eq!(cpu.regs[RBX] >> 24, index as u64, "EBX[31:24]");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// verr / verw
+
+/// `verr`/`verw` of the selector in rbx at `cpl`: the ZF it leaves.
+fn verify(rig: &Rig, cpl: u8, selector: u16, write: bool) -> bool {
+    let mut cpu = long_mode_cpu(rig);
+    load_gdt(rig, &mut cpu);
+    cpu.sys.cpl = cpl;
+    cpu.regs[RBX] = u64::from(selector);
+    cpu.set_rflags(0x2);
+    let rm = Rm::Reg {
+        gpr: RBX as u8,
+        size: 2,
+    };
+    let op = if write {
+        SysOp::Verw(rm)
+    } else {
+        SysOp::Verr(rm)
+    };
+    rig.perform(&mut cpu, op, 3).unwrap();
+    assert_eq!(cpu.rip, 0x20_0000 + 3, "verr/verw complete");
+    cpu.rflags() & (1 << 6) != 0
+}
+
+#[test]
+fn verw_is_set_for_writable_data_the_privilege_may_use_and_clear_otherwise() {
+    let rig = Rig::new();
+    assert!(verify(&rig, 0, 0x18, true), "kernel data at CPL 0");
+    assert!(verify(&rig, 3, 0x23, true), "user data at CPL 3");
+    assert!(!verify(&rig, 3, 0x18, true), "kernel data at CPL 3");
+    assert!(
+        !verify(&rig, 0, 0x1b, true),
+        "RPL 3 above the DPL 0 segment"
+    );
+    assert!(!verify(&rig, 0, 0x10, true), "code is never writable");
+    assert!(!verify(&rig, 0, 0, true), "the null selector");
+    assert!(!verify(&rig, 0, 0x80, true), "beyond the GDT's limit");
+}
+
+#[test]
+fn verr_is_set_for_data_and_readable_code() {
+    let rig = Rig::new();
+    assert!(verify(&rig, 0, 0x10, false), "readable kernel code");
+    assert!(verify(&rig, 3, 0x2b, false), "readable user code at CPL 3");
+    assert!(!verify(&rig, 3, 0x10, false), "kernel code at CPL 3");
+    assert!(verify(&rig, 0, 0x18, false), "data is readable");
+}
+
+#[test]
+fn verr_and_verw_are_invalid_in_real_mode() {
+    let rig = Rig::new();
+    let mut cpu = real_mode_cpu();
+    let op = SysOp::Verw(Rm::Reg { gpr: 0, size: 2 });
+    assert_eq!(rig.perform(&mut cpu, op, 3).unwrap_err().vector, 6);
+}

@@ -267,6 +267,10 @@ pub enum SysOp {
         /// The offset's size in bytes: 2 or 4.
         size: u8,
     },
+    /// `verr r/m16`: ZF = the segment the selector names is readable at this privilege.
+    Verr(Rm),
+    /// `verw r/m16`: ZF = the segment is writable at this privilege.
+    Verw(Rm),
     /// `pause` (a spin-wait loop's hint): nothing to do, but a machine that runs several vCPUs
     /// on one thread gives the others their turn, since this one waits for one of them.
     Pause,
@@ -428,6 +432,8 @@ impl SysInsn {
             },
             Cpuid => f(37),
             Pause => f(39),
+            Verr(r) => rm(40, r),
+            Verw(r) => rm(41, r),
             LoadFarPointer { seg, gpr, size } => Fields {
                 kind: 38,
                 a: gpr,
@@ -526,6 +532,8 @@ impl SysInsn {
             },
             37 => Cpuid,
             39 => Pause,
+            40 => Verr(rm),
+            41 => Verw(rm),
             38 => LoadFarPointer {
                 seg: b,
                 gpr: a,
@@ -771,6 +779,18 @@ impl Translator<'_> {
                 };
                 return Some(self.sys_exit(op, a));
             }
+            Verr | Verw => {
+                let (mut rm, a) = self.rm(i, 0)?;
+                if let Rm::Reg { size, .. } = &mut rm {
+                    *size = 2;
+                }
+                let op = if i.mnemonic() == Verr {
+                    SysOp::Verr(rm)
+                } else {
+                    SysOp::Verw(rm)
+                };
+                return Some(self.sys_exit(op, a));
+            }
             In | Out => {
                 let (data, port) = if i.mnemonic() == In { (0, 1) } else { (1, 0) };
                 let (_, size, _) = gpr(i.op_register(data))?;
@@ -929,6 +949,8 @@ mod tests {
             Rdmsr,
             Wrmsr,
             Pause,
+            Verr(Rm::Reg { gpr: 3, size: 2 }),
+            Verw(Rm::Mem),
             Lgdt { size: 8 },
             Lidt { size: 4 },
             Sgdt { size: 2 },
@@ -1029,7 +1051,7 @@ mod tests {
     #[test]
     fn values_no_instruction_stores_do_not_decode() {
         assert_eq!(SysInsn::decode(0), None);
-        assert_eq!(SysInsn::decode(40), None);
+        assert_eq!(SysInsn::decode(42), None);
         assert_eq!(SysInsn::decode(0xff), None);
     }
 }
