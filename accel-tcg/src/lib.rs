@@ -29,7 +29,8 @@ pub use engine::{Engine, EngineConfig, EngineStats, ExecMode, LogConfig};
 pub use guest::{Access, Action, CodeReader, CpuState, Guest, MemFault, PageMapping, PageProt};
 pub use memory::{PhysMemory, RamAndBus};
 pub use vcpu::{
-    helper_flush_tlb, helper_flush_tlb_page, helper_host_range, ExitRequester, Vcpu, VcpuStats,
+    helper_flush_tlb, helper_flush_tlb_non_global, helper_flush_tlb_page, helper_host_range,
+    ExitRequester, Vcpu, VcpuStats,
 };
 
 /// Errors of the TCG accelerator (a guest's own faults are guest exceptions, never these).

@@ -692,6 +692,20 @@ pub unsafe fn helper_flush_tlb<G: Guest>(env: u64) {
     ctx.jump_cache.clear();
 }
 
+/// For frontend helpers that load a new address space whose global mappings stay (a riscv
+/// satp write within one translation mode, `sfence.vma x0, asid`): forgets the TLB entries
+/// and jump-cache entries of non-global mappings, as [`Vcpu::flush_tlb_non_global`].
+///
+/// # Safety
+/// As for [`helper_flush_tlb`].
+pub unsafe fn helper_flush_tlb_non_global<G: Guest>(env: u64) {
+    // SAFETY: per the function contract, as for the slow paths.
+    let (_, ctx) = unsafe { parts::<G>(env) };
+    ctx.stats.tlb_non_global_flushes += 1;
+    ctx.tlb.flush_non_global();
+    ctx.jump_cache.clear_non_global();
+}
+
 /// For frontend helpers that reach guest RAM in bulk (x86 `rep movs`/`rep stos`): the host
 /// address of `[vaddr, vaddr + len)`, which must lie within one guest page, for a load or a
 /// store (`write`) in MMU mode `mmu_idx`, filling the TLB as an access would; null when the

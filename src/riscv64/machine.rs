@@ -263,6 +263,7 @@ pub fn run(config: &MachineConfig) -> Result<Outcome, MachineError> {
         let t = time.clone();
         cpu.time_source = Some(Arc::new(move || t.mtime()));
         cpu.flush_tlb = Some(hart::flush_tlb);
+        cpu.flush_tlb_non_global = Some(accel_tcg::helper_flush_tlb_non_global::<RiscvHarts>);
         vcpus.push(Vcpu::new(engine.clone(), cpu));
     }
     let _ = wires

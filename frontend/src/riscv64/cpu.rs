@@ -63,6 +63,10 @@ pub struct Riscv64Cpu {
     /// `accel_tcg::helper_flush_tlb`/`helper_flush_tlb_page`). Only ever called from helpers
     /// that the engine runs on this hart's state.
     pub flush_tlb: Option<unsafe fn(env: u64, page: Option<u64>)>,
+    /// Called to flush the TLB entries of non-global mappings only (a new satp root or ASID;
+    /// typically `accel_tcg::helper_flush_tlb_non_global`); `None` falls back to a whole
+    /// [`Riscv64Cpu::flush_tlb`].
+    pub flush_tlb_non_global: Option<unsafe fn(env: u64)>,
     /// Virtual-address span covered by superpage mappings handed to the TLB since the last
     /// full flush, so `sfence.vma addr` knows when flushing one 4 KiB entry is not enough.
     pub superpages: super::system::mmu::SuperpageSpan,
@@ -87,6 +91,7 @@ impl Riscv64Cpu {
             irq_lines: Arc::new(AtomicU64::new(0)),
             time_source: None,
             flush_tlb: None,
+            flush_tlb_non_global: None,
             superpages: super::system::mmu::SuperpageSpan::EMPTY,
         })
     }

@@ -345,8 +345,11 @@ pub enum WriteEffect {
     /// translation flags (MPRV, MPP, SUM, FS), may have changed, so pending interrupts and the
     /// next block's key must be looked at again.
     EndBlock,
-    /// Flush the whole TLB (satp, MXR, PMP changed), then as for `EndBlock`.
+    /// Flush the whole TLB (satp's mode, MXR, PMP changed), then as for `EndBlock`.
     FlushTlb,
+    /// Flush the TLB's non-global mappings (satp's root or ASID changed in the same mode:
+    /// global mappings are the same in every address space), then as for `EndBlock`.
+    FlushTlbNonGlobal,
 }
 
 /// How csrrw/csrrs/csrrc combine the old value with the operand.
@@ -670,12 +673,17 @@ fn write_unchecked(cpu: &mut Riscv64Cpu, csr: u16, value: u64) -> Result<WriteEf
             // An unsupported mode makes the whole write have no effect (how Linux probes for
             // Sv57 and Sv48).
             if matches!(mode, SATP_MODE_BARE | SATP_MODE_SV39 | SATP_MODE_SV48) {
+                let old_mode = c.satp >> SATP_MODE_SHIFT;
                 c.satp = if mode == SATP_MODE_BARE {
                     0
                 } else {
                     value & ((0xf << SATP_MODE_SHIFT) | SATP_ASID | SATP_PPN)
                 };
-                effect = WriteEffect::FlushTlb;
+                effect = if mode == old_mode && mode != SATP_MODE_BARE {
+                    WriteEffect::FlushTlbNonGlobal
+                } else {
+                    WriteEffect::FlushTlb
+                };
             }
         }
         MISA => {}

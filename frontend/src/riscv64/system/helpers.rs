@@ -6,7 +6,7 @@
 //! | [`MRET`] | `(env)` → 0, sets `pc` and the privilege | MAY_RAISE, WRITES_GLOBALS |
 //! | [`SRET`] | `(env)` → 0, sets `pc` and the privilege | MAY_RAISE, WRITES_GLOBALS |
 //! | [`WFI`] | `(env, insn)` → 0 | MAY_RAISE |
-//! | [`SFENCE_VMA`] | `(env, vaddr, asid, has_vaddr, insn)` → 0 | MAY_RAISE |
+//! | [`SFENCE_VMA`] | `(env, vaddr, asid, operands, insn)` → 0 | MAY_RAISE |
 //!
 //! `insn` is the instruction's bits, the `tval` of an illegal-instruction exception.
 //!
@@ -66,6 +66,16 @@ fn flush(cpu: &mut Riscv64Cpu, env: u64, page: Option<u64>) {
     }
 }
 
+/// Flushes the TLB's non-global mappings through the machine's hook (else everything). The
+/// superpage span stays: global superpages may still be cached.
+fn flush_non_global(cpu: &mut Riscv64Cpu, env: u64) {
+    match cpu.flush_tlb_non_global {
+        // SAFETY: as in `flush`.
+        Some(hook) => unsafe { hook(env) },
+        None => flush(cpu, env, None),
+    }
+}
+
 unsafe extern "C" fn csr_rw(env: u64, csr: u64, value: u64, op: u64, write: u64, insn: u64) -> u64 {
     // SAFETY: the engine calls helpers with `env` = the running hart's state.
     let cpu = unsafe { cpu(env) };
@@ -75,8 +85,10 @@ unsafe extern "C" fn csr_rw(env: u64, csr: u64, value: u64, op: u64, write: u64,
     };
     match csr::read_modify_write(cpu, csr as u16, op, value, write != 0) {
         Ok((old, effect)) => {
-            if effect == WriteEffect::FlushTlb {
-                flush(cpu, env, None);
+            match effect {
+                WriteEffect::FlushTlb => flush(cpu, env, None),
+                WriteEffect::FlushTlbNonGlobal => flush_non_global(cpu, env),
+                WriteEffect::None | WriteEffect::EndBlock => {}
             }
             old
         }
@@ -149,7 +161,7 @@ unsafe extern "C" fn sfence_vma(
     env: u64,
     vaddr: u64,
     _asid: u64,
-    has_vaddr: u64,
+    operands: u64,
     insn: u64,
     _: u64,
 ) -> u64 {
@@ -160,13 +172,20 @@ unsafe extern "C" fn sfence_vma(
         return raise(cpu, Exception::IllegalInstruction(0), insn);
     }
     // The ASID only narrows what must be flushed; flushing every ASID is always correct.
-    flush(cpu, env, (has_vaddr != 0).then_some(vaddr));
+    // Without rs1, rs2 != x0 leaves global mappings alone (privileged spec, SFENCE.VMA).
+    if operands & 1 != 0 {
+        flush(cpu, env, Some(vaddr));
+    } else if operands & 2 != 0 {
+        flush_non_global(cpu, env);
+    } else {
+        flush(cpu, env, None);
+    }
     0
 }
 
-/// `(env, vaddr, asid, has_vaddr, insn) -> 0`: sfence.vma; `has_vaddr` is 0 when rs1 is x0
-/// (flush every page), `asid` is rs2's value (ignored). Illegal in U, and in S with
-/// mstatus.TVM. MAY_RAISE.
+/// `(env, vaddr, asid, operands, insn) -> 0`: sfence.vma; `operands` bit 0 is set when rs1 is
+/// not x0 (one page, else every page), bit 1 when rs2 is not x0 (global mappings stay);
+/// `asid` is rs2's value (ignored). Illegal in U, and in S with mstatus.TVM. MAY_RAISE.
 pub static SFENCE_VMA: Helper = Helper {
     name: "sfence.vma",
     func: sfence_vma,

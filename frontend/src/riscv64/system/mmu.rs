@@ -206,6 +206,7 @@ pub fn translate(
             access,
             priv_level,
             PageProt::ALL,
+            false,
         );
     };
 
@@ -220,6 +221,8 @@ pub fn translate(
     'walk: loop {
         let mut table = (satp & SATP_PPN) << 12;
         let mut level = levels - 1;
+        // G in any PTE of the walk makes the mapping global (privileged spec 4.3.1).
+        let mut global = false;
         let (pte, slot, pte_addr) = loop {
             let index = (vaddr >> (12 + 9 * level)) & 0x1ff;
             let pte_addr = table + index * 8;
@@ -229,6 +232,7 @@ pub fn translate(
             if pte & PTE_V == 0 || pte & (PTE_R | PTE_W) == PTE_W || pte & PTE_RESERVED != 0 {
                 return Err(page_fault);
             }
+            global |= pte & PTE_G != 0;
             if pte & (PTE_R | PTE_X) != 0 {
                 break (pte, slot, pte_addr);
             }
@@ -295,6 +299,7 @@ pub fn translate(
             access,
             priv_level,
             prot,
+            global,
         );
     }
 }
@@ -308,6 +313,7 @@ fn physical(
     access: Access,
     priv_level: u64,
     prot: PageProt,
+    global: bool,
 ) -> Result<PageMapping, MemFault> {
     let prot = intersect(prot, pmp::page_prot(cpu, page, paddr, priv_level));
     if !allowed(prot, access) {
@@ -316,7 +322,7 @@ fn physical(
     Ok(PageMapping {
         phys_page: page,
         prot,
-        global: false,
+        global,
     })
 }
 

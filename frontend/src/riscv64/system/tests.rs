@@ -722,6 +722,25 @@ mod paging {
     }
 
     #[test]
+    fn a_g_bit_in_the_leaf_or_above_makes_the_mapping_global() {
+        let mut sp = Space::new(3);
+        sp.map(0x4000_1000, 0x8020_0000, 0, PTE_R | PTE_G);
+        sp.map(0x4000_2000, 0x8020_1000, 0, PTE_R);
+        let mut cpu = sp.hart(PRIV_S);
+        let global = |cpu: &mut Riscv64Cpu, va| {
+            mmu::translate(cpu, &sp.mem, va, Access::Read, MMU_S)
+                .unwrap()
+                .global
+        };
+        assert!(global(&mut cpu, 0x4000_1000));
+        assert!(!global(&mut cpu, 0x4000_2000));
+        // G on the root's entry covers everything below it.
+        let root_slot = sp.root + ((0x4000_2000u64 >> 30) & 0x1ff) * 8;
+        sp.write(root_slot, sp.read(root_slot) | PTE_G);
+        assert!(global(&mut cpu, 0x4000_2000));
+    }
+
+    #[test]
     fn a_store_sets_d_and_is_granted_write() {
         let mut sp = Space::new(3);
         let leaf = sp.map(0x4000_1000, 0x8020_0000, 0, PTE_R | PTE_W);
@@ -1165,6 +1184,53 @@ mod helper_calls {
         call(&helpers::SFENCE_VMA, &mut cpu, [0x4010_0000, 0, 1, 0, 0]);
         assert_eq!(flushes(), [None]);
         assert_eq!(cpu.superpages, mmu::SuperpageSpan::EMPTY);
+    }
+
+    thread_local! {
+        static NON_GLOBAL_FLUSHES: RefCell<u32> = const { RefCell::new(0) };
+    }
+
+    unsafe fn record_non_global_flush(_env: u64) {
+        NON_GLOBAL_FLUSHES.with(|f| *f.borrow_mut() += 1);
+    }
+
+    fn non_global_flushes() -> u32 {
+        NON_GLOBAL_FLUSHES.with(|f| std::mem::take(&mut *f.borrow_mut()))
+    }
+
+    #[test]
+    fn a_new_root_or_asid_in_the_same_mode_keeps_global_mappings_a_new_mode_does_not() {
+        let mut cpu = hart(PRIV_S);
+        cpu.flush_tlb = Some(record_flush);
+        cpu.flush_tlb_non_global = Some(record_non_global_flush);
+        flushes();
+        non_global_flushes();
+        let sv39 = SATP_MODE_SV39 << 60;
+        call(
+            &helpers::CSR_RW,
+            &mut cpu,
+            [SATP as u64, sv39 | 0x80000, 0, 1, 0],
+        );
+        assert_eq!(
+            (flushes(), non_global_flushes()),
+            (vec![None], 0),
+            "Bare to Sv39"
+        );
+        call(
+            &helpers::CSR_RW,
+            &mut cpu,
+            [SATP as u64, sv39 | 5 << 44 | 0x80001, 0, 1, 0],
+        );
+        assert_eq!(
+            (flushes(), non_global_flushes()),
+            (vec![], 1),
+            "another root and ASID"
+        );
+        // sfence.vma x0, a0 leaves global mappings; sfence.vma x0, x0 does not.
+        call(&helpers::SFENCE_VMA, &mut cpu, [0, 5, 2, 0, 0]);
+        assert_eq!((flushes(), non_global_flushes()), (vec![], 1));
+        call(&helpers::SFENCE_VMA, &mut cpu, [0, 0, 0, 0, 0]);
+        assert_eq!((flushes(), non_global_flushes()), (vec![None], 0));
     }
 
     #[test]

@@ -66,9 +66,10 @@ impl Translator<'_> {
             _ => {
                 let vaddr = self.x(insn.rs1);
                 let asid = self.x(insn.rs2);
-                let has_vaddr = self.b.constant(Type::I64, (insn.rs1 != 0) as u64);
+                let operands = (insn.rs1 != 0) as u64 | ((insn.rs2 != 0) as u64) << 1;
+                let operands = self.b.constant(Type::I64, operands);
                 self.b
-                    .call(&h::SFENCE_VMA, &[Temp::ENV, vaddr, asid, has_vaddr], None);
+                    .call(&h::SFENCE_VMA, &[Temp::ENV, vaddr, asid, operands], None);
                 self.sync_exit(self.next_pc(insn));
             }
         }
