@@ -735,7 +735,8 @@ mod paging {
         assert!(global(&mut cpu, 0x4000_1000));
         assert!(!global(&mut cpu, 0x4000_2000));
         // G on the root's entry covers everything below it.
-        let root_slot = sp.root + ((0x4000_2000u64 >> 30) & 0x1ff) * 8;
+        let root_shift = 12 + 9 * (sp.levels - 1);
+        let root_slot = sp.root + ((0x4000_2000u64 >> root_shift) & 0x1ff) * 8;
         sp.write(root_slot, sp.read(root_slot) | PTE_G);
         assert!(global(&mut cpu, 0x4000_2000));
     }
