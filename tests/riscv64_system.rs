@@ -78,26 +78,9 @@ fn debian_kernel_boots_through_opensbi_to_its_init_and_powers_off() {
 
 #[test]
 fn the_guest_reads_and_writes_a_virtio_blk_disk_backed_by_a_host_file() {
-    let disk = common::scratch_file("riscv64-disk.img");
-    let mut image = b"TERN-DISK-TEST-1".to_vec();
-    image.resize(8 << 20, 0);
-    std::fs::write(&disk, &image).unwrap();
-    let out = riscv64(
-        "console=ttyS0 tern.quick",
-        &["--drive", disk.to_str().unwrap()],
-    )
-    .run();
-    out.assert_code(0);
-    out.assert_line("TERN-DISK: vda size=8388608");
-    out.assert_line("TERN-DISK-HEAD: 5445524e2d4449534b2d544553542d31");
-    out.assert_line("TERN-DISK-WRITTEN");
-    let after = std::fs::read(&disk).unwrap();
-    assert_eq!(
-        &after[4096..4112],
-        b"TERN-DISK-WRITE1",
-        "the guest's write reached the host file"
-    );
-    std::fs::remove_file(&disk).ok();
+    common::assert_guest_reads_and_writes_the_test_disk("riscv64-disk.img", &|disk| {
+        riscv64("console=ttyS0 tern.quick", &["--drive", disk]).run()
+    });
 }
 
 #[test]

@@ -208,27 +208,9 @@ fn debian_pvh_vmlinux_boots_to_its_init_and_powers_off_under_tcg() {
 
 #[test]
 fn the_guest_reads_and_writes_a_virtio_blk_disk_under_tcg() {
-    let disk = scratch_file("tcg-debian-disk.img");
-    let mut image = b"TERN-DISK-TEST-1".to_vec();
-    image.resize(8 << 20, 0);
-    fs::write(&disk, &image).unwrap();
-    let out = debian_tcg(
-        "bzImage",
-        "console=ttyS0 tern.quick",
-        &["--drive", disk.to_str().unwrap()],
-    )
-    .run();
-    out.assert_code(0);
-    out.assert_line("TERN-DISK: vda size=8388608");
-    out.assert_line("TERN-DISK-HEAD: 5445524e2d4449534b2d544553542d31");
-    out.assert_line("TERN-DISK-WRITTEN");
-    let after = fs::read(&disk).unwrap();
-    assert_eq!(
-        &after[4096..4112],
-        b"TERN-DISK-WRITE1",
-        "the guest's write reached the host file"
-    );
-    let _ = fs::remove_file(&disk);
+    common::assert_guest_reads_and_writes_the_test_disk("tcg-debian-disk.img", &|disk| {
+        debian_tcg("bzImage", "console=ttyS0 tern.quick", &["--drive", disk]).run()
+    });
 }
 
 #[test]

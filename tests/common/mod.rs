@@ -559,3 +559,26 @@ pub fn assert_serial_input_reaches_the_irq_guest(accel: &str, ok_status: i32) {
     out.assert_line("TERN-RX: ping 42");
     out.assert_code(ok_status);
 }
+
+/// The Debian guest's disk check: makes the test disk of `scripts/guests/make-test-disk.sh`
+/// (8 MiB, "TERN-DISK-TEST-1" first), boots the guest with it through `boot` (which gets the
+/// `--drive` argument), and requires the init's disk lines, status 0, and the guest's write
+/// at byte 4096 of the host file.
+pub fn assert_guest_reads_and_writes_the_test_disk(name: &str, boot: &dyn Fn(&str) -> Outcome) {
+    let disk = scratch_file(name);
+    let mut image = b"TERN-DISK-TEST-1".to_vec();
+    image.resize(8 << 20, 0);
+    fs::write(&disk, &image).expect("write the test disk");
+    let out = boot(disk.to_str().expect("a UTF-8 scratch path"));
+    out.assert_code(0);
+    out.assert_line("TERN-DISK: vda size=8388608");
+    out.assert_line("TERN-DISK-HEAD: 5445524e2d4449534b2d544553542d31");
+    out.assert_line("TERN-DISK-WRITTEN");
+    let after = fs::read(&disk).expect("read the disk back");
+    assert_eq!(
+        &after[4096..4112],
+        b"TERN-DISK-WRITE1",
+        "the guest's write reached the host file"
+    );
+    let _ = fs::remove_file(&disk);
+}
