@@ -50,21 +50,12 @@ find_qemu10() {
     done
     return 1
 }
-fetch_qemu10() {
-    local tmp opts
-    tmp="$(mktemp -d)"
-    mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial" "$qemu10_dir"
-    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]" \
-        "http://deb.debian.org/debian bookworm-backports main" >"$tmp/sources.list"
-    opts=(-o "Dir::Etc::SourceList=$tmp/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
-          -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache=$tmp/cache" -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
-    echo "fetching qemu-user from bookworm-backports into $qemu10_dir" >&2
-    apt-get "${opts[@]}" -qq update >&2
-    (cd "$tmp" && apt-get "${opts[@]}" -qq download qemu-user/bookworm-backports >&2)
-    dpkg -x "$tmp"/qemu-user_*.deb "$qemu10_dir"
-    rm -rf "$tmp"
-}
-qemu10="$(find_qemu10)" || { fetch_qemu10; qemu10="$(find_qemu10)"; } || {
+# shellcheck source=benches/lib/fetch-qemu10.sh
+source benches/lib/fetch-qemu10.sh
+qemu10="$(find_qemu10)" || {
+    fetch_qemu10 "$qemu10_dir" "$qemu10_dir/usr/bin/qemu-$arch" qemu-user
+    qemu10="$(find_qemu10)"
+} || {
     echo "no qemu-$arch in $qemu10_dir after extracting the backports package" >&2
     exit 2
 }

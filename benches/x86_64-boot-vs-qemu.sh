@@ -112,45 +112,12 @@ qemu10="$qemu10_dir/usr/bin/qemu-system-x86_64"
 qemu10_data="$qemu10_dir/usr/share/qemu"
 qemu10_libpath="$qemu10_dir/usr/lib/x86_64-linux-gnu:$qemu10_dir/lib/x86_64-linux-gnu"
 qemu10_note=""
-fetch_qemu10() {
-    local tmp opts deb dep missing=()
-    tmp="$(mktemp -d)"
-    mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial" "$qemu10_dir"
-    {
-        echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]" \
-            "http://deb.debian.org/debian bookworm main"
-        echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]" \
-            "http://deb.debian.org/debian bookworm-backports main"
-    } >"$tmp/sources.list"
-    opts=(-o "Dir::Etc::SourceList=$tmp/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
-          -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache=$tmp/cache" -o Debug::NoLocking=1
-          -o APT::Sandbox::User=root)
-    echo "fetching qemu-system-x86 and qemu-system-data from bookworm-backports into" \
-        "$qemu10_dir" >&2
-    apt-get "${opts[@]}" -qq update >&2 || return 1
-    (cd "$tmp" && apt-get "${opts[@]}" -qq download qemu-system-x86/bookworm-backports \
-        qemu-system-data/bookworm-backports >&2) || return 1
-    for deb in "$tmp"/qemu-system-*.deb; do dpkg -x "$deb" "$qemu10_dir" || return 1; done
-    deb="$(echo "$tmp"/qemu-system-x86_*.deb)"
-    if LD_LIBRARY_PATH="$qemu10_libpath" ldd "$qemu10" | grep -q "not found"; then
-        # The lib* dependencies that are not installed on this host provide what is missing.
-        for dep in $(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed 's/^ *//; s/[ (].*//' |
-            grep '^lib'); do
-            dpkg-query -W -f '${Status}' "$dep" 2>/dev/null | grep -q "ok installed" ||
-                missing+=("$dep")
-        done
-        if [ "${#missing[@]}" -gt 0 ]; then
-            echo "also fetching ${missing[*]} for qemu-system-x86_64 10.0" >&2
-            (cd "$tmp" && apt-get "${opts[@]}" -qq download "${missing[@]}" >&2) || return 1
-            for deb in "$tmp"/lib*.deb; do dpkg -x "$deb" "$qemu10_dir"; done
-        fi
-    fi
-    rm -rf "$tmp"
-}
+# shellcheck source=benches/lib/fetch-qemu10.sh
+source benches/lib/fetch-qemu10.sh
 v10=""
 if wants_prefix q10; then
     if [ ! -x "$qemu10" ] || [ ! -d "$qemu10_data" ]; then
-        fetch_qemu10 || echo "fetching QEMU 10.0 failed" >&2
+        fetch_qemu10 "$qemu10_dir" "$qemu10" qemu-system-x86 qemu-system-data || echo "fetching QEMU 10.0 failed" >&2
     fi
     if [ ! -x "$qemu10" ]; then
         qemu10_note="QEMU 10.0 not available (no $qemu10 after fetching bookworm-backports)"
