@@ -33,6 +33,7 @@ use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use accel_tcg::{Engine, EngineConfig, ExitRequester, PhysMemory, RamAndBus, Vcpu};
+use devices::apic::lapic::LocalApic;
 use devices::apic::router::ApicBus;
 use devices::apic::VcpuKicker;
 use devices::bus::{Bus, BusDevice};
@@ -425,16 +426,8 @@ fn service_apic(slot: &mut VcpuSlot, m: &Shared) {
         slot.vcpu.flush_tlb();
         slot.state = RunState::Running;
     }
-    if slot.state == RunState::Halted {
-        let interrupt = l.pending().is_some() || l.ext_int_pending();
-        let wake = if tcg_sys::interrupts_enabled(slot.vcpu.cpu()) {
-            l.has_event()
-        } else {
-            l.has_event() && !interrupt
-        };
-        if wake {
-            slot.state = RunState::Running;
-        }
+    if slot.state == RunState::Halted && wakes_from_hlt(&l, slot.vcpu.cpu()) {
+        slot.state = RunState::Running;
     }
 }
 
@@ -531,8 +524,14 @@ fn interrupt_waiting(slot: &VcpuSlot, m: &Shared) -> bool {
         return false;
     };
     let l = lapic.lock().unwrap_or_else(|e| e.into_inner());
-    let intr = l.pending().is_some() || l.ext_int_pending();
-    l.has_event() && (!intr || tcg_sys::interrupts_enabled(slot.vcpu.cpu()))
+    wakes_from_hlt(&l, slot.vcpu.cpu())
+}
+
+/// Whether the local APIC has an event that ends `hlt` for `cpu`: anything with RFLAGS.IF
+/// set; with it clear only NMI, INIT or SIPI (see the module documentation's gap).
+fn wakes_from_hlt(l: &LocalApic, cpu: &X86Cpu) -> bool {
+    let interrupt = l.pending().is_some() || l.ext_int_pending();
+    l.has_event() && (!interrupt || tcg_sys::interrupts_enabled(cpu))
 }
 
 /// Delivers the NMI or the maskable interrupt the local APIC (or the 8259 through it) has for
