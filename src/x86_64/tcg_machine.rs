@@ -40,7 +40,7 @@ use devices::bus::{Bus, BusDevice};
 use devices::clock::{Clock, HostClock};
 use devices::exit::ExitRequester as RunExit;
 use devices::irq::IrqLine;
-use frontend::x86_64::sys::interrupt::{self, Event, EventKind, Regs};
+use frontend::x86_64::sys::interrupt::{self, Event, EventKind};
 use frontend::x86_64::sys::seg::{ATTR_P, ATTR_S};
 use frontend::x86_64::sys::{PhysMem, Segment, SystemState};
 use frontend::x86_64::translate::SysOp;
@@ -568,22 +568,14 @@ fn take_interrupt(slot: &mut VcpuSlot, m: &Shared) -> Result<(), Outcome> {
 fn deliver(slot: &mut VcpuSlot, m: &Shared, event: Event) -> Result<(), Outcome> {
     let engine = slot.vcpu.engine().clone();
     let cpu = slot.vcpu.cpu_mut();
-    let mut regs = Regs {
-        rip: cpu.rip,
-        rsp: cpu.regs[4],
-        rflags: cpu.rflags(),
-        rcx: cpu.regs[1],
-        r11: cpu.regs[11],
-    };
+    let mut regs = tcg_sys::regs_of(cpu, cpu.rip);
     let mut mem = CodeAwareRam {
         ram: &m.ram,
         engine: &engine,
     };
     match interrupt::deliver(&mut regs, &mut cpu.sys, &mut mem, event) {
         Ok(()) => {
-            cpu.rip = regs.rip;
-            cpu.regs[4] = regs.rsp;
-            cpu.set_rflags(regs.rflags);
+            tcg_sys::set_regs(cpu, &regs);
             tcg_sys::sync_bases(cpu);
             Ok(())
         }

@@ -663,7 +663,8 @@ fn set_index(r: &mut u64, addr_bits: u8, value: u64) {
     };
 }
 
-fn regs_of(cpu: &X86Cpu, rip: u64) -> Regs {
+/// The registers event delivery and the privileged transfers read, with `rip` as given.
+pub(crate) fn regs_of(cpu: &X86Cpu, rip: u64) -> Regs {
     Regs {
         rip,
         rsp: cpu.regs[RSP],
@@ -673,7 +674,8 @@ fn regs_of(cpu: &X86Cpu, rip: u64) -> Regs {
     }
 }
 
-fn set_regs(cpu: &mut X86Cpu, regs: &Regs) {
+/// Writes back what [`regs_of`] took.
+pub(crate) fn set_regs(cpu: &mut X86Cpu, regs: &Regs) {
     cpu.rip = regs.rip;
     cpu.regs[RSP] = regs.rsp;
     cpu.regs[RCX] = regs.rcx;
