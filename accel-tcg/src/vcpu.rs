@@ -33,7 +33,7 @@ pub struct VcpuStats {
     pub unwinds: u64,
     /// Calls of the lookup helper: indirect jumps whose inline jump-cache probe missed.
     pub lookup_calls: u64,
-    /// Whole-TLB flushes asked by the frontend or the machine.
+    /// Whole-TLB flushes asked by the frontend or the machine (through the vCPU or a helper).
     pub tlb_flushes: u64,
     /// Single-page TLB flushes asked by the frontend or the machine.
     pub tlb_page_flushes: u64,
@@ -208,27 +208,18 @@ impl<G: Guest> Vcpu<G> {
 
     /// Forgets every TLB entry (and the jump cache, whose entries assumed the old mappings).
     pub fn flush_tlb(&mut self) {
-        let ctx = self.ctx();
-        ctx.stats.tlb_flushes += 1;
-        ctx.tlb.flush();
-        ctx.jump_cache.clear();
+        self.ctx().flush_tlb();
     }
 
     /// Forgets every TLB entry that is not global, and the jump-cache entries reached
     /// through them (an x86 CR3 load: kernel mappings marked global stay).
     pub fn flush_tlb_non_global(&mut self) {
-        let ctx = self.ctx();
-        ctx.stats.tlb_non_global_flushes += 1;
-        ctx.tlb.flush_non_global();
-        ctx.jump_cache.clear_non_global();
+        self.ctx().flush_tlb_non_global();
     }
 
     /// Forgets the TLB entries of the page of `vaddr`.
     pub fn flush_tlb_page(&mut self, vaddr: u64) {
-        let ctx = self.ctx();
-        ctx.stats.tlb_page_flushes += 1;
-        ctx.tlb.flush_page(vaddr);
-        ctx.jump_cache.clear_page(vaddr);
+        self.ctx().flush_tlb_page(vaddr);
     }
 
     /// Runs guest code until the frontend returns an [`Action::Return`] code.
@@ -647,6 +638,27 @@ unsafe extern "C" fn lookup<G: Guest>(env: u64) -> u64 {
 }
 
 impl<G: Guest> Context<G> {
+    /// Forgets every TLB entry, and the jump cache, whose entries assumed the old mappings.
+    fn flush_tlb(&mut self) {
+        self.stats.tlb_flushes += 1;
+        self.tlb.flush();
+        self.jump_cache.clear();
+    }
+
+    /// Forgets the TLB and jump-cache entries of non-global mappings.
+    fn flush_tlb_non_global(&mut self) {
+        self.stats.tlb_non_global_flushes += 1;
+        self.tlb.flush_non_global();
+        self.jump_cache.clear_non_global();
+    }
+
+    /// Forgets the TLB and jump-cache entries of the page of `vaddr`.
+    fn flush_tlb_page(&mut self, vaddr: u64) {
+        self.stats.tlb_page_flushes += 1;
+        self.tlb.flush_page(vaddr);
+        self.jump_cache.clear_page(vaddr);
+    }
+
     /// The jump-cache miss of the `lookup` helper: the cached block if it is still valid (the
     /// epoch moved since it was stamped), else [`Context::lookup_shared`]'s block, else the
     /// backend's "return to the loop" address.
@@ -688,8 +700,7 @@ impl<G: Guest> Context<G> {
 pub unsafe fn helper_flush_tlb<G: Guest>(env: u64) {
     // SAFETY: per the function contract, as for the slow paths.
     let (_, ctx) = unsafe { parts::<G>(env) };
-    ctx.tlb.flush();
-    ctx.jump_cache.clear();
+    ctx.flush_tlb();
 }
 
 /// For frontend helpers that load a new address space whose global mappings stay (a riscv
@@ -701,9 +712,7 @@ pub unsafe fn helper_flush_tlb<G: Guest>(env: u64) {
 pub unsafe fn helper_flush_tlb_non_global<G: Guest>(env: u64) {
     // SAFETY: per the function contract, as for the slow paths.
     let (_, ctx) = unsafe { parts::<G>(env) };
-    ctx.stats.tlb_non_global_flushes += 1;
-    ctx.tlb.flush_non_global();
-    ctx.jump_cache.clear_non_global();
+    ctx.flush_tlb_non_global();
 }
 
 /// For frontend helpers that reach guest RAM in bulk (x86 `rep movs`/`rep stos`): the host
@@ -745,6 +754,5 @@ pub unsafe fn helper_host_range<G: Guest>(
 pub unsafe fn helper_flush_tlb_page<G: Guest>(env: u64, vaddr: u64) {
     // SAFETY: per the function contract, as for the slow paths.
     let (_, ctx) = unsafe { parts::<G>(env) };
-    ctx.tlb.flush_page(vaddr);
-    ctx.jump_cache.clear_page(vaddr);
+    ctx.flush_tlb_page(vaddr);
 }
